@@ -1,0 +1,1 @@
+"""Beam pipeline: raw per-minute wearable streams to normalised window shards."""

@@ -1,0 +1,1 @@
+"""Synthetic wearable cohort generator (lsm-synth)."""

@@ -1,0 +1,4 @@
+"""JAX trainer: a Grain-fed Flax masked autoencoder over the pipeline's shards.
+
+TensorFlow is never imported here.
+"""
