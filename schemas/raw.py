@@ -2,29 +2,43 @@
 
 Long layout: one reading per row, columns LONG_COLUMNS. Wide layout: one timestamp
 per row, columns WIDE_ID_COLUMNS followed by any of the 26 feature names (or their
-aliases); an empty cell is a missing reading. Timestamps are ISO 8601 with a UTC
-offset (e.g. 2024-03-01T08:15:00+01:00); sub-minute timestamps are allowed and are
-aggregated per feature. Files are CSV (optionally .gz), Parquet or JSON lines.
+aliases); an empty cell is no reading. Timestamps are ISO 8601 with a UTC offset
+(e.g. 2024-03-01T08:15:00+01:00); sub-minute timestamps are allowed and are reduced
+per feature by its aggregation rule. Files are CSV (optionally .gz), Parquet or JSON
+lines (.jsonl, one object per row with the same keys as the CSV columns).
 
-The unit of accounting is the reading: one (subject, timestamp, feature, value). Every
-reading read is either used or dead-lettered with one of DEAD_LETTER_REASONS, so
-readings_read == readings_used + sum(dead-lettered by reason).
+Accounting, so that nothing is lost silently. A *row* is a CSV/JSONL line or a
+Parquet row. A row fails whole for one of ROW_REASONS and is dead-lettered as one
+entry. A row that parses yields *readings*: one in the long layout, one per
+non-empty feature cell in the wide layout. A reading is either used or dead-lettered
+for one of READING_REASONS. Hence, per run:
+  rows_read     == rows_parsed + sum(rows dead-lettered by reason)
+  readings_read == readings_used + sum(readings dead-lettered by reason)
+where readings_read counts the readings of parsed rows. Several readings of one
+feature inside one minute (sub-minute samples) are all used: they are aggregated.
 """
 
 LONG_COLUMNS = ("subject_id", "timestamp", "feature", "value")
 WIDE_ID_COLUMNS = ("subject_id", "timestamp")
 
-# Label table (lsm-synth's labels/sessions.csv, or a study's annotations).
+# Session labels (lsm-synth's labels/sessions.csv, or a study's annotations): one row
+# per labelled event. activity is one of constants.ACTIVITY_CLASSES for exercise
+# sessions (exercise = 1), or a free name such as "sedentary" or "sleep" for
+# non-exercise reference events (exercise = 0). start/end: ISO 8601 with offset,
+# end exclusive.
 LABEL_COLUMNS = ("subject_id", "start", "end", "activity", "exercise")
 
-DEAD_LETTER_REASONS = (
+ROW_REASONS = (
     "malformed_row",       # wrong number of fields, truncated line, undecodable bytes
     "missing_subject",     # empty subject_id
     "bad_timestamp",       # timestamp not ISO 8601 with an offset
-    "unknown_feature",     # feature name not in the table or its aliases
+)
+READING_REASONS = (
+    "unknown_feature",     # feature name (long) or column (wide) not in the table or its aliases
     "non_numeric",         # value that does not parse as a number
     "non_finite",          # nan / inf
     "out_of_range",        # outside the feature's valid (physical) range
-    "duplicate",           # identical (subject, timestamp, feature) reading seen before
+    "duplicate",           # a second reading of the same (subject, instant, feature)
     "hrv_low_quality",     # HRV reading in a minute whose hrv_percent_good < 0.2
 )
+DEAD_LETTER_REASONS = ROW_REASONS + READING_REASONS

@@ -88,3 +88,9 @@ def test_feature_array_and_groups():
   assert schemas.features_in_group("TEMP") == ("wrist_temperatures", "skin_temperature_slope")
   with pytest.raises(ValueError, match="unknown sensor group"):
     schemas.features_in_group("GPS")
+
+
+def test_dead_letter_reasons_partition_rows_and_readings():
+  from schemas import raw
+  assert set(raw.ROW_REASONS).isdisjoint(raw.READING_REASONS)
+  assert raw.DEAD_LETTER_REASONS == raw.ROW_REASONS + raw.READING_REASONS
