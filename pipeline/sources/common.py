@@ -104,7 +104,9 @@ def entries(source: str, rows: Iterable[int] | np.ndarray, reason: str, *,
   if timestamp is None:
     ts = pd.Series(pd.NaT, index=range(n), dtype="datetime64[ns, UTC]")
   else:
-    ts = pd.Series(pd.to_datetime(np.asarray(timestamp).reshape(-1), utc=True))
+    ts = np.asarray(timestamp).reshape(-1)
+    ts = pd.Series(pd.DatetimeIndex(ts).as_unit("ns").tz_localize("UTC")
+                   if ts.dtype.kind == "M" else pd.to_datetime(ts, utc=True))
   return pd.DataFrame({
       "source": np.full(n, source, dtype=object),
       "row": rows,
@@ -119,6 +121,24 @@ def entries(source: str, rows: Iterable[int] | np.ndarray, reason: str, *,
 
 def empty_entries() -> pd.DataFrame:
   return entries("", [], "")
+
+
+def naive_utc(utc: pd.Series) -> np.ndarray:
+  """A tz-aware UTC series as naive datetime64[ns] numpy (fast; no Timestamp objects)."""
+  return utc.dt.tz_convert(None).dt.as_unit("ns").to_numpy()
+
+
+def readings_frame(subjects, utc_naive: np.ndarray, feature, values) -> pd.DataFrame:
+  """Canonical readings (READING_COLUMNS) from arrays; timestamps naive-UTC datetime64."""
+  n = len(values)
+  return pd.DataFrame({
+      "subject_id": np.asarray(subjects, dtype=object) if not isinstance(subjects, str)
+      else np.full(n, subjects, dtype=object),
+      "timestamp": pd.DatetimeIndex(utc_naive).as_unit("ns").tz_localize("UTC"),
+      "feature": np.asarray(feature, dtype=object) if not isinstance(feature, str)
+      else np.full(n, feature, dtype=object),
+      "value": np.asarray(values, dtype=np.float64),
+  })
 
 
 def empty_readings() -> pd.DataFrame:
@@ -271,3 +291,163 @@ def tz_notes(loc: Localised) -> dict[str, int]:
           "ambiguous_local_time_second": loc.ambiguous_second}
 
 
+
+
+# ------------------------------------------------------------------ text rows
+
+@dataclasses.dataclass
+class Rows:
+  """The data rows of a delimited text file, split; malformed rows already set aside."""
+
+  header: list[str] | None
+  fields: pd.DataFrame      # one str column per field (0..n-1), index = data row number
+  malformed: pd.DataFrame   # dead-letter entries (malformed_row)
+  n_rows: int               # data rows read (blank lines are not rows)
+
+
+def split_rows(text: str, source: str, *, sep: str = ",", header: bool = True,
+               n_fields: int | None = None) -> Rows:
+  """Splits delimited text into string fields (pyarrow's C reader); rows with the wrong
+  field count are set aside as malformed_row.
+
+  Data rows are numbered from 1 after the header. Blank lines carry nothing and are
+  not counted.
+  """
+  import pyarrow as pa
+  import pyarrow.csv as pacsv
+  data = text.encode("utf-8")
+  bad: list[tuple[int, str]] = []
+
+  def on_invalid(row) -> str:
+    bad.append((row.number, row.text))
+    return "skip"
+
+  if header:
+    first = text.split("\n", 1)[0].rstrip("\r")
+    if not first.strip():
+      raise SourceError(f"{source}: empty first line, expected a header")
+    head = [h.strip() for h in first.split(sep)]
+    names = [str(i) for i in range(len(head))]
+    skip = 1
+  else:
+    if n_fields is None:
+      raise SourceError(f"{source}: number of fields unknown")
+    head, names, skip = None, [str(i) for i in range(n_fields)], 0
+  try:
+    table = pacsv.read_csv(
+        pa.py_buffer(data),
+        read_options=pacsv.ReadOptions(use_threads=False, column_names=names,
+                                       skip_rows=skip, block_size=1 << 22),
+        parse_options=pacsv.ParseOptions(delimiter=sep, invalid_row_handler=on_invalid),
+        convert_options=pacsv.ConvertOptions(
+            column_types={n: pa.string() for n in names}, strings_can_be_null=False,
+            quoted_strings_can_be_null=False))
+  except pa.ArrowInvalid as e:
+    raise SourceError(f"{source}: cannot be read as delimited text ({e})") from None
+  n_rows = table.num_rows + len(bad)
+  # pyarrow numbers rows from 1 counting the skipped header row.
+  bad_rows = np.array([number - skip for number, _ in bad], dtype=np.int64)
+  good_rows = np.setdiff1d(np.arange(1, n_rows + 1), bad_rows, assume_unique=True)
+  fields = table.to_pandas()
+  fields.columns = range(len(names))
+  fields = fields.apply(lambda c: c.str.strip()) if len(fields) else fields
+  fields.index = good_rows
+  malformed = entries(source, bad_rows, "malformed_row",
+                      raw=np.array([t[:200] for _, t in bad], dtype=object))
+  return Rows(head, fields, malformed, n_rows)
+
+
+US_TIME = "%m/%d/%Y %I:%M:%S %p"
+
+
+def parse_local_times(values: pd.Series) -> pd.Series:
+  """Fitbit/Fitabase local times: US '11/26/2021 12:00:00 AM' or ISO 'YYYY-MM-DD HH:MM:SS'.
+
+  The style is chosen per file from its first value, so one odd row is a
+  bad_timestamp rather than silently parsed another way. Naive, ns.
+  """
+  first = values.iloc[0] if len(values) else ""
+  fmt = US_TIME if re.search(r"[AP]M$", str(first).strip(), re.I) else "ISO8601"
+  out = pd.to_datetime(values, format=fmt, errors="coerce")
+  return out.dt.as_unit("ns")
+
+
+def numbers(values: pd.Series) -> pd.Series:
+  return pd.to_numeric(values, errors="coerce").astype(np.float64)
+
+_NON_FINITE = ("nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity",
+               "-infinity")
+
+
+def classify_values(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+  """Parses numbers; returns (values, reason) with reason '' for good values,
+  'non_numeric' or 'non_finite' otherwise (schemas.raw's reading reasons)."""
+  values = numbers(raw).to_numpy()
+  bad = ~np.isfinite(values)
+  reason = np.full(len(values), "", dtype=object)
+  if bad.any():
+    lowered = raw.str.strip().str.lower().to_numpy()
+    non_finite = bad & np.isin(lowered, _NON_FINITE)
+    reason[bad] = "non_numeric"
+    reason[non_finite] = "non_finite"
+  return values, reason
+
+
+def out_of_range(feature: str, values: np.ndarray) -> np.ndarray:
+  """True where a sample is outside the feature's physical range (a device fault)."""
+  from schemas.features import FEATURES, FEATURE_INDEX
+  lo, hi = FEATURES[FEATURE_INDEX[feature]].valid_range
+  return (values < lo) | (values > hi)
+
+
+def reason_entries(source: str, reason: np.ndarray, rows: np.ndarray, *,
+                   subject_id=None, timestamp=None, field="", raw="") -> pd.DataFrame:
+  """Entries (one per row) for the rows whose reason is not '' (vectorised)."""
+  reason = np.asarray(reason, dtype=object)
+  pick = reason != ""
+  if not pick.any():
+    return empty_entries()
+
+  def sub(v):
+    if v is None or isinstance(v, str):
+      return v if v is not None else ""
+    return np.asarray(v)[pick]
+
+  out = entries(source, np.asarray(rows)[pick], "", subject_id=sub(subject_id),
+                timestamp=None if timestamp is None else sub(timestamp),
+                field=sub(field), raw=sub(raw))
+  out["reason"] = reason[pick]
+  return out
+
+
+def range_entries(source: str, rows: np.ndarray, reason: str, *, subject_id: str = "",
+                  field: str = "", raw: np.ndarray | None = None,
+                  timestamp: np.ndarray | None = None) -> pd.DataFrame:
+  """Entries for many rows, one per run of consecutive row numbers (blocks of samples).
+
+  raw/timestamp, if given, are per row (aligned with `rows`); each run keeps its first.
+  """
+  rows = np.asarray(rows, np.int64)
+  if not len(rows):
+    return empty_entries()
+  order = np.argsort(rows, kind="stable")
+  rows = rows[order]
+  starts = np.flatnonzero(np.concatenate([[True], np.diff(rows) != 1]))
+  lengths = np.diff(np.concatenate([starts, [len(rows)]]))
+  return entries(source, rows[starts], reason, n_rows=lengths, subject_id=subject_id,
+                 field=field,
+                 raw="" if raw is None else np.asarray(raw, dtype=object)[order][starts],
+                 timestamp=None if timestamp is None else np.asarray(timestamp)[order][starts])
+
+
+def unused_sample_entries(source: str, rows: np.ndarray, t_s: np.ndarray,
+                          frame: pd.DataFrame, *, subject_id: str, field: str,
+                          ) -> tuple[int, pd.DataFrame]:
+  """Samples whose minute produced no derived value: (n used, incomplete_minute entries)."""
+  from pipeline.derive import minute_of
+  produced = frame.index[np.isfinite(frame.to_numpy(np.float64)).any(axis=1)]
+  used = np.isin(minute_of(t_s), produced.to_numpy())
+  dead = range_entries(source, rows[~used], "incomplete_minute", subject_id=subject_id,
+                       field=field,
+                       timestamp=pd.to_datetime(t_s[~used], unit="s").as_unit("ns").to_numpy())
+  return int(used.sum()), dead
