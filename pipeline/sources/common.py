@@ -348,9 +348,10 @@ def split_rows(text: str, source: str, *, sep: str = ",", header: bool = True,
   # pyarrow numbers rows from 1 counting the skipped header row.
   bad_rows = np.array([number - skip for number, _ in bad], dtype=np.int64)
   good_rows = np.setdiff1d(np.arange(1, n_rows + 1), bad_rows, assume_unique=True)
-  fields = table.to_pandas()
+  import pyarrow.compute as pc
+  fields = pa.table([pc.utf8_trim_whitespace(c) for c in table.columns],
+                    names=names).to_pandas()
   fields.columns = range(len(names))
-  fields = fields.apply(lambda c: c.str.strip()) if len(fields) else fields
   fields.index = good_rows
   malformed = entries(source, bad_rows, "malformed_row",
                       raw=np.array([t[:200] for _, t in bad], dtype=object))
