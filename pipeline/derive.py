@@ -425,7 +425,10 @@ def spread_counter(t_s: np.ndarray, cumulative: np.ndarray, *,
   per_minute = pd.Series(np.diff(f_total)[full], index=pd.Index(minutes[full],
                                                                 name="minute"))
   # An interval reached a produced minute if it overlaps one of the full minutes.
-  start_min, end_min = minute_of(t[:-1]), minute_of(t[1:])
+  # Minutes an interval overlaps: from floor(start) to ceil(end) - 1 (an interval
+  # ending exactly on a minute boundary does not touch the next minute).
+  start_min = minute_of(t[:-1])
+  end_min = np.ceil(t[1:] / 60.0).astype(np.int64) - 1
   full_cum = np.concatenate([[0], np.cumsum(full)])
   lo = np.clip(start_min - first, 0, len(full))
   hi = np.clip(end_min - first + 1, 0, len(full))

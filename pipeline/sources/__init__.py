@@ -70,7 +70,7 @@ from absl import logging
 from pipeline.sources import common, empatica, fitbit, garmin, nhanes
 from pipeline.sources.common import (ENTRY_COLUMNS, READING_COLUMNS, SourceError,
                                      SourceResult, local_open)
-from pipeline.sources.detect import FORMATS, detect
+from pipeline.sources.detection import FORMATS, detect
 
 __all__ = ["ENTRY_COLUMNS", "FORMATS", "READING_COLUMNS", "SourceError", "SourceResult",
            "detect", "local_open", "read_source"]
