@@ -96,6 +96,7 @@ ADJACENT_TOLERANCE = 0.25
 ENTROPY_BIN_MS = 1000.0 / 128.0
 MIN_GOOD_BEATS = 3
 MIN_COVERAGE = 0.5
+CHUNK_MINUTES = 240
 STEP_BAND_HZ = (0.5, 3.0)
 STEP_MIN_PEAK_G = 0.05
 ENERGY_SPLIT_HZ = (0.3, 3.0)
@@ -251,14 +252,28 @@ def _row_entropy(values: np.ndarray) -> np.ndarray:
 
 def accel_per_minute(t_s: np.ndarray, xyz_g: np.ndarray, fs: float, *,
                      steps: bool) -> pd.DataFrame:
-  """The accelerometer features (and steps if asked) per minute from x, y, z in g."""
+  """The accelerometer features (and steps if asked) per minute from x, y, z in g.
+
+  Works through the recording CHUNK_MINUTES at a time so that the padded
+  [minute, sample] arrays stay small (a week at 100 Hz would not fit at once).
+  """
   columns = ACCEL_FEATURES + (("steps",) if steps else ())
   xyz_g = np.asarray(xyz_g, np.float64)
   keep = np.isfinite(xyz_g).all(axis=1)
   t = np.asarray(t_s, np.float64)[keep]
-  xyz_g = xyz_g[keep]
   if not len(t):
     return _empty(columns)
+  order = np.argsort(t, kind="stable")
+  t, xyz_g = t[order], xyz_g[keep][order]
+  minute = minute_of(t)
+  firsts = np.flatnonzero(np.concatenate([[True], minute[1:] != minute[:-1]]))
+  bounds = np.concatenate([firsts[::CHUNK_MINUTES], [len(t)]])
+  frames = [_accel_chunk(t[a:b], xyz_g[a:b], fs, columns, steps)
+            for a, b in zip(bounds[:-1], bounds[1:])]
+  return pd.concat(frames) if len(frames) > 1 else frames[0]
+
+
+def _accel_chunk(t, xyz_g, fs, columns, steps) -> pd.DataFrame:
   g = _Groups.of(t)
   complete = g.counts >= MIN_COVERAGE * fs * 60.0
   x, y, z = (g.padded(xyz_g[:, i]) for i in range(3))

@@ -213,3 +213,11 @@ def test_to_readings_timestamps_and_missing():
   assert list(out["timestamp"]) == [pd.Timestamp(T0, unit="s", tz="UTC"),
                                     pd.Timestamp(T0 + 60, unit="s", tz="UTC")]
   assert str(out["timestamp"].dtype) == "datetime64[ns, UTC]"
+
+
+def test_chunked_accelerometry_matches_one_pass(monkeypatch):
+  t, xyz = accel(lambda t: 1.0 + 0.3 * np.sin(2 * np.pi * 1.7 * (t - T0)), minutes=5)
+  whole = derive.accel_per_minute(t, xyz, FS, steps=True)
+  monkeypatch.setattr(derive, "CHUNK_MINUTES", 2)
+  chunked = derive.accel_per_minute(t[::-1], xyz[::-1], FS, steps=True)  # unsorted too
+  pd.testing.assert_frame_equal(whole, chunked)
