@@ -39,7 +39,7 @@ export, a heartrate_seconds file, an NHANES counts + wear pair):
     extras        entries that are real data but not LSM features (METs,
                   intensities, calories, stress, BVP waveform, activity counts,
                   E4 tags), columns ENTRY_COLUMNS (source, row, n_rows,
-                  subject_id, timestamp, field, raw, reason).
+                  subject_id, timestamp, field, raw, reason); reasons EXTRA_REASONS.
     dead_letter   entries that could not be used, same columns; reasons from
                   schemas.raw.DEAD_LETTER_REASONS plus ADAPTER_DEAD_LETTER_REASONS.
     provided      {subject_id: frozenset of LSM features this subject's source
@@ -68,11 +68,12 @@ from typing import Sequence
 from absl import logging
 
 from pipeline.sources import common, empatica, fitbit, garmin, nhanes
-from pipeline.sources.common import (ENTRY_COLUMNS, READING_COLUMNS, SourceError,
+from pipeline.sources.common import (ADAPTER_DEAD_LETTER_REASONS, ENTRY_COLUMNS,
+                                     EXTRA_REASONS, READING_COLUMNS, SourceError,
                                      SourceResult, local_open)
 from pipeline.sources.detection import FORMATS, detect
 
-__all__ = ["ENTRY_COLUMNS", "FORMATS", "READING_COLUMNS", "SourceError", "SourceResult",
+__all__ = ["ADAPTER_DEAD_LETTER_REASONS", "ENTRY_COLUMNS", "EXTRA_REASONS", "FORMATS", "READING_COLUMNS", "SourceError", "SourceResult",
            "detect", "local_open", "read_source"]
 
 _LOCAL_TIME = ("fitbit_minute", "fitbit_heartrate_seconds")

@@ -22,7 +22,7 @@ Opener = Callable[[str], IO[bytes]]
 
 READING_COLUMNS = ("subject_id", "timestamp", "feature", "value")
 # One entry of the extras or the dead-letter table. An entry covers n_rows consecutive
-# input entries (rows, or cells of a wide row) of `source` starting at `row`, so a
+# input entries (data rows; E4 samples are rows) of `source` starting at `row`, so a
 # block of raw samples is one entry rather than thousands. `row` counts data rows
 # from 1 (the header, or the E4 start/rate rows, are not counted); `field` is the
 # column or event type; `raw` is the (first) raw content.
@@ -36,7 +36,11 @@ ADAPTER_DEAD_LETTER_REASONS = (
     "off_wrist",               # the export's own wear information says not worn
     "incomplete_minute",       # raw samples of a minute too sparse to derive features
     "counter_baseline",        # first reading of a cumulative counter, or after a reset/gap
-    "artefact",                # beat interval rejected by artefact rejection
+)
+# Why an entry is an extra: real data, kept, but no LSM feature.
+EXTRA_REASONS = (
+    "not_an_lsm_feature",                   # METs, calories, stress, activity counts...
+    "raw_ppg_waveform_not_an_lsm_feature",  # E4 BVP: HR.csv and IBI.csv carry what LSM uses
 )
 
 
@@ -45,11 +49,8 @@ class SourceError(ValueError):
 
 
 def local_open(path: str) -> IO[bytes]:
-  """Opens a local file, transparently gunzipping (by magic bytes, not by name)."""
-  raw = open(path, "rb")
-  if raw.peek(2)[:2] == b"\x1f\x8b":
-    return gzip.GzipFile(fileobj=raw)
-  return raw
+  """Opens a local file; the readers gunzip by magic bytes, whatever the opener."""
+  return open(path, "rb")
 
 
 def read_head(path: str, opener: Opener, n_lines: int = 3) -> list[str]:
@@ -171,6 +172,12 @@ class SourceResult:
       raise AssertionError(
           f"{self.format}: entries_read {self.entries_read} != used {self.entries_used}"
           f" + extras {extra} + dead-lettered {dead}")
+    from schemas.raw import DEAD_LETTER_REASONS
+    dead_reasons = DEAD_LETTER_REASONS + ADAPTER_DEAD_LETTER_REASONS
+    for table, known in ((self.extras, EXTRA_REASONS), (self.dead_letter, dead_reasons)):
+      odd = set(table["reason"]) - set(known)
+      if odd:
+        raise AssertionError(f"{self.format}: undeclared reasons {sorted(odd)}")
     unknown = set(self.readings["feature"]) - set().union(*self.provided.values(), set())
     if unknown:
       raise AssertionError(f"{self.format}: readings of features not declared provided: "
@@ -261,7 +268,7 @@ def localise(local: pd.Series, tz: dt.tzinfo, group: np.ndarray | None = None) -
   nonexistent_local_time, never shifted onto another minute.
   """
   naive = pd.DatetimeIndex(local)
-  if not hasattr(tz, "key") and isinstance(tz, dt.timezone):
+  if isinstance(tz, dt.timezone):
     utc = naive.tz_localize(tz).tz_convert("UTC")
     return Localised(pd.Series(utc, index=local.index), np.zeros(len(naive), bool), 0, 0)
   strict = naive.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")

@@ -99,3 +99,4 @@ def test_local_open_reads_gzip(tmp_path):
   with gzip.open(path, "wt") as f:
     f.write("id,time,hr\n1,2016-04-12 11:21:00,97\n")
   assert common.read_head(str(path), common.local_open, 1) == ["id,time,hr"]
+  assert common.read_text(str(path), common.local_open).endswith("97\n")

@@ -1,5 +1,7 @@
 """Detection: every real excerpt recognised; unknown and ambiguous files are errors."""
 
+import io
+
 import pytest
 
 from pipeline.sources import SourceError, detect, read_source
@@ -58,3 +60,10 @@ def test_format_override_and_mixed_exports(data_dir, write):
     read_source([garmin], format="fitbit")
   with pytest.raises(SourceError, match="different formats"):
     read_source([garmin, str(data_dir / "empatica_e4" / "EDA.csv")])
+
+
+def test_any_file_like_opener_works(data_dir):
+  # What Beam's FileSystems.open provides for gs://: a path in, a binary file out.
+  files = {"mem://bucket/g1/data.csv": (data_dir / "garmin" / "data.csv").read_bytes()}
+  r = read_source(list(files), opener=lambda path: io.BytesIO(files[path]))
+  assert r.format == "garmin" and set(r.provided) == {"g1"}
