@@ -50,15 +50,17 @@ clipped, so that values pass the schema's valid range:
                       the minute), each floored at 1e-12;  127.5 + 40 * log10(ratio).
   covariance          mean of the three pairwise Pearson correlations of x, y, z
                       (covariance normalised by the axes' spreads);  127.5 * (1 + r).
-  zero_crossing_avg   crossings of m - mean(m) through 0 per second;  8 * rate.
+  zero_crossing_avg   sign changes of m - mean(m) between consecutive samples of the
+                      minute, per second of samples (n / fs);  8 * rate.
   zero_crossing_std   standard deviation (ddof=0) of the intervals between successive
                       crossings, s;  100 * std.
   jerk_auto           lag-1 autocorrelation of the jerk dm/dt;  127.5 * (1 + r).
   kurtosis            Pearson kurtosis m4 / m2^2 of m (3 for Gaussian);  50 * ln(k).
   steps (if the source has no step counter)
                       local maxima above STEP_MIN_PEAK_G of m band-passed to
-                      0.5-3 Hz (2nd-order Butterworth, zero-phase, per minute); one
-                      step per peak.
+                      0.5-3 Hz (Butterworth, scipy order 2, zero-phase sosfiltfilt,
+                      per minute); one step per peak. A wrist sees arm swing, so this
+                      is a documented proxy, not a validated pedometer.
   A statistic whose denominator is zero (a perfectly still minute: no variance, no
   crossings) is undefined and missing, except log_energy (0 is its value) and
   zero_crossing_avg (0 crossings), which are defined.

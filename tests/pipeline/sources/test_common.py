@@ -100,3 +100,16 @@ def test_local_open_reads_gzip(tmp_path):
     f.write("id,time,hr\n1,2016-04-12 11:21:00,97\n")
   assert common.read_head(str(path), common.local_open, 1) == ["id,time,hr"]
   assert common.read_text(str(path), common.local_open).endswith("97\n")
+
+
+def test_parse_local_times_us_style():
+  got = common.parse_local_times(pd.Series([
+      "11/26/2021 12:00:00 AM", "3/12/2023 2:05:07 PM", "12/31/2023 12:59:59 PM",
+      "11/5/2023 13:30:00 PM", "2/30/2023 1:00:00 AM", "2023-03-12 01:00:00"]))
+  assert [None if pd.isna(t) else str(t) for t in got] == [
+      "2021-11-26 00:00:00", "2023-03-12 14:05:07", "2023-12-31 12:59:59", None, None, None]
+
+
+def test_parse_local_times_iso_style():
+  got = common.parse_local_times(pd.Series(["2016-04-12 11:21:05", "4/12/2016 7:21:00 AM"]))
+  assert str(got[0]) == "2016-04-12 11:21:05" and pd.isna(got[1])
