@@ -31,8 +31,10 @@ export, a heartrate_seconds file, an NHANES counts + wear pair):
                     timestamp   datetime64[ns, UTC], the start of the UTC minute
                     feature     str, a canonical LSM name (schemas.features)
                     value       float64, in the feature's unit (derive.py)
-                  At most one reading per (subject, minute, feature): sub-minute
-                  samples are already reduced here. Values are not range-checked
+                  Sub-minute samples are already reduced here (one reading per
+                  subject, minute and feature); minute-level rows pass through 1:1,
+                  so a row an export repeats stays a repeat for the pipeline's
+                  `duplicate` rule. NaN never appears. Values are not range-checked
                   or clipped against schemas (the pipeline does that, as for any
                   source), except raw samples out of their feature's valid range,
                   dead-lettered before they can bias a minute's mean.

@@ -178,6 +178,8 @@ class SourceResult:
       odd = set(table["reason"].unique()) - set(known)
       if odd:
         raise AssertionError(f"{self.format}: undeclared reasons {sorted(odd)}")
+    if self.readings["value"].isna().any():
+      raise AssertionError(f"{self.format}: NaN readings (missing must be absent)")
     unknown = (set(self.readings["feature"].unique())
                - set().union(*self.provided.values(), set()))
     if unknown:
