@@ -58,6 +58,8 @@ export, a heartrate_seconds file, an NHANES counts + wear pair):
     notes         counters, e.g. ambiguous_local_time_first/second (DST rule).
     counts()      flat counters for the manifest / Beam metrics.
 
+  provided_mask(features) -> bool[26] in LSM order, for the window drop rule.
+
 The timezone rule (DST fall-back and spring-forward) is common.localise's
 docstring; every feature derivation is documented in pipeline/derive.py.
 """
@@ -72,11 +74,11 @@ from absl import logging
 from pipeline.sources import common, empatica, fitbit, garmin, nhanes
 from pipeline.sources.common import (ADAPTER_DEAD_LETTER_REASONS, ENTRY_COLUMNS,
                                      EXTRA_REASONS, READING_COLUMNS, SourceError,
-                                     SourceResult, local_open)
+                                     SourceResult, local_open, provided_mask)
 from pipeline.sources.detection import FORMATS, detect
 
 __all__ = ["ADAPTER_DEAD_LETTER_REASONS", "ENTRY_COLUMNS", "EXTRA_REASONS", "FORMATS", "READING_COLUMNS", "SourceError", "SourceResult",
-           "detect", "local_open", "read_source"]
+           "detect", "local_open", "provided_mask", "read_source"]
 
 _LOCAL_TIME = ("fitbit_minute", "fitbit_heartrate_seconds")
 

@@ -475,3 +475,16 @@ def unused_sample_entries(source: str, rows: np.ndarray, t_s: np.ndarray,
                        field=field,
                        timestamp=pd.to_datetime(t_s[~used], unit="s").as_unit("ns").to_numpy())
   return int(used.sum()), dead
+
+
+def provided_mask(features: Iterable[str]) -> np.ndarray:
+  """bool[26] in LSM order: True for the features a subject's source provides.
+
+  What the window code needs for issue 7's rule: missing ratio over provided
+  features = missing cells in provided columns / (T * provided count).
+  """
+  from schemas.features import FEATURE_INDEX, FEATURE_NAMES
+  mask = np.zeros(len(FEATURE_NAMES), bool)
+  for name in features:
+    mask[FEATURE_INDEX[name]] = True
+  return mask

@@ -113,3 +113,10 @@ def test_parse_local_times_us_style():
 def test_parse_local_times_iso_style():
   got = common.parse_local_times(pd.Series(["2016-04-12 11:21:05", "4/12/2016 7:21:00 AM"]))
   assert str(got[0]) == "2016-04-12 11:21:05" and pd.isna(got[1])
+
+
+def test_provided_mask_in_lsm_order():
+  from schemas.features import FEATURE_NAMES
+  mask = common.provided_mask({"HR", "steps"})
+  assert mask.shape == (26,) and mask.sum() == 2
+  assert [FEATURE_NAMES[i] for i in np.flatnonzero(mask)] == ["HR", "steps"]
