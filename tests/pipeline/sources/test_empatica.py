@@ -82,3 +82,14 @@ def test_bad_preamble_names_the_file(write):
   write("s3/TEMP.csv", "1560279825.0\nfour\n33.1\n")
   with pytest.raises(SourceError, match="TEMP.csv"):
     read_source([path.rsplit("/", 1)[0]], format="empatica_e4")
+
+
+def test_tags_are_extras(data_dir, tmp_path):
+  folder = tmp_path / "s4"
+  folder.mkdir()
+  shutil.copy(data_dir / "empatica_e4" / "HR.csv", folder / "HR.csv")
+  (folder / "tags.csv").write_text("1560279900.12\n1560280000.50\n")
+  r = read_source([str(folder)])
+  tags = r.extras[r.extras["field"] == "tags"]
+  assert tags[["row", "n_rows", "reason"]].values.tolist() == [[1, 2, "not_an_lsm_feature"]]
+  assert r.provided == {"s4": frozenset({"HR"})}
