@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -70,8 +71,10 @@ def fit_power_law(x: Sequence[float], loss: Sequence[float],
     slope, intercept = np.polyfit(log_x, np.log(np.maximum(loss - a0, 1e-12)), 1)
     p0 = [a0, intercept, float(np.clip(slope, *C_BOUNDS))]
     try:
-      params, cov = optimize.curve_fit(model, log_x, loss, p0=p0, bounds=(lower, upper),
-                                       maxfev=20000)
+      with warnings.catch_warnings():  # an exact 3-point fit has no covariance: expected
+        warnings.simplefilter("ignore", optimize.OptimizeWarning)
+        params, cov = optimize.curve_fit(model, log_x, loss, p0=p0,
+                                         bounds=(lower, upper), maxfev=20000)
     except (RuntimeError, ValueError):
       continue
     sse = float(np.sum((model(log_x, *params) - loss) ** 2))
@@ -83,7 +86,6 @@ def fit_power_law(x: Sequence[float], loss: Sequence[float],
   log_b = log_b_centred - c * math.log(x0)
   # (a, log b', c) -> (a, log b, c) is linear, so the covariance maps exactly.
   jacobian = np.array([[1, 0, 0], [0, 1, -math.log(x0)], [0, 0, 1]], dtype=np.float64)
-  cov = jacobian @ cov @ jacobian.T
   dof = x.size - 3
   sst = float(np.sum((loss - loss.mean()) ** 2))
   result: dict[str, Any] = {
@@ -95,8 +97,8 @@ def fit_power_law(x: Sequence[float], loss: Sequence[float],
                    (("a", a, lower[0], upper[0]), ("c", c, *C_BOUNDS))
                    if min(abs(value - lo), abs(value - hi)) <= 1e-6 * max(1.0, abs(value))],
   }
-  se = np.sqrt(np.diag(cov)) if np.all(np.isfinite(cov)) else None
-  if dof > 0 and se is not None:
+  if dof > 0 and np.all(np.isfinite(cov)):
+    se = np.sqrt(np.diag(jacobian @ cov @ jacobian.T))
     t = float(stats.t.ppf(0.975, dof))
     result["a_ci"] = [float(a - t * se[0]), float(a + t * se[0])]
     result["b_ci"] = [math.exp(log_b - t * se[1]), math.exp(log_b + t * se[1])]
