@@ -1,0 +1,94 @@
+import json
+
+import numpy as np
+import pytest
+
+from schemas.features import FEATURE_NAMES
+from trainer import report, scaling_law
+
+
+def generative_entry(mae, per_feature=False):
+  entry = {"mae": mae, "mse": mae * 2, "count": 100}
+  if per_feature:
+    entry["per_feature"] = {name: {"mae": mae * 10, "mse": mae * 100, "count": 4}
+                            for name in FEATURE_NAMES}
+    entry["per_feature"]["steps"] = {"mae": None, "mse": None, "count": 0}
+  return entry
+
+
+def inputs():
+  generative = {
+      "interpolation_30m": {"model": generative_entry(0.5, True),
+                            "mean_fill": generative_entry(0.9),
+                            "linear_interpolation": generative_entry(0.625),
+                            "nearest": generative_entry(0.7),
+                            "mice": generative_entry(0.8)},
+      "extrapolation_60m": {"model": generative_entry(0.9, True),
+                            "mean_fill": generative_entry(0.8),
+                            "linear_interpolation": generative_entry(1.0)},
+  }
+  probe = {"accuracy": 0.6, "macro_f1": 0.5, "map": np.float64(0.55),
+           "accuracy_std": 0.02, "macro_f1_std": 0.01, "map_std": 0.0, "runs": 3}
+  discriminative = {
+      "exercise_detection": {"linear_probe": {**probe, "accuracy": 0.9},
+                             "supervised": {**probe, "accuracy": 0.75}},
+      "activity_recognition_5_shot": {"linear_probe": {**probe, "map": float("nan")}},
+  }
+  return generative, discriminative
+
+
+def test_report_files_hold_the_expected_keys(tmp_path):
+  generative, discriminative = inputs()
+  x = np.geomspace(1e3, 1e6, 5)
+  fits = {"params": scaling_law.fit_power_law(x, scaling_law.power_law(x, 0.1, 5, -0.3)),
+          "compute": {"error": "compute scaling: 2 distinct x values"}}
+  figure = scaling_law.plot_power_law(str(tmp_path / "eval" / "figures" / "params.png"),
+                                      x, x ** -0.3, None, "parameters")
+  results_path, report_path = report.write_report(
+      str(tmp_path), generative, discriminative,
+      budget_note="Tiny model, 600 steps of batch 32 on 2 CPU cores; not LSM's budget.",
+      meta={"checkpoint": "step 600"}, scaling=fits,
+      figures={"params scaling": figure})
+  assert results_path == str(tmp_path / "eval" / "results.json")
+  with open(results_path) as f:
+    results = json.load(f)  # strict JSON: NaN became null
+  assert set(results) == {"results_version", "budget_note", "generative", "discriminative",
+                          "improvement", "scaling", "meta", "figures"}
+  model = results["generative"]["interpolation_30m"]["model"]
+  assert {"mae", "mse", "per_feature"} <= set(model)
+  assert set(model["per_feature"]) == set(FEATURE_NAMES)
+  assert results["discriminative"]["activity_recognition_5_shot"]["linear_probe"]["map"] is None
+  gain = results["improvement"]["generative"]["interpolation_30m"]
+  assert gain["best_baseline"] == "linear_interpolation"
+  assert gain["relative_improvement"] == pytest.approx(0.2)
+  loss = results["improvement"]["generative"]["extrapolation_60m"]
+  assert loss["best_baseline"] == "mean_fill"
+  assert loss["relative_improvement"] == pytest.approx(-0.125)
+  probe_gain = results["improvement"]["discriminative"]["exercise_detection"]["linear_probe"]
+  assert probe_gain["relative_improvement"] == pytest.approx(0.2)
+  assert "activity_recognition_5_shot" not in results["improvement"]["discriminative"]
+  assert results["figures"] == {"params scaling": "figures/params.png"}
+
+  text = open(report_path).read()
+  assert "Tiny model, 600 steps" in text
+  assert "| interpolation_30m | **0.5** | 0.9 | 0.625 | 0.7 | 0.8 | +20.0% vs " \
+         "linear_interpolation |" in text
+  assert "-12.5% vs mean_fill" in text
+  assert "| steps | steps/min | n/a | n/a |" in text
+  assert "0.9 ± 0.02 (3)" in text
+  assert "not fitted: compute scaling" in text
+  assert "![params scaling](figures/params.png)" in text
+
+
+def test_bad_inputs_are_refused(tmp_path):
+  generative, discriminative = inputs()
+  with pytest.raises(ValueError, match="budget_note is required"):
+    report.write_report(str(tmp_path), generative, discriminative, budget_note=" ")
+  with pytest.raises(ValueError, match="'interp_30'"):
+    report.build_results({"interp_30": {}}, {}, budget_note="x")
+  del discriminative["exercise_detection"]["supervised"]["map"]
+  with pytest.raises(ValueError, match=r"\['exercise_detection'\]\['supervised'\] lacks"):
+    report.build_results(generative, discriminative, budget_note="x")
+  with pytest.raises(FileNotFoundError, match="figure 'curve'"):
+    report.write_report(str(tmp_path), {}, {}, budget_note="x",
+                        figures={"curve": "missing.png"})
