@@ -121,6 +121,21 @@ def score_methods(methods: Mapping[str, Method], values: np.ndarray, observed: n
   return results
 
 
+def score_tasks(methods: Mapping[str, Method], values: np.ndarray, observed: np.ndarray,
+                hidden_by_task: Mapping[str, np.ndarray],
+                train_statistics: Mapping[str, Mapping[str, float]] | None = None,
+                feature_names: Sequence[str] = FEATURE_NAMES
+                ) -> dict[str, dict[str, dict[str, Any]]]:
+  """results.json's generative section: {task: {method: metrics}}.
+
+  hidden_by_task holds one bool [N, T, F] mask per task, drawn once from the task's
+  fixed seed by the caller (trainer/masking.py), so every method is scored on it.
+  """
+  return {task: score_methods(methods, values, observed, hidden, train_statistics,
+                              feature_names)
+          for task, hidden in hidden_by_task.items()}
+
+
 def relative_improvement(model_value: float, baseline_values: Mapping[str, float | None],
                          higher_is_better: bool = False) -> dict[str, Any]:
   """How much better the model is than the best baseline, as a fraction of it.

@@ -110,6 +110,22 @@ def test_harness_scores_baselines_like_a_hand_computation():
   assert results["nearest"]["mse"] == pytest.approx((1 + 49) / 2)
 
 
+def test_score_tasks_builds_the_generative_section():
+  values, observed, _ = small_task()
+  gap = np.zeros_like(observed)
+  gap[:, 10:15] = True
+  end = np.zeros_like(observed)
+  end[:, -5:] = True
+  methods = {k: baselines.BASELINES[k] for k in ("mean_fill", "nearest")}
+  section = metrics.score_tasks(methods, values, observed,
+                                {"interpolation_5m": gap, "extrapolation_5m": end},
+                                STATS, ("a", "b"))
+  assert list(section) == ["interpolation_5m", "extrapolation_5m"]
+  assert section["extrapolation_5m"] == metrics.score_methods(methods, values, observed,
+                                                              end, STATS, ("a", "b"))
+  assert section["interpolation_5m"]["nearest"]["count"] == int((gap & observed).sum())
+
+
 def test_relative_improvement():
   gain = metrics.relative_improvement(0.8, {"mice": 1.0, "nearest": 1.25, "bad": None})
   assert gain == {"best_baseline": "mice", "best_value": 1.0, "model_value": 0.8,
