@@ -140,15 +140,15 @@ def mice(values: np.ndarray, observed: np.ndarray, hidden: np.ndarray, *,
       return np.zeros_like(rows)
     imputer = IterativeImputer(max_iter=max_iter, random_state=seed,
                                keep_empty_features=True)
-    # Many tiny regressions: multi-threaded BLAS only adds contention (measured 28x
-    # slower per fit on the shared 2-core machine), so each imputer runs on one thread.
+    # Many small regressions: multi-threaded BLAS only adds contention (up to 28x
+    # slower per fit on the shared 2-core machine), so each imputer gets one thread.
     with threadpoolctl.threadpool_limits(1), warnings.catch_warnings():
       warnings.simplefilter("ignore", ConvergenceWarning)  # expected at max_iter
       return imputer.fit_transform(rows)
 
   if pooled:
     filled = impute(gaps.reshape(n * t, f)).reshape(n, t, f)
-  elif n_jobs == 1:
+  elif n_jobs == 1 or n < 2:
     filled = np.stack([impute(window) for window in gaps]) if n else gaps
   else:
     import joblib

@@ -234,16 +234,24 @@ def write_report(run_dir: str, generative: Mapping[str, Any],
   """Writes RUN/eval/results.json and RUN/eval/report.md; returns their paths.
 
   figures: {caption: PNG path}, absolute or relative to RUN/eval; each must exist and
-  is linked relative to RUN/eval so the report can be moved with its folder.
+  is linked relative to RUN/eval so the report can be moved with its folder. The
+  plots named in scaling fits (fit_sweep's "figure") are linked the same way.
   """
   eval_dir = os.path.join(run_dir, "eval")
   os.makedirs(eval_dir, exist_ok=True)
-  links = {}
-  for caption, path in (figures or {}).items():
+
+  def link(caption: str, path: str) -> str:
     absolute = path if os.path.isabs(path) else os.path.join(eval_dir, path)
     if not os.path.isfile(absolute):
       raise FileNotFoundError(f"figure {caption!r}: {absolute} does not exist")
-    links[caption] = os.path.relpath(absolute, eval_dir)
+    return os.path.relpath(absolute, eval_dir)
+
+  links = {caption: link(caption, path) for caption, path in (figures or {}).items()}
+  scaling = {axis: dict(fit) for axis, fit in (scaling or {}).items()}
+  for axis, fit in scaling.items():  # fit_sweep's plots join the figures by themselves
+    if fit.get("figure"):
+      fit["figure"] = link(f"{axis} scaling", fit["figure"])
+      links.setdefault(f"{axis} scaling", fit["figure"])
   results = build_results(generative, discriminative, budget_note=budget_note, meta=meta,
                           scaling=scaling, figures=links,
                           discriminative_baselines=discriminative_baselines)

@@ -40,15 +40,17 @@ def inputs():
 def test_report_files_hold_the_expected_keys(tmp_path):
   generative, discriminative = inputs()
   x = np.geomspace(1e3, 1e6, 5)
-  fits = {"params": scaling_law.fit_power_law(x, scaling_law.power_law(x, 0.1, 5, -0.3)),
-          "compute": {"error": "compute scaling: 2 distinct x values"}}
   figure = scaling_law.plot_power_law(str(tmp_path / "eval" / "figures" / "params.png"),
                                       x, x ** -0.3, None, "parameters")
+  fits = {"params": {**scaling_law.fit_power_law(x, scaling_law.power_law(x, 0.1, 5, -0.3)),
+                     "figure": str(tmp_path / "sweep" / "scaling_params.png")},
+          "compute": {"error": "compute scaling: 2 distinct x values"}}
+  scaling_law.plot_power_law(fits["params"]["figure"], x, x ** -0.3, None, "parameters")
   results_path, report_path = report.write_report(
       str(tmp_path), generative, discriminative,
       budget_note="Tiny model, 600 steps of batch 32 on 2 CPU cores; not LSM's budget.",
       meta={"checkpoint": "step 600"}, scaling=fits,
-      figures={"params scaling": figure})
+      figures={"loss curve": figure})
   assert results_path == str(tmp_path / "eval" / "results.json")
   with open(results_path) as f:
     results = json.load(f)  # strict JSON: NaN became null
@@ -67,7 +69,9 @@ def test_report_files_hold_the_expected_keys(tmp_path):
   probe_gain = results["improvement"]["discriminative"]["exercise_detection"]["linear_probe"]
   assert probe_gain["relative_improvement"] == pytest.approx(0.2)
   assert "activity_recognition_5_shot" not in results["improvement"]["discriminative"]
-  assert results["figures"] == {"params scaling": "figures/params.png"}
+  assert results["figures"] == {"loss curve": "figures/params.png",
+                                "params scaling": "../sweep/scaling_params.png"}
+  assert results["scaling"]["params"]["figure"] == "../sweep/scaling_params.png"
 
   text = open(report_path).read()
   assert "Tiny model, 600 steps" in text
@@ -77,7 +81,8 @@ def test_report_files_hold_the_expected_keys(tmp_path):
   assert "| steps | steps/min | n/a | n/a |" in text
   assert "0.9 ± 0.02 (3)" in text
   assert "not fitted: compute scaling" in text
-  assert "![params scaling](figures/params.png)" in text
+  assert "![loss curve](figures/params.png)" in text
+  assert "![params scaling](../sweep/scaling_params.png)" in text
 
 
 def test_bad_inputs_are_refused(tmp_path):
