@@ -44,23 +44,34 @@ def masked_errors(predictions: np.ndarray, targets: np.ndarray,
 def physical_scale(train_statistics: Mapping[str, Mapping[str, float]],
                    feature_names: Sequence[str] = FEATURE_NAMES
                    ) -> tuple[np.ndarray, np.ndarray]:
-  """Per-feature (mean, std) arrays from the manifest's train_statistics."""
+  """Per-feature (mean, std) arrays from the manifest's train_statistics.
+
+  A feature the training split never observed has no usable std (0, NaN or null);
+  its std comes back NaN so its physical errors read None rather than a number
+  inverted with a made-up scale. A feature absent from train_statistics is an error.
+  """
   missing = [name for name in feature_names if name not in train_statistics]
   if missing:
     raise ValueError(f"train_statistics lacks features {missing}")
-  mean = np.array([float(train_statistics[n]["mean"]) for n in feature_names])
-  std = np.array([float(train_statistics[n]["std"]) for n in feature_names])
-  bad = [n for n, s in zip(feature_names, std) if not (np.isfinite(s) and s > 0)]
-  if bad:
-    raise ValueError(f"train_statistics std must be positive and finite; bad: {bad}")
-  return mean, std
+
+  def number(name: str, key: str) -> float:
+    value = train_statistics[name].get(key)
+    return float("nan") if value is None else float(value)
+
+  mean = np.array([number(n, "mean") for n in feature_names])
+  std = np.array([number(n, "std") for n in feature_names])
+  return mean, np.where(np.isfinite(std) & (std > 0) & np.isfinite(mean), std, np.nan)
 
 
 def per_feature_errors(predictions: np.ndarray, targets: np.ndarray, scored: np.ndarray,
                        train_statistics: Mapping[str, Mapping[str, float]],
                        feature_names: Sequence[str] = FEATURE_NAMES
                        ) -> dict[str, dict[str, Any]]:
-  """MAE / MSE of each feature in its physical unit; None where nothing was scored."""
+  """MAE / MSE of each feature in its physical unit.
+
+  None where nothing was scored, or where the feature has no training statistics
+  (then "unscaled" says why and only the normalised numbers are meaningful).
+  """
   if targets.shape[-1] != len(feature_names):
     raise ValueError(f"{targets.shape[-1]} features in the data, "
                      f"{len(feature_names)} names")
@@ -71,10 +82,14 @@ def per_feature_errors(predictions: np.ndarray, targets: np.ndarray, scored: np.
   counts = scored.reshape(-1, len(feature_names)).sum(axis=0)
   mae = np.abs(error).sum(axis=0) / np.maximum(counts, 1)
   mse = np.square(error).sum(axis=0) / np.maximum(counts, 1)
-  return {name: {"mae": float(mae[i]) if counts[i] else None,
-                 "mse": float(mse[i]) if counts[i] else None,
-                 "count": int(counts[i])}
-          for i, name in enumerate(feature_names)}
+  result = {}
+  for i, name in enumerate(feature_names):
+    usable = counts[i] > 0 and np.isfinite(std[i])
+    result[name] = {"mae": float(mae[i]) if usable else None,
+                    "mse": float(mse[i]) if usable else None, "count": int(counts[i])}
+    if not np.isfinite(std[i]):
+      result[name]["unscaled"] = "no positive, finite training std for this feature"
+  return result
 
 
 def generative_metrics(predictions: np.ndarray, values: np.ndarray, observed: np.ndarray,

@@ -54,6 +54,11 @@ def test_unscored_features_and_empty_tasks():
   assert result["per_feature"]["b"] == {"mae": None, "mse": None, "count": 0}
   with pytest.raises(ValueError, match="no scored positions"):
     metrics.generative_metrics(targets, targets, observed, np.zeros_like(hidden))
+  unseen = {"a": STATS["a"], "b": {"mean": 0.0, "std": 0.0, "count": 0}}
+  errors = metrics.per_feature_errors(targets + 1, targets, observed, unseen, ("a", "b"))
+  assert errors["a"]["mae"] == pytest.approx(2.0)
+  assert errors["b"]["mae"] is None and errors["b"]["count"] == 3
+  assert "training std" in errors["b"]["unscaled"]
   with pytest.raises(ValueError, match=r"lacks features \['b'\]"):
     metrics.per_feature_errors(targets, targets, hidden, {"a": STATS["a"]}, ("a", "b"))
   with pytest.raises(ValueError, match="non-finite"):

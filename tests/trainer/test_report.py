@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from schemas.features import FEATURE_NAMES
-from trainer import report, scaling_law
+from trainer import baselines, metrics, report, scaling_law
 
 
 def generative_entry(mae, per_feature=False):
@@ -97,3 +97,34 @@ def test_bad_inputs_are_refused(tmp_path):
   with pytest.raises(FileNotFoundError, match="figure 'curve'"):
     report.write_report(str(tmp_path), {}, {}, budget_note="x",
                         figures={"curve": "missing.png"})
+
+
+def test_scored_tasks_flow_into_the_report(tmp_path):
+  rng = np.random.default_rng(0)
+  values = rng.normal(size=(3, 60, len(FEATURE_NAMES))).astype(np.float32)
+  observed = rng.random(values.shape) > 0.1
+  values[~observed] = 0
+  gap = np.zeros_like(observed)
+  gap[:, 20:30] = True
+  truth = values.copy()
+
+  def model(inputs, observed_in, hidden_in):  # stands in for a trained reconstruction
+    return np.where(hidden_in, truth * 0.5, inputs)
+
+  methods = {"model": model, **{k: baselines.BASELINES[k]
+                                for k in ("mean_fill", "linear_interpolation", "nearest")}}
+  stats = {name: {"mean": 10.0, "std": 2.0, "count": 5} for name in FEATURE_NAMES}
+  generative = metrics.score_tasks(methods, values, observed, {"interpolation_10m": gap},
+                                   stats)
+  results_path, _ = report.write_report(str(tmp_path), generative, {},
+                                        budget_note="unit test, no training")
+  with open(results_path) as f:
+    results = json.load(f)
+  entry = results["generative"]["interpolation_10m"]
+  assert set(entry) == set(methods)
+  assert entry["model"]["per_feature"]["HR"]["mae"] == pytest.approx(
+      2 * np.abs(0.5 * values[:, 20:30, 0])[observed[:, 20:30, 0]].mean(), rel=1e-5)
+  gain = results["improvement"]["generative"]["interpolation_10m"]
+  best = min(entry[m]["mae"] for m in methods if m != "model")
+  assert gain["relative_improvement"] == pytest.approx(
+      (best - entry["model"]["mae"]) / best)
