@@ -76,8 +76,12 @@ def _block_job(args) -> dict:
   return write_block(subjects, block, days, layout, fmt, seed, dirty, last_block, write)
 
 
+def _open_binary(path: str):
+  return open(path, "wb")
+
+
 def write_metadata(blocks: Sequence[dict], output: str, layout: str, fmt: str, dirty: bool,
-                   open_fn=open) -> dict:
+                   opener=_open_binary) -> dict:
   """labels/sessions.csv, subjects.csv and truth.json from the blocks, in block order."""
   blocks = sorted(blocks, key=lambda b: b["block"])
   labels = writers.labels_csv([r for b in blocks for r in b["labels"]])
@@ -86,7 +90,7 @@ def write_metadata(blocks: Sequence[dict], output: str, layout: str, fmt: str, d
   for path, text in ((f"{output}/labels/sessions.csv", labels),
                      (f"{output}/subjects.csv", subjects),
                      (f"{output}/truth.json", json.dumps(truth, indent=2, sort_keys=True) + "\n")):
-    with open_fn(path, "wb") as f:
+    with opener(path) as f:
       f.write(text.encode())
   return truth
 
