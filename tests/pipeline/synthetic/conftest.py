@@ -8,6 +8,7 @@ checked against what is actually in the files, not against its own bookkeeping.
 import collections
 import csv
 import datetime
+import functools
 import gzip
 import io
 import math
@@ -52,12 +53,19 @@ def _raw_rows(path):
   return lines[0], lines[1:]
 
 
-def _parse_time(text):
+@functools.cache
+def parse_time(text):
+  """UTC instant of an ISO 8601 timestamp with offset, None if it is not one."""
   try:
     t = datetime.datetime.fromisoformat(text)
   except (TypeError, ValueError):
     return None
-  return t if t.tzinfo is not None and "T" in text else None
+  if t.tzinfo is None or "T" not in text:
+    return None
+  return t.astimezone(datetime.timezone.utc)
+
+
+_feature_name = functools.cache(canonical_name)
 
 
 def account(directory):
@@ -82,18 +90,17 @@ def account(directory):
       if not row[0]:
         dead_rows["missing_subject"] += 1
         continue
-      when = _parse_time(row[1])
-      if when is None:
+      instant = parse_time(row[1])
+      if instant is None:
         dead_rows["bad_timestamp"] += 1
         continue
       rows["parsed"] += 1
-      instant = when.astimezone(datetime.timezone.utc)
       cells = [(row[2], row[3])] if long else list(zip(header[2:], row[2:]))
       for column, value in cells:
         if value is None or value == "":
           continue
         readings_read += 1
-        feature = canonical_name(column)
+        feature = _feature_name(column)
         if feature is None:
           dead["unknown_feature"] += 1
           continue
@@ -131,6 +138,11 @@ def account(directory):
 @pytest.fixture(scope="session")
 def reference_account():
   return account
+
+
+@pytest.fixture(scope="session")
+def timestamp_parser():
+  return parse_time
 
 
 def minute_matrix(used, subject_id, start_date, tz_minutes, days):
