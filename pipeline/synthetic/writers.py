@@ -325,7 +325,8 @@ def encode(table: pa.Table, fmt: str, truncate_last: bool = False) -> bytes:
   """File bytes; deterministic (gzip without a timestamp, fixed Parquet options)."""
   if fmt == "parquet":
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
+    # Dictionary-encode only the subject column: timestamps and values are near unique.
+    pq.write_table(table, sink, compression="zstd", use_dictionary=["subject_id"])
     return sink.getvalue()
   if fmt not in FORMATS:
     raise ValueError(f"unknown format {fmt!r}; expected one of {FORMATS}")
