@@ -178,7 +178,7 @@ class _Schedule:
     self.climb = np.zeros(minutes)
     self.posture = np.full(minutes, 120.0)
     self.stress = np.zeros(minutes)
-    self.wet = np.zeros(minutes, bool)
+    self.water = np.full(minutes, np.nan)   # water temperature while swimming
     self.worn = np.ones(minutes, bool)
     self.busy = np.zeros(minutes, bool)     # holds an event already
     self.events: list[tuple[int, int, str, int]] = []
@@ -203,13 +203,16 @@ def _exercise(sched: _Schedule, rng, start: int, end: int, name: str, fitness: f
   """Fills one session with its class profile, interval structure and jitter."""
   p = PROFILES[name]
   n = end - start
-  jitter = lambda: 1 + rng.normal(0, 0.10)
-  effort = np.full(n, p.effort * jitter() * (1.1 - 0.2 * fitness))
-  cadence = np.full(n, p.cadence * jitter())
-  motion = np.full(n, p.motion * jitter())
+  # Sessions differ (an easy run, a brisk walk) and pace drifts within a session.
+  jitter = lambda: 1 + rng.normal(0, 0.2)
+  pace = 1 + _ar1(rng, n, 6, 0.1)
+  effort = p.effort * jitter() * (1.1 - 0.2 * fitness) * pace
+  cadence = p.cadence * jitter() * pace
+  motion = p.motion * jitter() * pace
   if p.on:
-    phase = (np.arange(n) + int(rng.integers(0, p.on + p.off))) % (p.on + p.off)
-    rest = phase >= p.on
+    on, off = p.on + int(rng.integers(0, 2)), p.off + int(rng.integers(0, 2))
+    phase = (np.arange(n) + int(rng.integers(0, on + off))) % (on + off)
+    rest = phase >= on
     effort[rest] *= p.rest_scale
     cadence[rest] *= p.rest_scale
     motion[rest] *= p.rest_scale
@@ -223,8 +226,9 @@ def _exercise(sched: _Schedule, rng, start: int, end: int, name: str, fitness: f
   sched.regularity[sl] = np.clip(p.regularity * jitter(), 0, 1)
   sched.vibration[sl] = np.clip(p.vibration * jitter(), 0, 1)
   sched.climb[sl] = p.climb * abs(jitter())
-  sched.posture[sl] = p.posture + rng.normal(0, 6)
-  sched.wet[sl] = name == "swim"
+  sched.posture[sl] = p.posture + rng.normal(0, 12)
+  if name == "swim":
+    sched.water[sl] = rng.uniform(24, 31)      # pool or open water
   sched.busy[sl] = True
   sched.events.append((start, end, name, 1))
 
@@ -410,7 +414,7 @@ def _physiology(traits: dict, sched: _Schedule, rng) -> tuple[np.ndarray, np.nda
   # Wrist temperature: warm in sleep, cooler with effort, water cools it hard.
   ambient = _ar1(rng, n, 90, 1.6)
   target = np.where(sleep, 33.8, 30.6) + ambient - 1.5 * _lag(effort, 8)
-  target = np.where(sched.wet, 26.0, target)
+  target = np.where(np.isnan(sched.water), target, sched.water)
   temp = _lag(target, 12)
   measured = temp + _noise(rng, n, 0.08)
   out[:, col["wrist_temperatures"]] = np.minimum(measured, 41)
@@ -436,7 +440,7 @@ def _missing(traits: dict, sched: _Schedule, values: np.ndarray, rng) -> np.ndar
   lost = rng.integers(0, present.size, rng.binomial(present.size, 0.02))
   present.ravel()[lost] = False                         # isolated sample loss
   # Water: the EDA electrodes lose contact and optical HR drops out often.
-  wet_rows = np.flatnonzero(sched.wet)
+  wet_rows = np.flatnonzero(~np.isnan(sched.water))
   present[np.ix_(wet_rows, GROUP_COLUMNS["EDA"])] = False
   present[wet_rows[rng.random(wet_rows.size) < 0.3], FEATURE_INDEX["HR"]] = False
   # HRV only when enough beats are good (device rule) and percent_good exists.
