@@ -22,7 +22,7 @@ import numpy as np
 from scipy import signal
 
 from schemas.constants import ACTIVITY_CLASSES
-from schemas.features import FEATURE_INDEX, FEATURE_NAMES, FEATURES, HRV_GOOD_THRESHOLD
+from schemas.features import FEATURE_INDEX, FEATURES, HRV_GOOD_THRESHOLD
 
 MINUTES_PER_DAY = 1440
 SUBSAMPLES_PER_MINUTE = 4      # sub-minute HR every 15 s for some subjects
@@ -30,7 +30,6 @@ FIRST_DAY = np.datetime64("2024-03-04")   # a Monday; subjects start 0-6 days la
 
 # Minute states (not features): the schedule every drive is built from.
 SLEEP, SEDENTARY, LIGHT, EXERCISE = 0, 1, 2, 3
-STATE_NAMES = ("sleep", "sedentary", "light", "exercise")
 
 # Device models and the sensor groups they lack (real fleets mix generations).
 DEVICE_MODELS = ("sense2", "charge6", "inspire3")
@@ -41,7 +40,6 @@ DEVICE_MISSING_GROUPS = {"sense2": (), "charge6": ("EDA", "ALTIMETER"),
 # Home UTC offsets in minutes (fixed per subject; no daylight-saving changes).
 TZ_OFFSETS = (-480, -420, -360, -300, -240, 0, 60, 120, 330, 480, 540, 600)
 
-HRV_FEATURES = tuple(f.name for f in FEATURES if f.hrv_gated)
 GROUP_COLUMNS = {g: np.array([f.group == g for f in FEATURES]) for g in
                  ("PPG", "EDA", "ACCEL", "ALTIMETER", "TEMP")}
 HRV_COLUMNS = np.array([f.hrv_gated for f in FEATURES])
