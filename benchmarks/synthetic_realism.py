@@ -145,6 +145,42 @@ def coupling(subjects) -> dict:
   }
 
 
+def markdown(result: dict) -> str:
+  """The tables of benchmarks/README.md's realism section, from the results."""
+  lines = ["| feature | mean | LSM mean | std | LSM std | present |",
+           "|---|---|---|---|---|---|"]
+  for name, m in result["features"].items():
+    lines.append(f"| {name} | {m['mean']:.4g} | {m['lsm_mean']:.4g} | {m['std']:.4g} | "
+                 f"{m['lsm_std']:.4g} | {m['present']:.2f} |")
+  c, w = result["coupling"], result["window_missingness"]
+  a = result["activity_classification"]
+  p = w["missing_ratio_percentiles"]
+  lines += [
+      "", "| measure | value |", "|---|---|",
+      f"| corr(HR, steps), Pearson / Spearman | {c['hr_steps_pearson']:.2f} / "
+      f"{c['hr_steps_spearman']:.2f} |",
+      f"| HR night (00-05 local) / day (10-18) | {c['night_00_05']['HR']:.1f} / "
+      f"{c['day_10_18']['HR']:.1f} bpm |",
+      f"| RMSSD night / day (present minutes) | {c['night_00_05']['rmssd']:.1f} / "
+      f"{c['day_10_18']['rmssd']:.1f} ms |",
+      f"| HRV present night / day | {c['night_00_05']['hrv_present']:.0%} / "
+      f"{c['day_10_18']['hrv_present']:.0%} |",
+      "", "| measure | value |", "|---|---|",
+      f"| complete windows (no missing value) | {w['complete_share']:.1%} |",
+      "| missing ratio percentiles 5 / 25 / 50 / 75 / 95 | "
+      + " / ".join(f"{p[q]:.2f}" for q in ("5", "25", "50", "75", "95")) + " |",
+      f"| windows kept by the > 0.5 drop rule: all / waking / sleeping | "
+      f"{w['kept_share']:.1%} / {w['kept_share_waking']:.1%} / {w['kept_share_sleeping']:.1%} |",
+      "", f"{a['windows']} windows ({a['train']} train / {a['test']} test):", "",
+      "| classifier | accuracy | weakest class |", "|---|---|---|",
+      f"| majority class (chance) | {a['chance_accuracy']:.1%} | |"]
+  for name in ("logistic_regression", "random_forest"):
+    recall = a[name]["recall_per_class"]
+    weakest = min(recall, key=recall.get)
+    lines.append(f"| {name} | {a[name]['accuracy']:.1%} | {weakest} {recall[weakest]:.0%} |")
+  return "\n".join(lines)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument("--subjects", type=int, default=200)
@@ -163,11 +199,7 @@ def main():
       "activity_classification": activity_classification(subjects, args.seed),
   }
   pathlib.Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
-  summary = {k: v for k, v in result.items() if k != "features"}
-  print(json.dumps(summary, indent=2))
-  for name, m in result["features"].items():
-    print(f"{name:32s} mean {m['mean']:9.3f} (LSM {m['lsm_mean']:8.3f})  "
-          f"std {m['std']:8.3f} (LSM {m['lsm_std']:7.3f})  present {m['present']:.2f}")
+  print(markdown(result))
 
 
 if __name__ == "__main__":

@@ -372,7 +372,9 @@ def _physiology(traits: dict, sched: _Schedule, rng) -> tuple[np.ndarray, np.nda
   out[:, col["hrv_shannon_entropy_rr"]] = 2.6 + 0.014 * sdnn + _noise(rng, n, 0.2)
   out[:, col["hrv_shannon_entropy_rrd"]] = 2.4 + 0.017 * rmssd + _noise(rng, n, 0.2)
   quality = np.select([sleep, sched.state == SEDENTARY], [0.45, 0.30], 0.08)
-  pg = quality * traits["fit_quality"] * (1 - motion) ** 2 + _noise(rng, n, 0.13) + _ar1(rng, n, 20, 0.08)
+  # Motion corrupts beats: quality and its spread both collapse while moving.
+  still = (1 - motion) ** 2
+  pg = still * (quality * traits["fit_quality"] + _noise(rng, n, 0.13) + _ar1(rng, n, 20, 0.08))
   out[:, col["hrv_percent_good"]] = np.clip(pg, 0, 1)
   rest_hr = _lag(hr, 30) + 3 + _noise(rng, n, 0.6)
   out[:, col["hr_at_rest_mean"]] = rest_hr
