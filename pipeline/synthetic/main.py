@@ -99,8 +99,9 @@ def generate(subjects: int, days: int, seed: int, output: str, layout: str = "wi
              fmt: str = "csv", dirty: bool = False, workers: int = 1,
              subjects_per_file: int = SUBJECTS_PER_FILE) -> dict:
   """Generates the cohort into `output`; returns truth.json's content."""
-  if subjects < 1 or days < 1:
-    raise ValueError(f"need at least 1 subject and 1 day, got {subjects} and {days}")
+  if subjects < 1 or days < 1 or workers < 1:
+    raise ValueError(f"need at least 1 subject, 1 day and 1 worker, got {subjects}, {days} "
+                     f"and {workers}")
   if layout not in writers.LAYOUTS or fmt not in writers.FORMATS:
     raise ValueError(f"layout must be one of {writers.LAYOUTS}, format one of {writers.FORMATS}")
   raw_dir = os.path.join(output, "raw")

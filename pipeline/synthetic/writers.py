@@ -192,6 +192,8 @@ def plan_faults(rows: Rows, fmt: str, rng: np.random.Generator) -> Faults:
   reading is ever corrupted, so no HRV reading changes its quality verdict.
   """
   n = len(rows)
+  if n < 2:
+    raise ValueError(f"a dirty part file needs at least 2 rows, got {n}")
   count = max(1, n // FAULTS_PER_ROWS)
   used = np.zeros(n, bool)
   used[-1:] = True

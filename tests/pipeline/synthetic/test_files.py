@@ -127,6 +127,21 @@ def test_dirty_truth_equals_what_is_in_the_files(make_cohort, reference_account,
     assert expected["readings"]["duplicate"] > injected["duplicate"]
 
 
+@pytest.mark.parametrize("layout", writers.LAYOUTS)
+def test_dirty_leaves_every_other_reading_untouched(make_cohort, reference_account, layout):
+  """Faults only remove what truth.json says; every surviving reading is the clean one."""
+  clean = reference_account(make_cohort(layout=layout, fmt="csv", dirty=False, workers=1,
+                                        **SMALL))["used"]
+  out = make_cohort(layout=layout, fmt="csv", dirty=True, workers=1, **SMALL)
+  dirty = reference_account(out)["used"]
+  truth = _truth(out)
+  assert all(clean[key] == value for key, value in dirty.items())
+  failed_rows_readings = truth["readings_written"] - truth["expected"]["readings_read"]
+  dead = truth["expected_dead_letter"]["readings"]
+  lost = sum(dead.values()) - dead["duplicate"] + failed_rows_readings
+  assert len(clean) - len(dirty) == lost > 0
+
+
 def test_dirty_offsets_and_order_are_visible_in_the_file(make_cohort, timestamp_parser):
   """Mixed offsets: rows written in another offset than the subject's home one."""
   out = make_cohort(layout="wide", fmt="csv", dirty=True, workers=1, **SMALL)
