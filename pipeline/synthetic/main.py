@@ -23,6 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from pipeline.synthetic import physiology, writers
+from schemas.raw import LABEL_COLUMNS
 
 SUBJECTS_PER_FILE = 8
 
@@ -61,8 +62,9 @@ def write_block(subjects: Sequence[physiology.Subject], block: int, days: int, l
     write(part_name(part, fmt), data)
     stats.append(part_stats)
   return {"block": block, "stats": stats,
-          "labels": [r for s in subjects for r in writers.label_rows(s)],
-          "subjects": [writers.subject_row(s) for s in subjects]}
+          # CSV text, not lists of strings: a 165k-subject cohort gathers all of it.
+          "labels": writers.csv_lines([r for s in subjects for r in writers.label_rows(s)]),
+          "subjects": writers.csv_lines([writers.subject_row(s) for s in subjects])}
 
 
 def _block_job(args) -> dict:
@@ -84,8 +86,9 @@ def write_metadata(blocks: Sequence[dict], output: str, layout: str, fmt: str, d
                    opener=_open_binary) -> dict:
   """labels/sessions.csv, subjects.csv and truth.json from the blocks, in block order."""
   blocks = sorted(blocks, key=lambda b: b["block"])
-  labels = writers.labels_csv([r for b in blocks for r in b["labels"]])
-  subjects = writers.csv_text(writers.SUBJECT_COLUMNS, [r for b in blocks for r in b["subjects"]])
+  labels = writers.csv_header(LABEL_COLUMNS) + "".join(b["labels"] for b in blocks)
+  subjects = (writers.csv_header(writers.SUBJECT_COLUMNS)
+              + "".join(b["subjects"] for b in blocks))
   truth = writers.truth_json([s for b in blocks for s in b["stats"]], fmt, layout, dirty)
   for path, text in ((f"{output}/labels/sessions.csv", labels),
                      (f"{output}/subjects.csv", subjects),

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from pipeline.synthetic.physiology import (MINUTES_PER_DAY, SUBSAMPLES_PER_MINUTE,
                                            Subject)
 from schemas.features import FEATURE_INDEX, FEATURE_NAMES, HRV_GOOD_FEATURE, canonical_name
-from schemas.raw import LABEL_COLUMNS, LONG_COLUMNS, READING_REASONS, ROW_REASONS, WIDE_ID_COLUMNS
+from schemas.raw import LONG_COLUMNS, READING_REASONS, ROW_REASONS, WIDE_ID_COLUMNS
 
 LAYOUTS = ("long", "wide")
 FORMATS = ("csv", "csv.gz", "parquet")
@@ -435,13 +435,12 @@ def subject_row(subject: Subject) -> list[str]:
   return [str(traits[c]) for c in SUBJECT_COLUMNS]
 
 
-def csv_text(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def csv_lines(rows: Sequence[Sequence[str]]) -> str:
+  """CSV text of rows without a header (blocks are joined under one header later)."""
   sink = io.StringIO()
-  writer = csv.writer(sink, lineterminator="\n")
-  writer.writerow(header)
-  writer.writerows(rows)
+  csv.writer(sink, lineterminator="\n").writerows(rows)
   return sink.getvalue()
 
 
-def labels_csv(rows: Sequence[Sequence[str]]) -> str:
-  return csv_text(LABEL_COLUMNS, rows)
+def csv_header(columns: Sequence[str]) -> str:
+  return csv_lines([columns])

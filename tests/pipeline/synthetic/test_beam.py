@@ -12,7 +12,7 @@ from apache_beam.testing.util import assert_that
 from pipeline.synthetic import beam as synth_beam
 from pipeline.synthetic import physiology
 
-SEED, SUBJECTS, DAYS = 3, 5, 2
+SEED, SUBJECTS, DAYS = 3, 3, 2
 
 
 def _pipeline():
@@ -44,6 +44,6 @@ def test_write_cohort_matches_lsm_synth_byte_for_byte(make_cohort, tmp_path):
                        dirty=True, workers=1, subjects_per_file=2)
   names = sorted(os.path.relpath(os.path.join(d, f), direct)
                  for d, _, files in os.walk(direct) for f in files)
-  assert len([n for n in names if n.startswith("raw/")]) == 6
+  assert len([n for n in names if n.startswith("raw/")]) == 4
   for name in names:
     assert filecmp.cmp(os.path.join(direct, name), os.path.join(out, name), shallow=False), name

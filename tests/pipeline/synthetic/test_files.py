@@ -15,7 +15,7 @@ from schemas.constants import ACTIVITY_CLASSES
 from schemas.features import FEATURE_NAMES
 from schemas.raw import LABEL_COLUMNS
 
-SMALL = dict(subjects=3, days=2, seed=0, subjects_per_file=2)   # has sub-minute HR
+SMALL = dict(subjects=2, days=2, seed=0, subjects_per_file=1)   # has sub-minute HR
 
 
 def _truth(directory):
@@ -85,7 +85,7 @@ def test_labels_and_subjects_files(make_cohort):
   assert set(exercise["activity"]) <= set(ACTIVITY_CLASSES) and len(exercise) > 0
   assert {"sleep", "sedentary"} <= set(labels.loc[labels["exercise"] == 0, "activity"])
   subjects = pd.read_csv(os.path.join(out, "subjects.csv"))
-  assert list(subjects["subject_id"]) == [f"synth-0-{k:06d}" for k in range(3)]
+  assert list(subjects["subject_id"]) == [f"synth-0-{k:06d}" for k in range(2)]
   assert tuple(subjects.columns) == writers.SUBJECT_COLUMNS
 
 
