@@ -9,6 +9,7 @@ FileSystems (local paths or gs://).
 from __future__ import annotations
 
 import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.synthetic import main as synth_main
@@ -32,8 +33,13 @@ class GenerateCohort(beam.PTransform):
             | "Generate" >> beam.Map(lambda k: physiology.generate_subject(seed, k, days)))
 
 
+def _create(path: str):
+  # Bytes are written as they are: a .gz part is already gzipped by the writer.
+  return FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
 def _write_bytes(path: str, data: bytes) -> None:
-  with FileSystems.create(path) as f:
+  with _create(path) as f:
     f.write(data)
 
 
@@ -64,7 +70,7 @@ class WriteCohort(beam.PTransform):
 
   def _write_metadata(self, blocks) -> dict:
     return synth_main.write_metadata(blocks, self.output, self.layout, self.fmt, self.dirty,
-                                     opener=FileSystems.create)
+                                     opener=_create)
 
   def expand(self, subjects):
     for d in (self.output, f"{self.output}/raw", f"{self.output}/labels"):

@@ -215,7 +215,10 @@ def plan_faults(rows: Rows, fmt: str, rng: np.random.Generator) -> Faults:
   # Final order: moved rows and duplicate copies are slotted in before random rows.
   keys = np.arange(n, dtype=np.float64)
   moved = sites.get("out_of_order", np.zeros(0, np.int64))
-  keys[moved] = rng.integers(0, n - 1, moved.size) + 0.5
+  target = rng.integers(0, n - 1, moved.size)
+  near = np.abs(target - moved) < 2                       # would not really move
+  target[near] = (target[near] + n // 2) % (n - 1)
+  keys[moved] = target + 0.5
   dup = sites["duplicate"]
   order_keys = np.concatenate([keys, rng.integers(0, n - 1, dup.size) + 0.25])
   source = np.concatenate([np.arange(n), dup])

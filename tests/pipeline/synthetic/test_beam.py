@@ -38,9 +38,9 @@ def test_write_cohort_matches_lsm_synth_byte_for_byte(make_cohort, tmp_path):
   out = str(tmp_path / "beam")
   with _pipeline() as p:
     _ = (p | synth_beam.GenerateCohort(SEED, SUBJECTS, DAYS)
-         | synth_beam.WriteCohort(out, SUBJECTS, DAYS, SEED, layout="long", fmt="csv",
+         | synth_beam.WriteCohort(out, SUBJECTS, DAYS, SEED, layout="long", fmt="csv.gz",
                                   dirty=True, subjects_per_file=2))
-  direct = make_cohort(subjects=SUBJECTS, days=DAYS, seed=SEED, layout="long", fmt="csv",
+  direct = make_cohort(subjects=SUBJECTS, days=DAYS, seed=SEED, layout="long", fmt="csv.gz",
                        dirty=True, workers=1, subjects_per_file=2)
   names = sorted(os.path.relpath(os.path.join(d, f), direct)
                  for d, _, files in os.walk(direct) for f in files)
