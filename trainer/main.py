@@ -1,7 +1,38 @@
-"""lsm-train: pretrain the LSM masked autoencoder."""
+"""lsm-train: pretrain the LSM masked autoencoder.
 
-from schemas.not_built import exit_not_built
+  lsm-train --config=trainer/configs/mae.py:tiny --workdir=runs/tiny \
+      --config.data_dir=PIPELINE_OUTPUT [--config.KEY=VALUE ...]
+
+Re-running the same command resumes from the workdir's last intact checkpoint.
+"""
+
+from __future__ import annotations
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from trainer import train
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard logs and plots.")
+config_flags.DEFINE_config_file(
+    "config", None, "Training config file, e.g. trainer/configs/mae.py:tiny.",
+    lock_config=True)
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  result = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  logging.info("finished at step %d: %s", result["step"], result)
 
 
 def main() -> None:
-  exit_not_built("lsm-train", 5, "pretrain the LSM masked autoencoder on window shards")
+  app.run(_main)
+
+
+if __name__ == "__main__":
+  main()
