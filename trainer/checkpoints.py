@@ -23,11 +23,13 @@ policies = ocp.checkpoint_managers
 
 class Checkpoints:
 
-  def __init__(self, workdir: str, keep: int = 3, async_save: bool = True):
+  def __init__(self, workdir: str, keep: int = 3, async_save: bool = True,
+               read_only: bool = False):
     self.workdir = workdir
     self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
     self.keep = keep
     self.async_save = async_save
+    self.read_only = read_only
     self.manager = self._manager()
 
   def _manager(self) -> ocp.CheckpointManager:
@@ -38,7 +40,8 @@ class Checkpoints:
     ])
     options = ocp.CheckpointManagerOptions(
         preservation_policy=policy, enable_async_checkpointing=self.async_save,
-        create=True, cleanup_tmp_directories=True)
+        create=not self.read_only, cleanup_tmp_directories=not self.read_only,
+        read_only=self.read_only)
     return ocp.CheckpointManager(self.directory, options=options,
                                  item_names=("state", "data"))
 
