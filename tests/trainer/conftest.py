@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -16,6 +17,9 @@ from schemas.constants import NUM_FEATURES, WINDOW_MINUTES
 from schemas.features import FEATURE_NAMES
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Tests compile the same small models in several processes: share a compilation cache.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), f"lsm-jax-cache-{os.getuid()}"))
 
 
 def make_window(rng: np.random.Generator, split: str, missing: float = 0.1) -> dict:
