@@ -28,6 +28,10 @@ from trainer import masking, patching
 WINDOW = (WINDOW_MINUTES, NUM_FEATURES)
 
 
+class EmptySplitError(manifest_lib.ManifestError):
+  """The manifest lists no records for a split (e.g. a cohort too small for a valid split)."""
+
+
 class Decode(grain.transforms.MapWithIndex):
   """Record bytes -> {"values", "observed"}; a bad record names its split and index."""
 
@@ -127,9 +131,9 @@ def encoder_tokens(config: ml_collections.ConfigDict, window: Sequence[int] = WI
 
 def split_source(data_dir: str, split: str, dataset: str = "pretrain"):
   """The split's shards as one Grain ArrayRecord source; checks the manifest's counts."""
-  shards = manifest_lib.shards(data_dir, split, dataset)
+  shards = [(path, n) for path, n in manifest_lib.shards(data_dir, split, dataset) if n]
   if not shards:
-    raise manifest_lib.ManifestError(f"{data_dir}: {dataset} split {split!r} has no shards")
+    raise EmptySplitError(f"{data_dir}: {dataset} split {split!r} has no records")
   source = grain.sources.ArrayRecordDataSource([path for path, _ in shards])
   expected = sum(n for _, n in shards)
   if len(source) != expected:
@@ -151,7 +155,7 @@ def dataset(config: ml_collections.ConfigDict, split: str, *, train: bool,
   ds = grain.MapDataset.source(split_source(config.data_dir, split, config.dataset))
   ds = ds[process_index::process_count]
   if len(ds) == 0:
-    raise ValueError(f"{config.data_dir}: split {split!r} has no records for process "
+    raise EmptySplitError(f"{config.data_dir}: split {split!r} has no records for process "
                      f"{process_index} of {process_count}")
   if train:
     ds = ds.shuffle(seed=config.seed).repeat(None)

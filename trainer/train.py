@@ -214,9 +214,16 @@ class Trainer:
     return total / max(count, 1.0), first
 
 
-def validation_batches(config) -> list[dict[str, np.ndarray]]:
-  """The first eval_batches batches of the valid split, fixed masks, padded to a batch."""
-  ds = input_pipeline.dataset(config, "valid", train=False)
+def validation_batches(config) -> list[dict[str, np.ndarray]] | None:
+  """The first eval_batches batches of the valid split, fixed masks, padded to a batch.
+
+  None (with a warning) when the split is empty: training runs, nothing is evaluated.
+  """
+  try:
+    ds = input_pipeline.dataset(config, "valid", train=False)
+  except input_pipeline.EmptySplitError as e:
+    logging.warning("no validation: %s", e)
+    return None
   size = config.batch_size // jax.process_count()
   n = min(len(ds), config.eval_batches)
   return [input_pipeline.pad_batch(ds[i], size) for i in range(n)]
@@ -292,7 +299,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         window_losses, window_steps = [], 0
         window_start = time.perf_counter()
       valid_loss = None
-      if step % config.eval_every_steps == 0 or step == total:
+      if valid and (step % config.eval_every_steps == 0 or step == total):
         valid_loss, recon = trainer.evaluate(valid)
         valid_writer.scalars(step, {"loss": valid_loss})
         result["valid_loss"] = valid_loss

@@ -23,11 +23,13 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
 
 
 def make_window(rng: np.random.Generator, split: str, missing: float = 0.1) -> dict:
-  """A learnable window: per-feature sinusoids with a shared phase, noise, missing runs."""
+  """A learnable window: a per-window level plus fixed per-feature daily-like curves,
+  noise, and missing values."""
   t = np.arange(WINDOW_MINUTES)[:, None]
-  phase = rng.uniform(0, 2 * np.pi)
   freq = np.linspace(1, 3, NUM_FEATURES)[None] * 2 * np.pi / WINDOW_MINUTES
-  values = np.sin(freq * t + phase) + 0.1 * rng.normal(size=(WINDOW_MINUTES, NUM_FEATURES))
+  phase = np.linspace(0, np.pi, NUM_FEATURES)[None]
+  values = (rng.normal() + np.sin(freq * t + phase)
+            + 0.1 * rng.normal(size=(WINDOW_MINUTES, NUM_FEATURES)))
   observed = rng.random((WINDOW_MINUTES, NUM_FEATURES)) >= missing
   values = np.where(observed, values, 0.0).astype(np.float32)
   return {"values": values, "mask": observed, "subject": "0" * 32, "split": split,
@@ -89,9 +91,14 @@ def small_config(data_dir: str, size: str = "nano", **overrides):
   return config
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_config():
   return small_config
+
+
+@pytest.fixture(scope="session")
+def repo_dir():
+  return REPO
 
 
 def run_env(**extra) -> dict:

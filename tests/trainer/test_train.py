@@ -1,0 +1,193 @@
+"""Training: learning, device-count invariance, exact resume, fallback, NaN stop, no TF."""
+
+import glob
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from trainer import checkpoints as checkpoints_lib
+from trainer import input_pipeline as ip
+from trainer import summaries
+from trainer import train
+
+RESUME_OVERRIDES = {"num_train_steps": 12, "checkpoint_every_steps": 4, "eval_every_steps": 6,
+                    "keep_checkpoints": 3}
+
+
+def step_losses(workdir):
+  return {s: m["step_loss"] for s, m in summaries.read_jsonl(
+      os.path.join(workdir, "metrics_train.jsonl")).items()}
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, data_dir, make_config):
+  """One uninterrupted run that the resume and fallback tests compare against."""
+  workdir = str(tmp_path_factory.mktemp("reference"))
+  config = make_config(data_dir, **RESUME_OVERRIDES)
+  result = train.train_and_evaluate(config, workdir)
+  return config, workdir, result
+
+
+def test_a_tiny_model_overfits_one_batch(data_dir, make_config):
+  config = make_config(data_dir, num_train_steps=120, learning_rate=1e-2,
+                       **{"augment.enabled": False})
+  trainer = train.Trainer(config)
+  batch = trainer.device_batch(next(ip.train_iterator(config)))
+  losses = []
+  for _ in range(config.num_train_steps):
+    trainer.state, metrics = trainer.train_step(trainer.state, batch)
+    losses.append(float(metrics["loss"]))
+  # Below 0.2x the start and below ~0.5, what predicting each window's level alone scores.
+  assert losses[-1] < 0.2 * losses[0] and losses[-1] < 0.4, losses[::10]
+
+
+def test_run_writes_logs_plots_and_checkpoints(reference_run):
+  config, workdir, result = reference_run
+  assert result["step"] == 12 and np.isfinite(result["valid_loss"])
+  assert result["flops_per_step"] > 0 and result["windows_per_second"] > 0
+  assert glob.glob(os.path.join(workdir, "tensorboard", "train", "events.out.tfevents.*"))
+  assert glob.glob(os.path.join(workdir, "tensorboard", "valid", "events.out.tfevents.*"))
+  assert os.path.getsize(os.path.join(workdir, "plots", "validation_0000012.png")) > 10_000
+  rows = summaries.read_jsonl(os.path.join(workdir, "metrics_train.jsonl"))
+  assert sorted(rows) == list(range(1, 13))
+  assert {"loss", "learning_rate", "grad_norm", "windows_per_second",
+          "flops_per_second"} <= set(rows[12])
+  assert rows[1]["learning_rate"] == 0.0 and rows[2]["learning_rate"] > rows[12]["learning_rate"]
+  ckpts = checkpoints_lib.Checkpoints(workdir, read_only=True)
+  assert ckpts.all_steps() == [4, 8, 12] and ckpts.best_step() in (6, 12, 8, 4)
+  ckpts.close()
+  assert json.load(open(os.path.join(workdir, "config.json")))["num_train_steps"] == 12
+
+
+def cli(workdir, data_dir, overrides):
+  args = [f"--config.{k}={v}" for k, v in overrides.items()]
+  return [sys.executable, "-m", "trainer", "--config=trainer/configs/mae.py:nano",
+          f"--workdir={workdir}", f"--config.data_dir={data_dir}", "--config.batch_size=8",
+          "--config.learning_rate=0.001", "--config.log_every_steps=1",
+          "--config.eval_batches=1", "--config.plot_windows=2",
+          "--config.progress_bar=False", *args]
+
+
+def test_killed_run_resumes_with_the_same_losses(reference_run, data_dir, tmp_path,
+                                                  subprocess_env, repo_dir):
+  _, ref_dir, _ = reference_run
+  workdir = str(tmp_path / "run")
+  command = cli(workdir, data_dir, RESUME_OVERRIDES)
+  proc = subprocess.Popen(command, cwd=repo_dir, env=subprocess_env(),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  first = os.path.join(workdir, "checkpoints", "4")
+  deadline = time.time() + 300
+  while not os.path.isdir(first) and proc.poll() is None and time.time() < deadline:
+    time.sleep(0.05)
+  still_running = proc.poll() is None
+  proc.send_signal(signal.SIGKILL)
+  stderr = proc.communicate()[1].decode()
+  assert still_running, f"the run ended before it could be killed:\n{stderr[-3000:]}"
+  killed_at = max(step_losses(workdir))
+  assert killed_at < 12
+  # The same command again, in a fresh process that also reports its imports.
+  probe = os.path.join(tmp_path, "modules.json")
+  wrapper = ("import atexit, json, runpy, sys\n"
+             f"atexit.register(lambda: json.dump(sorted(sys.modules), open({probe!r}, 'w')))\n"
+             f"sys.argv = {['lsm-train'] + command[3:]!r}\n"
+             "runpy.run_module('trainer', run_name='__main__')\n")
+  done = subprocess.run([sys.executable, "-c", wrapper], cwd=repo_dir, env=subprocess_env(),
+                        capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert "resumed from checkpoint step" in done.stderr
+  resumed = step_losses(workdir)
+  reference = step_losses(ref_dir)
+  assert sorted(resumed) == list(range(1, 13))
+  np.testing.assert_allclose([resumed[s] for s in range(1, 13)],
+                             [reference[s] for s in range(1, 13)], rtol=1e-6)
+  modules = json.load(open(probe))
+  assert "trainer.train" in modules and "grain" in modules
+  assert not [m for m in modules if m == "tensorflow" or m.startswith("tensorflow.")]
+
+
+def test_corrupted_latest_checkpoint_falls_back_to_the_previous(reference_run, tmp_path,
+                                                                 caplog):
+  config, ref_dir, _ = reference_run
+  workdir = str(tmp_path / "copy")
+  shutil.copytree(ref_dir, workdir)
+  for path in glob.glob(os.path.join(workdir, "checkpoints", "12", "state", "**", "*"),
+                        recursive=True):
+    if os.path.isfile(path):
+      with open(path, "wb") as f:
+        f.write(b"\x00garbage")
+  trainer = train.Trainer(config)
+  ckpts = checkpoints_lib.Checkpoints(workdir, async_save=False)
+  with caplog.at_level(logging.WARNING):
+    step, state, iterator_state = ckpts.restore(trainer.abstract_state())
+  ckpts.close()
+  assert step == 8 and int(state.step) == 8 and iterator_state == {"next_index": 8}
+  assert "checkpoint 12" in caplog.text and "falling back" in caplog.text
+  assert os.path.isdir(os.path.join(workdir, "corrupt_checkpoints", "12"))
+  # Training on from the fallback reproduces the reference's last steps.
+  os.remove(os.path.join(workdir, "metrics_train.jsonl"))
+  train.train_and_evaluate(config, workdir)
+  resumed, reference = step_losses(workdir), step_losses(ref_dir)
+  assert sorted(resumed) == [9, 10, 11, 12]
+  np.testing.assert_allclose([resumed[s] for s in resumed], [reference[s] for s in resumed],
+                             rtol=1e-6)
+
+
+def test_non_finite_loss_stops_naming_the_step_and_keeps_good_checkpoints(
+    data_dir, make_config, tmp_path):
+  # A learning rate of 1e30 (after one warm-up step at 0) blows the weights up at step 2.
+  config = make_config(data_dir, learning_rate=1e30, checkpoint_every_steps=1,
+                       eval_every_steps=100, plot_windows=0, num_train_steps=20)
+  workdir = str(tmp_path)
+  with pytest.raises(train.NonFiniteLossError, match="at step 3") as e:
+    train.train_and_evaluate(config, workdir)
+  assert "last good checkpoint is step 2" in str(e.value)
+  ckpts = checkpoints_lib.Checkpoints(workdir, read_only=True)
+  assert ckpts.all_steps()[-1] == 2
+  ckpts.close()
+
+
+DEVICE_SCRIPT = """
+import json, sys
+import jax
+sys.path.insert(0, {tests!r})
+from conftest import small_config
+from trainer import input_pipeline as ip, train
+out = {{}}
+for shard in {shards!r}:
+  config = small_config({data!r}, shard_params=shard, **{{"augment.enabled": True}})
+  trainer = train.Trainer(config)
+  it = ip.train_iterator(config)
+  losses = []
+  for _ in range(4):
+    trainer.state, m = trainer.train_step(trainer.state, trainer.device_batch(next(it)))
+    losses.append(float(m["loss"]))
+  out[str(shard)] = losses
+print(json.dumps({{"devices": jax.device_count(), "losses": out}}))
+"""
+
+
+def test_one_device_and_eight_devices_give_the_same_losses(data_dir, subprocess_env,
+                                                           repo_dir):
+  tests = os.path.join(repo_dir, "tests", "trainer")
+  results = {}
+  for devices, shards in ((1, [False]), (8, [False, True])):
+    flags = f"--xla_force_host_platform_device_count={devices}"
+    script = DEVICE_SCRIPT.format(tests=tests, shards=shards, data=data_dir)
+    done = subprocess.run([sys.executable, "-c", script], cwd=repo_dir, capture_output=True,
+                          text=True, env=subprocess_env(XLA_FLAGS=flags, JAX_PLATFORMS="cpu"),
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results[devices] = json.loads(done.stdout.strip().splitlines()[-1])
+  assert results[1]["devices"] == 1 and results[8]["devices"] == 8
+  one = results[1]["losses"]["False"]
+  assert len(set(one)) > 1
+  np.testing.assert_allclose(results[8]["losses"]["False"], one, rtol=2e-5)
+  np.testing.assert_allclose(results[8]["losses"]["True"], one, rtol=2e-5)
