@@ -1,7 +1,9 @@
 """TensorBoard event files and a JSON-lines metrics log, with no TensorFlow import.
 
-Uses tensorboard's own event writer and protos (tensorboard.compat.proto), which
-are standalone; the JSON-lines copy (metrics.jsonl) is for scripts and tests.
+tensorboard's EventFileWriter opens files through `tensorboard.compat.tf`, which
+imports TensorFlow whenever it is installed; so events are framed here with
+tensorboard's own RecordWriter and protos (standalone, TF-free) on a plain file.
+The JSON-lines copy (metrics_NAME.jsonl) is for scripts and tests.
 """
 
 from __future__ import annotations
@@ -9,11 +11,32 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import time
 from typing import Mapping
 
 from tensorboard.compat.proto import event_pb2, summary_pb2
-from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tensorboard.summary.writer.record_writer import RecordWriter
+
+
+class EventFile:
+  """One TensorBoard event file (events.out.tfevents.*) written synchronously."""
+
+  def __init__(self, logdir: str):
+    os.makedirs(logdir, exist_ok=True)
+    name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}"
+    self.path = os.path.join(logdir, name)
+    self.writer = RecordWriter(open(self.path, "ab"))
+    self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
+
+  def add_event(self, event: event_pb2.Event) -> None:
+    self.writer.write(event.SerializeToString())
+
+  def flush(self) -> None:
+    self.writer.flush()
+
+  def close(self) -> None:
+    self.writer.close()
 
 
 class Writer:
@@ -22,8 +45,7 @@ class Writer:
   def __init__(self, workdir: str, name: str, enabled: bool = True):
     self.enabled = enabled
     self.jsonl = os.path.join(workdir, f"metrics_{name}.jsonl")
-    self.events = (EventFileWriter(os.path.join(workdir, "tensorboard", name))
-                   if enabled else None)
+    self.events = EventFile(os.path.join(workdir, "tensorboard", name)) if enabled else None
 
   def scalars(self, step: int, values: Mapping[str, float]) -> None:
     if not self.enabled:

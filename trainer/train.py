@@ -210,7 +210,8 @@ class Trainer:
       total += float(t)
       count += float(c)
       if first is None:
-        first = np.asarray(jax.device_get(recon.addressable_data(0)))
+        # This process's windows: the whole batch on one host, its own slice on many.
+        first = np.asarray(recon if recon.is_fully_addressable else recon.addressable_data(0))
     return total / max(count, 1.0), first
 
 
