@@ -76,3 +76,15 @@ def test_model_never_sees_hidden_or_missing_values():
                                 np.asarray(out))
   emb = model.apply(params, values, visible, method=models.MAE.embed)
   assert emb.shape == (2, config.hidden) and np.isfinite(np.asarray(emb)).all()
+
+
+def test_bfloat16_compute_keeps_float32_parameters_and_output():
+  config = mae.get_config("nano")
+  config.model.dtype = "bfloat16"
+  model = models.MAE(models.ModelConfig.from_config(config.model))
+  values = np.random.default_rng(0).normal(size=(2, 300, 26)).astype(np.float32)
+  visible = np.ones((2, 300, 26), bool)
+  params = model.init(jax.random.key(0), values, visible)
+  assert {x.dtype for x in jax.tree.leaves(params)} == {jnp.dtype("float32")}
+  out = model.apply(params, values, visible, 36)
+  assert out.dtype == jnp.float32 and np.isfinite(np.asarray(out)).all()
