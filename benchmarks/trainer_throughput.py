@@ -81,7 +81,7 @@ def train_rate(config, steps: int, peak: float) -> dict:
     float(m["loss"])
   e2e_s = (time.perf_counter() - t) / steps
   return {
-      "size": config.size, "parameters": models.count_params(trainer.model_config),
+      "size": config.size, "dtype": config.model.dtype, "parameters": models.count_params(trainer.model_config),
       "batch_size": config.batch_size, "compile_seconds": round(compile_s, 1),
       "flops_per_step": flops,
       "train_windows_per_second_compute": config.batch_size / compute_s,
@@ -96,6 +96,7 @@ def main() -> None:
   parser.add_argument("--data_dir", default="")
   parser.add_argument("--sizes", default="tiny,xs")
   parser.add_argument("--batch_size", type=int, default=128)
+  parser.add_argument("--dtype", default="float32", help="compute dtype, e.g. bfloat16")
   parser.add_argument("--steps", type=int, default=8)
   parser.add_argument("--loader_batches", type=int, default=20)
   parser.add_argument("--output", default=os.path.join(REPO, "benchmarks", "results",
@@ -123,6 +124,7 @@ def main() -> None:
     config = mae.get_config(size)
     config.data_dir = data_dir
     config.batch_size = args.batch_size
+    config.model.dtype = args.dtype
     row = train_rate(config, args.steps, peak)
     results["train"].append(row)
     print(json.dumps(row), flush=True)

@@ -68,11 +68,12 @@ def test_model_never_sees_hidden_or_missing_values():
   observed = r.random((2, 300, 26)) > 0.2
   hidden = np.stack([masking.sensor_imputation(r, 4), masking.interpolation(r, 45)])
   visible = observed & ~hidden
-  params = model.init(jax.random.key(0), values, visible)
-  out = model.apply(params, values, visible, 100)
+  params = jax.jit(model.init)(jax.random.key(0), values, visible)
+  apply = jax.jit(model.apply, static_argnums=3)
+  out = apply(params, values, visible, 100)
   assert out.shape == (2, 300, 26)
   changed = np.where(visible, values, values + r.normal(size=values.shape) * 100)
-  np.testing.assert_array_equal(np.asarray(model.apply(params, changed, visible, 100)),
+  np.testing.assert_array_equal(np.asarray(apply(params, changed, visible, 100)),
                                 np.asarray(out))
   emb = model.apply(params, values, visible, method=models.MAE.embed)
   assert emb.shape == (2, config.hidden) and np.isfinite(np.asarray(emb)).all()
@@ -84,7 +85,7 @@ def test_bfloat16_compute_keeps_float32_parameters_and_output():
   model = models.MAE(models.ModelConfig.from_config(config.model))
   values = np.random.default_rng(0).normal(size=(2, 300, 26)).astype(np.float32)
   visible = np.ones((2, 300, 26), bool)
-  params = model.init(jax.random.key(0), values, visible)
+  params = jax.jit(model.init)(jax.random.key(0), values, visible)
   assert {x.dtype for x in jax.tree.leaves(params)} == {jnp.dtype("float32")}
-  out = model.apply(params, values, visible, 36)
+  out = jax.jit(model.apply, static_argnums=3)(params, values, visible, 36)
   assert out.dtype == jnp.float32 and np.isfinite(np.asarray(out)).all()
