@@ -1,12 +1,17 @@
 """lsm-train: pretrain the LSM masked autoencoder.
 
-  lsm-train --config=trainer/configs/mae.py:tiny --workdir=runs/tiny \
+  lsm-train --config=trainer/configs/mae.py:SIZE --workdir=DIR
       --config.data_dir=PIPELINE_OUTPUT [--config.KEY=VALUE ...]
 
+SIZE: tiny, xs, s, b, l (LSM's sizes) or nano, micro, mini (smaller, for CPU sweeps).
+Keys include batch_size, num_train_steps, learning_rate, seed, mask.strategy,
+mask.ratio, checkpoint_every_steps, eval_every_steps (trainer/configs/mae.py lists all).
 Re-running the same command resumes from the workdir's last intact checkpoint.
 """
 
 from __future__ import annotations
+
+import sys
 
 from absl import app
 from absl import flags
@@ -31,6 +36,11 @@ def _main(argv) -> None:
 
 
 def main() -> None:
+  # absl's own --help exits 1 and, under a console-script wrapper, lists no flags.
+  if any(arg in ("-h", "--help", "--helpshort") for arg in sys.argv[1:]):
+    print(__doc__)
+    print(FLAGS.module_help(sys.modules[__name__]))
+    sys.exit(0)
   app.run(_main)
 
 

@@ -9,8 +9,6 @@ state, TensorBoard scalars, and a stop with the step named on a NaN/inf loss.
 
 from __future__ import annotations
 
-import functools
-import json
 import os
 import time
 from typing import Any
