@@ -1,7 +1,7 @@
 """lsm-train: pretrain the LSM masked autoencoder.
 
-  lsm-train --config=trainer/configs/mae.py:SIZE --workdir=DIR
-      --config.data_dir=PIPELINE_OUTPUT [--config.KEY=VALUE ...]
+usage: lsm-train --config=trainer/configs/mae.py:SIZE --workdir=DIR
+           --config.data_dir=PIPELINE_OUTPUT [--config.KEY=VALUE ...]
 
 SIZE: tiny, xs, s, b, l (LSM's sizes) or nano, micro, mini (smaller, for CPU sweeps).
 Keys include batch_size, num_train_steps, learning_rate, seed, mask.strategy,
