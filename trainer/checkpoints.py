@@ -39,6 +39,9 @@ class Checkpoints:
                        keep_checkpoints_without_metrics=False),
     ])
     options = ocp.CheckpointManagerOptions(
+        # best_fn makes the manager write each step's metrics to disk, so the best
+        # checkpoint is still known after a restart; the policy decides retention.
+        best_fn=lambda m: m["valid_loss"], best_mode="min",
         preservation_policy=policy, enable_async_checkpointing=self.async_save,
         create=not self.read_only, cleanup_tmp_directories=not self.read_only,
         read_only=self.read_only)
@@ -101,7 +104,17 @@ class Checkpoints:
     return self.manager.latest_step()
 
   def best_step(self) -> int | None:
-    return self.manager.best_step()
+    """The step with the lowest validation loss (None if no checkpoint has one).
+
+    Computed here: the manager's own best_step only follows `best_fn`, which the
+    preservation policy replaces.
+    """
+    scored = []
+    for step in self.manager.all_steps():
+      metrics = self.manager.metrics(step)
+      if metrics and "valid_loss" in metrics:
+        scored.append((float(metrics["valid_loss"]), step))
+    return min(scored)[1] if scored else None
 
   def all_steps(self) -> list[int]:
     return list(self.manager.all_steps())
