@@ -211,3 +211,23 @@ def test_one_device_and_eight_devices_give_the_same_losses(data_dir, subprocess_
   assert len(set(losses)) > 1
   np.testing.assert_allclose(results["losses"]["False"], losses, rtol=2e-5)
   np.testing.assert_allclose(results["losses"]["True"], losses, rtol=2e-5)
+
+
+def test_inference_loads_a_workdir_and_never_reads_hidden_values(reference_run, data_dir):
+  from trainer import inference, masking  # pylint: disable=g-import-not-at-top
+  _, workdir, _ = reference_run
+  model = inference.load(workdir, chunk=4)
+  assert model.step == 12  # the best (only) checkpoint with a validation loss
+  batch = ip.dataset(model.config, "test", train=False)[0]
+  values, observed = batch["values"][:5], batch["observed"][:5]
+  r = np.random.default_rng(0)
+  hidden = np.stack([masking.interpolation(r, 60) for _ in range(5)])
+  filled = model.reconstruct(values, observed, hidden)
+  assert filled.shape == values.shape and np.isfinite(filled).all()
+  keep = observed & ~hidden
+  np.testing.assert_array_equal(filled[keep], values[keep])
+  poisoned = np.where(hidden, 1e6, values).astype(np.float32)
+  np.testing.assert_array_equal(model.reconstruct(poisoned, observed, hidden)[hidden],
+                                filled[hidden])
+  embeddings = model.embed(values, observed)
+  assert embeddings.shape == (5, 64) and np.isfinite(embeddings).all()
