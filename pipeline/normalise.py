@@ -1,0 +1,163 @@
+"""Stage 7 and 8, Normalise: tf.Transform z-scores, then schemas.record bytes.
+
+Analysis runs over the pretrain dataset's train split only. Each feature's mean and
+variance are taken over its observed values only: the analysers see a SparseTensor
+of the non-NaN minutes, so missing minutes cannot bias them. Transform (every split,
+both datasets): clip to the feature's clip range, z-score, clip to [-5, 5], missing
+-> 0. The graph also outputs the statistics (<feature>__mean/__std/__count) so that
+the manifest reports exactly the numbers the graph applies, and so that they can be
+inverted to report errors in physical units. The graph is saved under transform/.
+
+Windows reach TFT as Arrow RecordBatches (one per subject and dataset, so each
+analyser partial sum is over a fixed set of values whatever the bundling); the
+window metadata and mask ride along as a pass-through column and never enter TF.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+
+from schemas import record
+from schemas.constants import NORMALISED_CLIP, SPLITS
+from schemas.features import FEATURE_NAMES, FEATURES
+from schemas.manifest import DATASETS
+
+META = "__window__"
+_META = struct.Struct("<qffhhBBH")
+
+
+def pack_meta(block, i: int) -> bytes:
+  subject = block.subject.encode("ascii")
+  mask = np.packbits(~np.isnan(block.values[i]).reshape(-1)).tobytes()
+  return b"".join((
+      _META.pack(int(block.start[i]), float(block.missing_ratio[i]),
+                 float(block.source_missing_ratio[i]), int(block.label[i]),
+                 int(block.exercise[i]), SPLITS.index(block.split),
+                 DATASETS.index(block.dataset), len(subject)),
+      subject, block.minute_labels[i].tobytes(), block.minute_exercise[i].tobytes(), mask))
+
+
+def unpack_meta(data: bytes, window: int) -> dict:
+  (start, missing_ratio, source_missing_ratio, label, exercise, split, dataset,
+   subject_len) = _META.unpack_from(data, 0)
+  o = _META.size
+  subject = data[o:o + subject_len].decode("ascii")
+  o += subject_len
+  raw = np.frombuffer(data, np.int8, count=2 * window, offset=o)
+  o += 2 * window
+  mask = np.unpackbits(np.frombuffer(data, np.uint8, offset=o),
+                       count=window * len(FEATURES)).view(bool).reshape(window, -1)
+  return {"start": start, "missing_ratio": missing_ratio,
+          "source_missing_ratio": source_missing_ratio, "label": label,
+          "exercise": exercise, "split": SPLITS[split], "dataset": DATASETS[dataset],
+          "subject": subject, "minute_labels": raw[:window],
+          "minute_exercise": raw[window:], "mask": mask}
+
+
+def arrow_schema() -> pa.Schema:
+  return pa.schema([pa.field(n, pa.large_list(pa.float32())) for n in FEATURE_NAMES]
+                   + [pa.field(META, pa.large_list(pa.binary()))])
+
+
+def to_record_batch(block) -> pa.RecordBatch:
+  """One row per window: a list of T floats per feature (NaN missing) plus the metadata."""
+  n, t, _ = block.values.shape
+  offsets = pa.array(np.arange(0, n * t + 1, t, dtype=np.int64))
+  columns = [pa.LargeListArray.from_arrays(offsets, pa.array(block.values[:, :, f].reshape(-1)))
+             for f in range(len(FEATURES))]
+  columns.append(pa.LargeListArray.from_arrays(
+      pa.array(np.arange(n + 1, dtype=np.int64)),
+      pa.array([pack_meta(block, i) for i in range(n)], pa.binary())))
+  return pa.RecordBatch.from_arrays(columns, schema=arrow_schema())
+
+
+def preprocessing_fn(inputs):
+  """Observed-only statistics per feature; clip, z-score, clip to +-5, missing -> 0."""
+  import tensorflow as tf
+  import tensorflow_transform as tft
+  outputs = {}
+  for feature in FEATURES:
+    x = inputs[feature.name]
+    observed = ~tf.math.is_nan(x)
+    clipped = tf.clip_by_value(x, *feature.clip_range)
+    values = tf.SparseTensor(tf.where(observed), tf.boolean_mask(clipped, observed),
+                             tf.shape(x, out_type=tf.int64))
+    mean, var = tft.mean(values), tft.var(values)
+    count = tft.sum(tf.cast(observed, tf.int64))
+    std = tf.sqrt(var)
+    scale = tf.where(std > 0, std, tf.ones_like(std))
+    z = tf.clip_by_value((clipped - mean) / scale, -NORMALISED_CLIP, NORMALISED_CLIP)
+    outputs[feature.name] = tf.where(observed, z, tf.zeros_like(z))
+    rows = tf.shape(x)[:1]
+    outputs[f"{feature.name}__mean"] = tf.fill(rows, mean)
+    outputs[f"{feature.name}__std"] = tf.fill(rows, std)
+    outputs[f"{feature.name}__count"] = tf.fill(rows, count)
+  return outputs
+
+
+def encode_batch(transformed, window: int):
+  """Transformed RecordBatch -> ((dataset, split), (subject, start, record bytes))."""
+  batch = transformed[0]
+  n = batch.num_rows
+  values = np.stack([batch.column(name).flatten().to_numpy(zero_copy_only=False)
+                     .reshape(n, window) for name in FEATURE_NAMES], axis=2)
+  for i, meta in enumerate(batch.column(META).flatten().to_pylist()):
+    window_meta = unpack_meta(meta, window)
+    window_meta["values"] = np.where(window_meta["mask"], values[i], 0).astype(np.float32)
+    yield ((window_meta["dataset"], window_meta["split"]),
+           (window_meta["subject"], window_meta["start"], record.encode(window_meta)))
+
+
+def statistics(transformed) -> dict:
+  """The statistics the graph applies (every row carries them; the first one is read)."""
+  batch = transformed[0]
+
+  def first(column):
+    value = batch.column(column)[0].as_py()
+    return value[0] if isinstance(value, list) else value
+
+  return {name: {"mean": float(first(f"{name}__mean")), "std": float(first(f"{name}__std")),
+                 "count": int(first(f"{name}__count"))} for name in FEATURE_NAMES}
+
+
+def _first(stats):
+  return next((s for s in stats if s), {})
+
+
+class Normalise(beam.PTransform):
+  """WindowBlock -> {'records': ((dataset, split), (subject, start, bytes)), 'statistics'}."""
+
+  def __init__(self, window: int, transform_dir: str, temp_dir: str):
+    super().__init__()
+    self._window, self._transform_dir, self._temp_dir = window, transform_dir, temp_dir
+
+  def expand(self, blocks):
+    import tensorflow_transform.beam as tft_beam
+    from tfx_bsl.public import tfxio
+    from tfx_bsl.tfxio import tensor_representation_util
+
+    from schemas import tfmd
+    representations = tensor_representation_util.InferTensorRepresentationsFromSchema(
+        tfmd.window_schema(self._window))
+    config = tfxio.TensorAdapterConfig(arrow_schema(), representations)
+    batches = blocks | "ToRecordBatch" >> beam.Map(to_record_batch)
+    train = (blocks
+             | "TrainOnly" >> beam.Filter(lambda b: b.dataset == "pretrain"
+                                          and b.split == "train")
+             | "TrainToRecordBatch" >> beam.Map(to_record_batch))
+    with tft_beam.Context(temp_dir=self._temp_dir, passthrough_keys={META}):
+      transform_fn = (train, config) | "Analyse" >> tft_beam.AnalyzeDataset(preprocessing_fn)
+      transformed, _ = (((batches, config), transform_fn)
+                        | "Transform" >> tft_beam.TransformDataset(
+                            output_record_batches=True))
+      _ = transform_fn | "WriteTransform" >> tft_beam.WriteTransformFn(self._transform_dir)
+    window = self._window
+    records = transformed | "Encode" >> beam.FlatMap(encode_batch, window)
+    stats = (transformed
+             | "Statistics" >> beam.Map(statistics)
+             | "OneCopy" >> beam.CombineGlobally(_first))
+    return {"records": records, "statistics": stats}
