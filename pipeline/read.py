@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import gzip
 import io
 import json
 
@@ -79,15 +80,23 @@ def match_inputs(patterns) -> list[str]:
   return sorted(paths)
 
 
-def _open(path: str, compressed: bool):
-  return FileSystems.open(path, compression_type=(
-      CompressionTypes.AUTO if compressed else CompressionTypes.UNCOMPRESSED))
+def _gzipped(path: str) -> bool:
+  return path.lower().endswith((".gz", ".gzip"))
+
+
+def _open(path: str):
+  """A binary stream of the file's bytes (gunzipped when the name ends in .gz)."""
+  f = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+  return gzip.GzipFile(fileobj=f, mode="rb") if _gzipped(path) else f
 
 
 def read_csv(path: str):
   """Streams a CSV file: cells as bytes, so one undecodable byte spoils one row only."""
-  with _open(path, True) as f:
-    header = f.readline().decode("utf-8", errors="replace").rstrip("\r\n")
+  try:
+    with _open(path) as f:
+      header = f.readline().decode("utf-8", errors="replace").rstrip("\r\n")
+  except (OSError, EOFError) as e:
+    raise UnreadableFileError(f"{path}: cannot read as CSV: {e}") from e
   columns = next(csv.reader([header])) if header else []
   if not columns or not any(columns):
     raise UnreadableFileError(f"{path}: empty file or no CSV header")
@@ -98,10 +107,13 @@ def read_csv(path: str):
     return "skip"
 
   line = 2
-  with _open(path, True) as f:
+  with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
     try:
+      stream = pa.PythonFile(f, mode="r")
+      if _gzipped(path):
+        stream = pa.CompressedInputStream(stream, "gzip")
       reader = pcsv.open_csv(
-          f, read_options=pcsv.ReadOptions(use_threads=False, block_size=8 << 20,
+          stream, read_options=pcsv.ReadOptions(use_threads=False, block_size=8 << 20,
                                            skip_rows=1, column_names=columns),
           parse_options=pcsv.ParseOptions(invalid_row_handler=invalid,
                                           ignore_empty_lines=False),
@@ -116,7 +128,7 @@ def read_csv(path: str):
         for start in range(0, n, BATCH_ROWS):
           yield RawBatch(path, layout(columns), table.slice(start, BATCH_ROWS),
                          rows[start:start + BATCH_ROWS], [])
-    except (pa.ArrowInvalid, OSError, EOFError) as e:
+    except (pa.ArrowInvalid, OSError, EOFError, gzip.BadGzipFile) as e:
       raise UnreadableFileError(f"{path}: cannot read as CSV: {e}") from e
   if malformed:
     yield RawBatch(path, layout(columns), pa.table({c: pa.array([], pa.binary())
@@ -135,7 +147,7 @@ def _skip_lines(line: int, n: int, bad: list[int]) -> tuple[np.ndarray, int]:
 
 def read_parquet(path: str):
   try:
-    with _open(path, False) as f:
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
       parquet = pq.ParquetFile(f)
       columns = parquet.schema_arrow.names
       start = 0
@@ -151,7 +163,7 @@ def read_parquet(path: str):
 def read_jsonl(path: str):
   """JSON lines: one object a line; a line that is not a JSON object is malformed."""
   try:
-    with _open(path, True) as f:
+    with _open(path) as f:
       text = io.TextIOWrapper(f, encoding="utf-8", errors="surrogateescape", newline="\n")
       records, rows, malformed, columns = [], [], [], {}
       for number, line in enumerate(text, start=1):

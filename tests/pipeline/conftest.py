@@ -90,3 +90,23 @@ def pipeline_args(inputs, output, *extra):
 @pytest.fixture(scope="session")
 def key() -> bytes:
   return KEY.encode()
+
+
+def test_pipeline():
+  """A TestPipeline on the offline local runner (never the Prism download)."""
+  from apache_beam.testing.test_pipeline import TestPipeline
+  return TestPipeline(runner="FnApiRunner")
+
+
+@pytest.fixture
+def make_pipeline():
+  return test_pipeline
+
+
+@pytest.fixture(scope="session")
+def raw():
+  """The fixture writers above (test files cannot import conftest under importlib mode)."""
+  import types
+  return types.SimpleNamespace(
+      make_cohort=make_cohort, wide_frame=wide_frame, long_frame=long_frame, write=write,
+      iso=iso, pipeline_args=pipeline_args, KEY=KEY, START=START)
