@@ -4,7 +4,7 @@ Analysis runs over the pretrain dataset's train split only. Each feature's mean 
 variance are taken over its observed values only: the analysers see a SparseTensor
 of the non-NaN minutes, so missing minutes cannot bias them. Transform (every split,
 both datasets): clip to the feature's clip range, z-score, clip to [-5, 5], missing
--> 0. The graph also outputs the statistics (<feature>__mean/__std/__count) so that
+-> 0. The graph also outputs the statistics (__mean, __std, __count: [F] per row) so that
 the manifest reports exactly the numbers the graph applies, and so that they can be
 inverted to report errors in physical units. The graph is saved under transform/.
 
@@ -75,27 +75,39 @@ def to_record_batch(block) -> pa.RecordBatch:
   return pa.RecordBatch.from_arrays(columns, schema=arrow_schema())
 
 
+STATISTICS = ("__mean", "__std", "__count")  # extra outputs: [F] per row, LSM order
+
+
 def preprocessing_fn(inputs):
-  """Observed-only statistics per feature; clip, z-score, clip to +-5, missing -> 0."""
+  """Observed-only statistics per feature; clip, z-score, clip to +-5, missing -> 0.
+
+  The features are stacked to [B, T, F] and the observed values passed as one
+  SparseTensor [B*T, F], so three analysers (not three per feature) reduce every
+  column over its present values only.
+  """
   import tensorflow as tf
   import tensorflow_transform as tft
-  outputs = {}
-  for feature in FEATURES:
-    x = inputs[feature.name]
-    observed = ~tf.math.is_nan(x)
-    clipped = tf.clip_by_value(x, *feature.clip_range)
-    values = tf.SparseTensor(tf.where(observed), tf.boolean_mask(clipped, observed),
-                             tf.shape(x, out_type=tf.int64))
-    mean, var = tft.mean(values), tft.var(values)
-    count = tft.sum(tf.cast(observed, tf.int64))
-    std = tf.sqrt(var)
-    scale = tf.where(std > 0, std, tf.ones_like(std))
-    z = tf.clip_by_value((clipped - mean) / scale, -NORMALISED_CLIP, NORMALISED_CLIP)
-    outputs[feature.name] = tf.where(observed, z, tf.zeros_like(z))
-    rows = tf.shape(x)[:1]
-    outputs[f"{feature.name}__mean"] = tf.fill(rows, mean)
-    outputs[f"{feature.name}__std"] = tf.fill(rows, std)
-    outputs[f"{feature.name}__count"] = tf.fill(rows, count)
+  x = tf.stack([inputs[f.name] for f in FEATURES], axis=2)
+  observed = ~tf.math.is_nan(x)
+  low = tf.constant([f.clip_range[0] for f in FEATURES], tf.float32)
+  high = tf.constant([f.clip_range[1] for f in FEATURES], tf.float32)
+  clipped = tf.clip_by_value(x, low, high)
+  flat_observed = tf.reshape(observed, [-1, len(FEATURES)])
+  sparse = tf.SparseTensor(tf.where(flat_observed),
+                           tf.boolean_mask(tf.reshape(clipped, [-1, len(FEATURES)]),
+                                           flat_observed),
+                           tf.shape(flat_observed, out_type=tf.int64))
+  mean = tft.mean(sparse, reduce_instance_dims=False)
+  var = tft.var(sparse, reduce_instance_dims=False)
+  count = tft.sum(tf.cast(flat_observed, tf.int64), reduce_instance_dims=False)
+  std = tf.sqrt(var)
+  scale = tf.where(std > 0, std, tf.ones_like(std))
+  z = tf.clip_by_value((clipped - mean) / scale, -NORMALISED_CLIP, NORMALISED_CLIP)
+  z = tf.where(observed, z, tf.zeros_like(z))
+  outputs = {f.name: z[:, :, i] for i, f in enumerate(FEATURES)}
+  rows = tf.shape(x)[:1]
+  for name, value in zip(STATISTICS, (mean, std, count)):
+    outputs[name] = tf.tile(value[tf.newaxis], tf.concat([rows, [1]], 0))
   return outputs
 
 
@@ -115,13 +127,9 @@ def encode_batch(transformed, window: int):
 def statistics(transformed) -> dict:
   """The statistics the graph applies (every row carries them; the first one is read)."""
   batch = transformed[0]
-
-  def first(column):
-    value = batch.column(column)[0].as_py()
-    return value[0] if isinstance(value, list) else value
-
-  return {name: {"mean": float(first(f"{name}__mean")), "std": float(first(f"{name}__std")),
-                 "count": int(first(f"{name}__count"))} for name in FEATURE_NAMES}
+  mean, std, count = (batch.column(name)[0].as_py() for name in STATISTICS)
+  return {name: {"mean": float(mean[i]), "std": float(std[i]), "count": int(count[i])}
+          for i, name in enumerate(FEATURE_NAMES)}
 
 
 def _first(stats):
