@@ -24,7 +24,7 @@ from pipeline.align import AlignSubjects
 from pipeline.labels import ReadLabels
 from pipeline.normalise import Normalise
 from pipeline.parse import ParseReadings
-from pipeline.read import ReadRaw, match_inputs
+from pipeline.read import ReadRaw, UnreadableFileError, match_inputs
 from pipeline.split import AssignSplit
 from pipeline.windows import CutWindows
 from pipeline.write import WriteManifest, WriteShards
@@ -99,7 +99,10 @@ def main(argv=None) -> None:
   if not argv or "--help" in argv or "-h" in argv:
     print(__doc__)
     lsm_options.LsmOptions(["--help"])
-  run(argv)
+  try:
+    run(argv)
+  except UnreadableFileError as e:
+    sys.exit(f"lsm-pipeline: {e}")
 
 
 if __name__ == "__main__":
