@@ -49,11 +49,13 @@ def align_subject(subject: str, parts):
   parts = sorted(parts, key=lambda p: (p.source, int(p.row[0]) if len(p.row) else 0))
   sources = sorted({p.source for p in parts})
   source_id = {s: i for i, s in enumerate(sources)}
-  time = np.concatenate([p.time for p in parts])
-  feature = np.concatenate([p.feature for p in parts]).astype(np.int64)
-  value = np.concatenate([p.value for p in parts])
-  row = np.concatenate([p.row for p in parts])
-  src = np.concatenate([np.full(len(p.row), source_id[p.source], np.int32) for p in parts])
+  longs = [p.long() for p in parts]
+  time, feature, value, row = (np.concatenate([part[k] for part in longs]) for k in range(4))
+  feature = feature.astype(np.int64)
+  src = np.concatenate([np.full(len(part[3]), source_id[p.source], np.int32)
+                        for p, part in zip(parts, longs)])
+  if not len(time):
+    return
   minute = time // NS_PER_MINUTE
   first = int(minute.min())
   cell = (minute - first) * F + feature

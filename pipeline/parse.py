@@ -32,16 +32,26 @@ _OK = len(READING_REASONS)  # reading code for "used so far"
 
 @dataclasses.dataclass
 class Readings:
-  """Validated readings of one subject from one batch (all arrays the same length).
+  """Valid readings of one subject from one batch of one file, in one of two forms.
 
-  time: int64 nanoseconds since the epoch, UTC; feature: int16 index in LSM order;
-  value: float64 physical value; row: row number in `source`.
+  time: int64 nanoseconds since the epoch, UTC; row: row number in `source`.
+  Long form (`feature` set): one reading per entry, feature int16 (LSM order) and
+  value float64 [n]. Wide form (`feature` None): one input row per entry, value
+  float32 [n, F] with NaN where the row has no valid reading; 5x smaller to shuffle
+  than one entry per reading. Range checks happen before the float32 cast.
   """
   source: str
   time: np.ndarray
-  feature: np.ndarray
-  value: np.ndarray
   row: np.ndarray
+  value: np.ndarray
+  feature: np.ndarray | None = None
+
+  def long(self):
+    """(time, feature, value, row), one entry per reading."""
+    if self.feature is not None:
+      return self.time, self.feature, self.value, self.row
+    r, f = np.nonzero(~np.isnan(self.value))
+    return self.time[r], f.astype(np.int16), self.value[r, f].astype(np.float64), self.row[r]
 
 
 def dead_letter(source: str, row, reason: str, raw, subject: str | None = None) -> str:
@@ -52,83 +62,98 @@ def dead_letter(source: str, row, reason: str, raw, subject: str | None = None) 
   return json.dumps(entry, sort_keys=True, default=str)
 
 
-def _strings(column: pa.ChunkedArray):
-  """Cells as an object array of str (None when null) and a bool array of undecodable cells."""
-  column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-  if pa.types.is_binary(column.type):
-    try:
+class _Column:
+  """One input column: numeric columns as float64, text as an Arrow string array.
+
+  empty: null or blank cells; undecodable: cells whose bytes are not UTF-8.
+  """
+
+  def __init__(self, column):
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    n = len(column)
+    self.undecodable = np.zeros(n, bool)
+    self.numeric = pa.types.is_integer(column.type) or pa.types.is_floating(column.type)
+    if self.numeric:
+      self.array = column
+      self.values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+      self.empty = column.is_null().to_numpy(zero_copy_only=False)
+      return
+    if pa.types.is_binary(column.type):
+      try:
+        column = pc.cast(column, pa.string())
+      except pa.ArrowInvalid:
+        column = self._decode(column)
+    elif pa.types.is_timestamp(column.type):
+      self.array = column
+      self.empty = column.is_null().to_numpy(zero_copy_only=False)
+      return
+    elif not pa.types.is_string(column.type):
       column = pc.cast(column, pa.string())
-    except pa.ArrowInvalid:
-      cells = column.to_pylist()
-      bad = np.zeros(len(cells), bool)
-      for i, cell in enumerate(cells):
-        try:
-          cells[i] = None if cell is None else cell.decode("utf-8")
-        except UnicodeDecodeError:
-          cells[i], bad[i] = None, True
-      return np.asarray(cells, dtype=object), bad
-  elif not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-    column = pc.cast(column, pa.string())
-  return column.to_numpy(zero_copy_only=False), np.zeros(len(column), bool)
+    self.array = pc.utf8_trim_whitespace(column)
+    self.empty = pc.fill_null(pc.equal(self.array, ""), True).to_numpy(zero_copy_only=False)
+
+  def _decode(self, column):
+    cells = column.to_pylist()
+    for i, cell in enumerate(cells):
+      try:
+        cells[i] = None if cell is None else cell.decode("utf-8")
+      except UnicodeDecodeError:
+        cells[i], self.undecodable[i] = None, True
+    return pa.array(cells, pa.string())
+
+  def numbers(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float64 values at `index` and a bool array of cells that are not numbers."""
+    if self.numeric:
+      return self.values[index], np.zeros(len(index), bool)
+    cells = self.array.take(pa.array(index, pa.int64()))
+    try:
+      return (pc.cast(cells, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64),
+              np.zeros(len(index), bool))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+      pass  # some cell is not a number: parse one by one
+    values = np.full(len(index), np.nan)
+    bad = np.zeros(len(index), bool)
+    for i, cell in enumerate(cells.to_pylist()):
+      try:
+        values[i] = float(cell)
+      except (TypeError, ValueError):
+        bad[i] = True
+    return values, bad
+
+  def codes(self) -> tuple[np.ndarray, list]:
+    """Dictionary codes (-1 for empty) and the distinct values, for ids and names."""
+    array = self.array if not self.numeric else pc.cast(self.array, pa.string())
+    encoded = pc.dictionary_encode(array)
+    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return codes, encoded.dictionary.to_pylist()
 
 
-def _empty(cells: np.ndarray) -> np.ndarray:
-  return np.array([c is None or not c.strip() for c in cells], dtype=bool) \
-      if cells.dtype == object else np.zeros(len(cells), bool)
+_BAD_TIME = np.iinfo(np.int64).min
 
 
 def parse_times(column) -> np.ndarray:
   """int64 ns since the epoch (UTC); INT64_MIN where not ISO 8601 with an offset."""
-  bad = np.iinfo(np.int64).min
   if pa.types.is_timestamp(column.type):
     if column.type.tz is None:  # a naive timestamp: the offset is unknown
-      return np.full(len(column), bad, np.int64)
+      return np.full(len(column), _BAD_TIME, np.int64)
     values = pc.cast(column, pa.timestamp("ns", tz="UTC"))
-    return values.fill_null(pa.scalar(bad, values.type)).to_numpy().view(np.int64).copy()
-  strings = pc.cast(column, pa.string()) if not pa.types.is_string(column.type) else column
-  try:
-    values = pc.cast(strings, pa.timestamp("ns", tz="UTC"))
-    return values.fill_null(pa.scalar(bad, values.type)).to_numpy().view(np.int64).copy()
-  except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-    pass  # some cell is bad: parse one by one
-  out = np.full(len(strings), bad, np.int64)
-  for i, cell in enumerate(strings.to_pylist()):
+  else:
+    try:
+      values = pc.cast(column, pa.timestamp("ns", tz="UTC"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+      return _parse_times_one_by_one(column)
+  return values.fill_null(pa.scalar(_BAD_TIME, values.type)).to_numpy().view(np.int64).copy()
+
+
+def _parse_times_one_by_one(column) -> np.ndarray:
+  out = np.full(len(column), _BAD_TIME, np.int64)
+  for i, cell in enumerate(column.to_pylist()):
     if cell:
       try:
-        out[i] = pc.cast(pa.array([cell.strip()]), pa.timestamp("ns", tz="UTC"))[0].value
+        out[i] = pc.cast(pa.array([cell]), pa.timestamp("ns", tz="UTC"))[0].value
       except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError):
         pass
   return out
-
-
-def parse_numbers(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """float64 values and a bool array of cells that are not numbers (objects or floats in)."""
-  if cells.dtype != object:
-    return cells.astype(np.float64), np.zeros(len(cells), bool)
-  try:
-    return pc.cast(pa.array(cells, pa.string()), pa.float64()).to_numpy(
-        zero_copy_only=False).astype(np.float64), np.zeros(len(cells), bool)
-  except (pa.ArrowInvalid, pa.ArrowTypeError):
-    pass
-  values = np.full(len(cells), np.nan)
-  bad = np.zeros(len(cells), bool)
-  for i, cell in enumerate(cells):
-    try:
-      values[i] = float(cell)
-    except (TypeError, ValueError):
-      bad[i] = True
-  return values, bad
-
-
-def _column_cells(column):
-  """Numeric Arrow columns stay numeric (float64, NaN kept, null -> None mask)."""
-  column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-  if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
-    null = column.is_null().to_numpy(zero_copy_only=False)
-    values = pc.cast(column, pa.float64()).fill_null(0.0).to_numpy().copy()
-    return values, null, np.zeros(len(column), bool)
-  cells, undecodable = _strings(column)
-  return cells, _empty(cells), undecodable
 
 
 def _raw_row(table: pa.Table, i: int) -> dict:
@@ -136,56 +161,53 @@ def _raw_row(table: pa.Table, i: int) -> dict:
           for k, v in table.slice(i, 1).to_pylist()[0].items()}
 
 
+_PARSED = len(ROW_REASONS)
+
+
 def parse_batch(batch, key: bytes):
   """Yields (subject hash, Readings), dead-letter JSON lines (tagged) and counts (tagged)."""
-  table, source = batch.table, batch.source
-  n = table.num_rows
-  tally = {"rows_read": n + len(batch.malformed)}
-  letters = [dead_letter(source, row, "malformed_row", text) for row, text in batch.malformed]
-  tally["rows_dead_letter/malformed_row"] = len(batch.malformed)
+  table, source, n = batch.table, batch.source, batch.table.num_rows
+  tally = {"rows_read": n + len(batch.malformed),
+           "rows_dead_letter/malformed_row": len(batch.malformed)}
+  for row, text in batch.malformed:
+    yield beam.pvalue.TaggedOutput(counts.DEAD_LETTER, dead_letter(
+        source, row, "malformed_row", text))
   names = {normalise_alias(c): c for c in reversed(table.column_names)}
-  row_reason = np.full(n, len(ROW_REASONS), np.int8)  # = parsed
-  if "subject_id" not in names or "timestamp" not in names:
-    row_reason[:] = 0
-    subjects = times = None
-  else:
-    subjects, subject_empty, subject_bad = _column_cells(table.column(names["subject_id"]))
-    if subjects.dtype != object:
-      subjects = np.array([str(int(s)) if float(s).is_integer() else str(s)
-                           for s in subjects], dtype=object)
-    times = parse_times(table.column(names["timestamp"]).combine_chunks())
-    row_reason[times == np.iinfo(np.int64).min] = 2
-    row_reason[subject_empty] = 1
-    row_reason[subject_bad] = 0
-  feature_columns = [c for c in table.column_names
-                     if normalise_alias(c) not in ("subject_id", "timestamp")]
-  cells = {c: _column_cells(table.column(c)) for c in feature_columns}
+  columns = {c: _Column(table.column(c)) for c in table.column_names}
+  row_reason = np.full(n, _PARSED, np.int8)
   all_empty = np.ones(n, bool)
-  for c in feature_columns:
-    all_empty &= cells[c][1]
-    row_reason[cells[c][2]] = 0  # undecodable bytes spoil the whole row
-  if subjects is not None:
-    all_empty &= subject_empty
+  for column in columns.values():
+    all_empty &= column.empty
+    row_reason[column.undecodable] = 0  # undecodable bytes spoil the whole row
+  if "subject_id" in names and "timestamp" in names:
+    subject, stamp = columns[names["subject_id"]], columns[names["timestamp"]]
+    times = parse_times(stamp.array)
+    codes, ids = subject.codes()
+    row_reason[(times == _BAD_TIME) & (row_reason == _PARSED)] = 2
+    row_reason[subject.empty & (row_reason >= 1)] = 1
+  else:
+    row_reason[:] = 0
   row_reason[all_empty] = 0
   for code, reason in enumerate(ROW_REASONS):
     bad = np.flatnonzero(row_reason == code)
     tally[f"rows_dead_letter/{reason}"] = tally.get(f"rows_dead_letter/{reason}", 0) + len(bad)
-    letters += [dead_letter(source, batch.rows[i], reason, _raw_row(table, i)) for i in bad]
-  parsed = row_reason == len(ROW_REASONS)
+    for i in bad:
+      yield beam.pvalue.TaggedOutput(counts.DEAD_LETTER, dead_letter(
+          source, batch.rows[i], reason, _raw_row(table, i)))
+  parsed = row_reason == _PARSED
   tally["rows_parsed"] = int(parsed.sum())
-  for letter in letters:
-    yield beam.pvalue.TaggedOutput(counts.DEAD_LETTER, letter)
   if not parsed.any():
     yield counts.emit(tally)
     return
-  hashes = {s: record.subject_hash(s, key) for s in set(subjects[parsed])}
+  hashes = [record.subject_hash(s, key) if s else None for s in ids]
+  feature_columns = [c for c in table.column_names
+                     if normalise_alias(c) not in ("subject_id", "timestamp")]
   if batch.layout == "long":
-    readings = _long_readings(cells, names, parsed)
+    parts = _long_readings(columns[names["feature"]], columns[names["value"]], parsed)
   else:
-    readings = _wide_readings(cells, feature_columns, parsed)
-  index, feature, value, reason, name = readings
+    parts = _wide_readings(columns, feature_columns, parsed)
+  index, reason, name, readings = parts
   tally["readings_read"] = len(index)
-  ok = reason == _OK
   for code, why in enumerate(READING_REASONS):
     bad = np.flatnonzero(reason == code)
     if len(bad):
@@ -194,18 +216,19 @@ def parse_batch(batch, key: bytes):
       i = index[j]
       yield beam.pvalue.TaggedOutput(counts.DEAD_LETTER, dead_letter(
           source, batch.rows[i], why, _raw_row(table, i) | {"reading": name[j]},
-          hashes[subjects[i]]))
+          hashes[codes[i]]))
   yield counts.emit(tally)
-  index, feature, value = index[ok], feature[ok], value[ok]
-  subject_of = np.array([hashes[s] for s in subjects[index]], dtype=object)
-  order = np.argsort(subject_of, kind="stable")
-  subject_of, index, feature, value = (subject_of[order], index[order], feature[order],
-                                       value[order])
-  bounds = np.flatnonzero(subject_of[1:] != subject_of[:-1]) + 1
-  for part in np.split(np.arange(len(index)), bounds):
+  rows, feature, value = readings
+  order = np.argsort(codes[rows], kind="stable")
+  rows, value = rows[order], value[order]
+  feature = None if feature is None else feature[order]
+  subject_codes = codes[rows]
+  bounds = np.flatnonzero(subject_codes[1:] != subject_codes[:-1]) + 1
+  for part in np.split(np.arange(len(rows)), bounds):
     if len(part):
-      yield subject_of[part[0]], Readings(source, times[index[part]], feature[part],
-                                          value[part], batch.rows[index[part]])
+      yield hashes[subject_codes[part[0]]], Readings(
+          source, times[rows[part]], batch.rows[rows[part]], value[part],
+          None if feature is None else feature[part])
 
 
 def _check(feature, values, not_number):
@@ -222,40 +245,59 @@ def _check(feature, values, not_number):
   return reason
 
 
-def _long_readings(cells, names, parsed):
+def _long_readings(feature_column, value_column, parsed):
+  """Every parsed row is one reading; returns (row index, reason, name, readings)."""
   index = np.flatnonzero(parsed)
-  feature_cells = cells[names["feature"]][0]
-  lookup = {}
-  feature = np.empty(len(index), np.int16)
-  for j, i in enumerate(index):
-    cell = feature_cells[i]
-    if cell not in lookup:
-      canonical = canonical_name(cell) if isinstance(cell, str) else None
-      lookup[cell] = UNKNOWN if canonical is None else _INDEX[canonical]
-    feature[j] = lookup[cell]
-  value_cells, value_empty, _ = cells[names["value"]]
-  values, not_number = parse_numbers(value_cells[index])
-  not_number |= value_empty[index]
-  name = np.array([str(feature_cells[i]) for i in index], dtype=object)
-  return index, feature, values, _check(feature, values, not_number), name
+  codes, names = feature_column.codes()
+  lookup = np.array([_INDEX.get(canonical_name(n), UNKNOWN) if n else UNKNOWN
+                     for n in names] + [UNKNOWN], np.int16)
+  feature = lookup[codes[index]]  # code -1 (empty) -> the trailing UNKNOWN
+  values, not_number = value_column.numbers(index)
+  not_number |= value_column.empty[index]
+  reason = _check(feature, values, not_number)
+  ok = reason == _OK
+  return index, reason, _Lazy(np.array(names + [""], dtype=object), codes[index]), \
+      (index[ok], feature[ok], values[ok])
 
 
-def _wide_readings(cells, feature_columns, parsed):
-  parts = []
-  for column in feature_columns:
-    column_cells, empty, _ = cells[column]
-    index = np.flatnonzero(parsed & ~empty)
-    canonical = canonical_name(column)
-    feature = np.full(len(index), UNKNOWN if canonical is None else _INDEX[canonical],
-                      np.int16)
-    values, not_number = parse_numbers(column_cells[index])
-    parts.append((index, feature, values, _check(feature, values, not_number),
-                  np.full(len(index), column, dtype=object)))
-  if not parts:
-    empty = np.zeros(0, np.int64)
-    return empty, empty.astype(np.int16), empty.astype(float), empty.astype(np.int8), \
-        empty.astype(object)
-  return tuple(np.concatenate(p) for p in zip(*parts))
+def _wide_readings(columns, feature_columns, parsed):
+  """Non-empty feature cells of parsed rows are readings; a second column of the same
+  feature (an alias) in one row is a duplicate of the first valid one."""
+  n = len(parsed)
+  matrix = np.full((n, len(FEATURES)), np.nan)
+  index_parts, reason_parts, name_parts = [], [], []
+  for number, column in enumerate(feature_columns):
+    cells = columns[column]
+    index = np.flatnonzero(parsed & ~cells.empty)
+    target = _INDEX.get(canonical_name(column), UNKNOWN)
+    values, not_number = cells.numbers(index)
+    reason = _check(np.full(len(index), target, np.int16), values, not_number)
+    if target != UNKNOWN:
+      ok = reason == _OK
+      taken = ok & ~np.isnan(matrix[index, target])
+      reason[taken] = READING_REASONS.index("duplicate")
+      ok &= ~taken
+      matrix[index[ok], target] = values[ok]
+    index_parts.append(index)
+    reason_parts.append(reason)
+    name_parts.append(np.full(len(index), number, np.int32))
+  rows = np.flatnonzero(~np.all(np.isnan(matrix), axis=1))
+  readings = (rows, None, matrix[rows].astype(np.float32))
+  if not index_parts:
+    return np.zeros(0, np.int64), np.zeros(0, np.int8), [], readings
+  names = np.array(feature_columns, dtype=object)
+  return (np.concatenate(index_parts), np.concatenate(reason_parts),
+          _Lazy(names, np.concatenate(name_parts)), readings)
+
+
+class _Lazy:
+  """names[codes[j]] on access: the column name of a reading, built only for bad ones."""
+
+  def __init__(self, names, codes):
+    self._names, self._codes = names, codes
+
+  def __getitem__(self, j):
+    return self._names[self._codes[j]]
 
 
 _INDEX = {f.name: i for i, f in enumerate(FEATURES)}

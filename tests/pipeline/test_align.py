@@ -20,8 +20,9 @@ HR, STEPS, GOOD, RMSSD = (FEATURE_INDEX[n] for n in (
 def _readings(source, rows):
   """rows: (seconds after T0, feature, value)."""
   t, f, v = zip(*rows)
-  return Readings(source, T0 + np.array(t, np.int64) * NS, np.array(f, np.int16),
-                  np.array(v, float), np.arange(len(rows), dtype=np.int64) + 2)
+  return Readings(source, T0 + np.array(t, np.int64) * NS,
+                  np.arange(len(rows), dtype=np.int64) + 2, np.array(v, float),
+                  np.array(f, np.int16))
 
 
 PARTS = [

@@ -80,9 +80,10 @@ def test_dead_letters_name_source_row_and_reason(tmp_path, make_pipeline):
 def test_readings_are_keyed_by_hash_in_utc_nanoseconds(tmp_path, make_pipeline):
   def summary(item):
     subject, r = item
+    time, feature, value, row = r.long()
     return (subject, r.source.rsplit("/", 1)[1],
-            tuple(zip((r.time // 1_000_000_000).tolist(), r.feature.tolist(),
-                      r.value.tolist(), r.row.tolist())))
+            tuple(zip((time // 1_000_000_000).tolist(), feature.tolist(), value.tolist(),
+                      row.tolist())))
 
   def check(parsed):
     t = int(np.datetime64("2024-03-01T07:15:00", "s").astype(np.int64))
