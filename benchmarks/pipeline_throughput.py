@@ -123,8 +123,9 @@ def run_once(scratch: str, subjects: int, minutes: int, workers: int) -> dict:
   os.makedirs(inputs)
   rows = write_cohort(inputs, subjects, minutes)
   command = [sys.executable, "-m", "pipeline", f"--input={inputs}/*.parquet",
-             f"--output={output}", "--subject_hash_key=benchmark",
-             f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
+             f"--output={output}", "--subject_hash_key=benchmark"]
+  if workers > 1:
+    command += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
   start = time.perf_counter()
   process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
   with PeakRss(process.pid) as rss:
@@ -155,7 +156,9 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument("--minutes", type=int, default=10_000_000,
                       help="subject-minutes of the first cohort (the second doubles it)")
-  parser.add_argument("--workers", type=int, default=2)
+  parser.add_argument("--workers", type=int, default=1,
+                      help="1: one in-process worker (numpy and TF still use both "
+                           "cores); N > 1: N worker processes")
   parser.add_argument("--no_double", action="store_true")
   parser.add_argument("--output", default=str(pathlib.Path(__file__).parent / "results" /
                                               "pipeline_throughput.json"))
