@@ -1,8 +1,8 @@
 """Stage 7 and 8, Normalise: tf.Transform z-scores, then schemas.record bytes.
 
 Analysis runs over the pretrain dataset's train split only. Each feature's mean and
-variance are taken over its observed values only: the analysers see a SparseTensor
-of the non-NaN minutes, so missing minutes cannot bias them. Transform (every split,
+standard deviation are taken over its observed values only (float64 sums in which
+missing minutes contribute nothing), so missing minutes cannot bias them. Transform (every split,
 both datasets): clip to the feature's clip range, z-score, clip to [-5, 5], missing
 -> 0. The graph also outputs the statistics (__mean, __std, __count: [F] per row) so that
 the manifest reports exactly the numbers the graph applies, and so that they can be
@@ -81,9 +81,12 @@ STATISTICS = ("__mean", "__std", "__count")  # extra outputs: [F] per row, LSM o
 def preprocessing_fn(inputs):
   """Observed-only statistics per feature; clip, z-score, clip to +-5, missing -> 0.
 
-  The features are stacked to [B, T, F] and the observed values passed as one
-  SparseTensor [B*T, F], so three analysers (not three per feature) reduce every
-  column over its present values only.
+  The features are stacked to [B, T, F]. The analysers are three float64 sums per
+  feature (observed count, sum and sum of squares of the clipped values, shifted by
+  the population mean for precision) with missing minutes contributing nothing, so
+  a missing minute can neither bias nor poison the statistics (a batch where a
+  feature is absent adds zeros; TF Transform's own mean/var combiner returns NaN
+  when two partials both lack a feature).
   """
   import tensorflow as tf
   import tensorflow_transform as tft
@@ -92,21 +95,26 @@ def preprocessing_fn(inputs):
   low = tf.constant([f.clip_range[0] for f in FEATURES], tf.float32)
   high = tf.constant([f.clip_range[1] for f in FEATURES], tf.float32)
   clipped = tf.clip_by_value(x, low, high)
-  flat_observed = tf.reshape(observed, [-1, len(FEATURES)])
-  sparse = tf.SparseTensor(tf.where(flat_observed),
-                           tf.boolean_mask(tf.reshape(clipped, [-1, len(FEATURES)]),
-                                           flat_observed),
-                           tf.shape(flat_observed, out_type=tf.int64))
-  mean = tft.mean(sparse, reduce_instance_dims=False)
-  var = tft.var(sparse, reduce_instance_dims=False)
-  count = tft.sum(tf.cast(flat_observed, tf.int64), reduce_instance_dims=False)
-  std = tf.sqrt(var)
-  scale = tf.where(std > 0, std, tf.ones_like(std))
-  z = tf.clip_by_value((clipped - mean) / scale, -NORMALISED_CLIP, NORMALISED_CLIP)
+  shift = tf.constant([f.population_mean for f in FEATURES], tf.float64)
+  centred = tf.where(observed, tf.cast(clipped, tf.float64) - shift, tf.zeros_like(shift))
+  count = tft.sum(tf.reduce_sum(tf.cast(observed, tf.int64), axis=1),
+                  reduce_instance_dims=False)
+  total = tft.sum(tf.reduce_sum(centred, axis=1), reduce_instance_dims=False)
+  squares = tft.sum(tf.reduce_sum(centred * centred, axis=1), reduce_instance_dims=False)
+  n = tf.maximum(tf.cast(count, tf.float64), 1.0)
+  offset = total / n
+  mean = shift + offset
+  std = tf.sqrt(tf.maximum(squares / n - offset * offset, 0.0))
+  # A constant feature leaves rounding noise, not spread: call it 0 (scaled by 1).
+  std = tf.where(std > 1e-6 * tf.maximum(tf.abs(mean), 1.0), std, tf.zeros_like(std))
+  scale = tf.cast(tf.where(std > 0, std, tf.ones_like(std)), tf.float32)
+  z = tf.clip_by_value((clipped - tf.cast(mean, tf.float32)) / scale,
+                       -NORMALISED_CLIP, NORMALISED_CLIP)
   z = tf.where(observed, z, tf.zeros_like(z))
   outputs = {f.name: z[:, :, i] for i, f in enumerate(FEATURES)}
   rows = tf.shape(x)[:1]
-  for name, value in zip(STATISTICS, (mean, std, count)):
+  for name, value in zip(STATISTICS, (tf.cast(mean, tf.float32), tf.cast(std, tf.float32),
+                                      count)):
     outputs[name] = tf.tile(value[tf.newaxis], tf.concat([rows, [1]], 0))
   return outputs
 
