@@ -3,14 +3,14 @@
 Generates a synthetic wide-Parquet cohort (canonical raw format, ISO 8601 string
 timestamps, 20% missing cells) of --minutes subject-minutes, runs lsm-pipeline on
 it with 2 worker processes, and in the same run measures the I/O floor: reading the
-same input with pyarrow and writing the same number of output bytes. Then repeats
-with the cohort doubled (twice the subjects, same subject length) to show whether
-peak memory stays flat. Peak memory is the largest summed RSS of the benchmark's
+same input with pyarrow and writing the same number of output bytes. It runs twice,
+the second time with the cohort doubled (twice the subjects, same subject length),
+to show whether peak memory stays flat; targets are judged on the larger run. Peak memory is the largest summed RSS of the benchmark's
 process tree (runner plus workers), sampled every 0.2 s.
 
 Targets (issue #4): >= 200,000 minute-rows/s on 2 cores; within 5x of the I/O floor.
 Writes benchmarks/results/pipeline_throughput.json.
-Run: PYTHONPATH=. python benchmarks/pipeline_throughput.py [--minutes 10000000]
+Run: PYTHONPATH=. python benchmarks/pipeline_throughput.py [--minutes 5000000]
 """
 
 from __future__ import annotations
@@ -154,8 +154,9 @@ def run_once(scratch: str, subjects: int, minutes: int, workers: int) -> dict:
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__)
-  parser.add_argument("--minutes", type=int, default=10_000_000,
-                      help="subject-minutes of the first cohort (the second doubles it)")
+  parser.add_argument("--minutes", type=int, default=5_000_000,
+                      help="subject-minutes of the first cohort; the second doubles it "
+                           "(so the default's second run is the 10M the issue asks for)")
   parser.add_argument("--workers", type=int, default=1,
                       help="1: one in-process worker (numpy and TF still use both "
                            "cores); N > 1: N worker processes")
@@ -169,12 +170,12 @@ def main():
     for scale in ((1,) if args.no_double else (1, 2)):
       runs.append(run_once(scratch, subjects * scale, SUBJECT_MINUTES, args.workers))
       print(json.dumps(runs[-1]), flush=True)
-  first = runs[0]
+  first, largest = runs[0], runs[-1]
   result = {
       "runs": runs, "workers": args.workers, "cores": os.cpu_count(),
       "target_minute_rows_per_s": 200_000, "target_ratio_to_io_floor": 5,
-      "meets_throughput_target": first["minute_rows_per_s"] >= 200_000,
-      "meets_io_floor_target": first["ratio_to_io_floor"] <= 5,
+      "meets_throughput_target": largest["minute_rows_per_s"] >= 200_000,
+      "meets_io_floor_target": largest["ratio_to_io_floor"] <= 5,
       "memory_growth_when_doubled": (round(runs[1]["peak_rss_mib"] / first["peak_rss_mib"], 2)
                                      if len(runs) > 1 else None),
       "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
