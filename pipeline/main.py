@@ -76,6 +76,8 @@ def run(argv=None, save_main_session: bool = False):
   standard = opts.view_as(StandardOptions)
   if standard.runner is None:
     standard.runner = LOCAL_RUNNER
+  if not opts.input or not opts.output:
+    raise SystemExit("lsm-pipeline: --input and --output are required (see --help)")
   key = lsm_options.subject_key(opts)
   inputs = match_inputs(opts.input)  # fails fast, naming the glob, before any work
   if opts.window_minutes <= 0 or lsm_options.stride(opts) <= 0:

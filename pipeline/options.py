@@ -17,9 +17,11 @@ class LsmOptions(PipelineOptions):
 
   @classmethod
   def _add_argparse_args(cls, parser):
-    parser.add_argument("--input", action="append", required=True,
-                        help="raw input file or glob (local or gs://); repeatable")
-    parser.add_argument("--output", required=True, help="output directory (local or gs://)")
+    # Not argparse-required: Beam parses every PipelineOptions subclass it has seen
+    # whenever any options object is built, so run() checks these two instead.
+    parser.add_argument("--input", action="append",
+                        help="raw input file or glob (local or gs://); repeatable; required")
+    parser.add_argument("--output", help="output directory (local or gs://); required")
     parser.add_argument("--format", default="auto", choices=FORMATS,
                         help="file format; auto: from the extension (.csv, .csv.gz, "
                              ".parquet, .jsonl, .jsonl.gz). Long or wide layout is "
