@@ -15,6 +15,7 @@ written when the row or reading counts do not reconcile.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import zlib
@@ -147,6 +148,11 @@ def write_manifest(_, output: str, header: dict, flat_counts: dict, shards: list
   for dataset in datasets:
     nested["windows"][dataset]["written"] = {
         split: sum(e["records"] for e in listing[dataset][split]) for split in SPLITS}
+    empty = [s for s, n in nested["windows"][dataset]["written"].items() if not n]
+    if empty:  # legal (few subjects, small fractions) but rarely what was meant
+      logging.warning("lsm-pipeline: dataset %s has no windows in split(s) %s; with few "
+                      "subjects try other --split fractions or --split_salt", dataset,
+                      ", ".join(empty))
   body = {
       "manifest_version": manifest.MANIFEST_VERSION,
       "record_version": record.VERSION,
