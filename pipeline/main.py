@@ -1,7 +1,7 @@
 """lsm-pipeline: raw per-minute streams to normalised 300-minute window shards.
 
   lsm-pipeline --input 'raw/*.parquet' --output out/ --subject_hash_key_file key.txt \
-      [--labels labels/sessions.csv] [--direct_num_workers 2 \
+      [--format auto] [--tz America/New_York] [--subject_id p01] [--labels labels/sessions.csv] [--direct_num_workers 2 \
       --direct_running_mode multi_processing] [Beam options, e.g. --runner DataflowRunner]
 
 Without --runner the local runner is Beam's FnApiRunner (the engine behind the
@@ -19,14 +19,14 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipeline import counts, options as lsm_options
+from pipeline import counts, devices, options as lsm_options
 from pipeline.align import AlignSubjects
 from pipeline.labels import ReadLabels
 from pipeline.normalise import Normalise
 from pipeline.parse import ParseReadings
 from pipeline.read import ReadRaw, UnreadableFileError, match_inputs
 from pipeline.split import AssignSplit
-from pipeline.windows import CutWindows
+from pipeline.windows import CutWindows, RatioStats
 from pipeline.write import WriteManifest, WriteShards
 
 LOCAL_RUNNER = "FnApiRunner"
@@ -38,13 +38,18 @@ def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str], key
   fractions = lsm_options.split_fractions(opts)
   labelled = bool(opts.session_labels) and opts.labelled_windows
   output = opts.output
-  parsed = (p | "ReadRaw" >> ReadRaw(inputs, opts.format)
+  plan = devices.plan_inputs(inputs, opts.format)  # fails naming a file, before any work
+  parsed = (p | "ReadRaw" >> ReadRaw(plan.canonical, plan.file_format)
             | "ParseReadings" >> ParseReadings(key))
-  aligned = parsed.readings | "AlignSubjects" >> AlignSubjects()
+  device = p | "ReadDevices" >> devices.ReadDevices(plan.exports, opts.tz, opts.subject_id,
+                                                    key)
+  aligned = ((parsed.readings, device.readings) | "AllReadings" >> beam.Flatten()
+             | "AlignSubjects" >> AlignSubjects())
   grids = aligned.grids | "AssignSplit" >> AssignSplit(fractions, opts.split_salt)
-  count_parts = [parsed[counts.COUNTS], aligned[counts.COUNTS]]
-  letter_parts = [parsed[counts.DEAD_LETTER], aligned[counts.DEAD_LETTER]]
-  joined = {"grids": grids}
+  count_parts = [parsed[counts.COUNTS], device[counts.COUNTS], aligned[counts.COUNTS]]
+  letter_parts = [parsed[counts.DEAD_LETTER], device[counts.DEAD_LETTER],
+                  aligned[counts.DEAD_LETTER]]
+  joined = {"grids": grids, "provided": device[devices.PROVIDED]}
   if opts.session_labels:
     sessions = p | "ReadLabels" >> ReadLabels(opts.session_labels, key)
     joined["sessions"] = sessions.sessions
@@ -60,12 +65,17 @@ def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str], key
        | "WriteDeadLetters" >> beam.io.WriteToText(
            os.path.join(output, "dead_letter", "dead_letter"), file_name_suffix=".jsonl",
            num_shards=1, shard_name_template=""))
+  _ = (device[devices.EXTRAS] | "WriteExtras" >> beam.io.WriteToText(
+      os.path.join(output, "extras", "extras"), file_name_suffix=".jsonl", num_shards=1,
+      shard_name_template=""))
+  ratios = windows.windows | "WindowRatios" >> beam.CombineGlobally(RatioStats())
   total = (count_parts | "AllCounts" >> beam.Flatten()
            | "SumCounts" >> beam.CombineGlobally(counts.SumCounts()))
-  header = {"options": lsm_options.recorded(opts), "inputs": inputs,
+  header = {"options": lsm_options.recorded(opts), "inputs": plan.inputs,
             "labels_input": opts.session_labels,
             "datasets_written": ["pretrain"] + (["labelled"] if labelled else [])}
-  return {"counts": total, "shards": shards, "statistics": normalised["statistics"]} \
+  return {"counts": total, "shards": shards, "statistics": normalised["statistics"],
+          "ratios": ratios} \
       | "WriteManifest" >> WriteManifest(output, header, window, opts.num_shards)
 
 

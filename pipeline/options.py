@@ -6,9 +6,11 @@ import os
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipeline.sources.detection import FORMATS as SOURCE_FORMATS
 from schemas.constants import MAX_MISSING_RATIO, SPLITS, WINDOW_MINUTES
 
-FORMATS = ("auto", "csv", "parquet", "jsonl")
+FILE_FORMATS = ("csv", "parquet", "jsonl")
+FORMATS = ("auto",) + FILE_FORMATS + SOURCE_FORMATS
 KEY_ENV = "LSM_SUBJECT_HASH_KEY"
 
 
@@ -23,9 +25,21 @@ class LsmOptions(PipelineOptions):
                         help="raw input file or glob (local or gs://); repeatable; required")
     parser.add_argument("--output", help="output directory (local or gs://); required")
     parser.add_argument("--format", default="auto", choices=FORMATS,
-                        help="file format; auto: from the extension (.csv, .csv.gz, "
-                             ".parquet, .jsonl, .jsonl.gz). Long or wide layout is "
-                             "always detected from the header / columns")
+                        help="input format; auto: per file, Parquet / JSON lines by "
+                             "extension, CSV by name and header (device exports: "
+                             "Fitbit, Empatica E4, Garmin, NHANES; or canonical long / "
+                             "wide), logged and recorded in the manifest. csv, parquet, "
+                             "jsonl: canonical files of that file format; a device "
+                             "format: every input is that device's export")
+    parser.add_argument("--tz", default=None,
+                        help="timezone of exports written in local time without an "
+                             "offset (Fitbit): IANA name (America/New_York) or fixed "
+                             "offset (+02:00); required for them, ignored by others")
+    parser.add_argument("--subject_id", default=None,
+                        help="subject id of single-subject exports that name none (E4, "
+                             "Garmin: default the folder name; Fitabase files without "
+                             "Id: default the file-name prefix); applies to every "
+                             "device export of the run")
     parser.add_argument("--window_minutes", type=int, default=WINDOW_MINUTES)
     parser.add_argument("--stride_minutes", type=int, default=0,
                         help="minutes between window starts; 0: the window length")
@@ -115,6 +129,8 @@ def recorded(options: LsmOptions) -> dict:
       "split_salt": options.split_salt,
       "num_shards": options.num_shards,
       "format": options.format,
+      "tz": options.tz,
+      "subject_id_given": options.subject_id is not None,  # never the raw id itself
       "labels": bool(options.session_labels),
       "labelled_windows": bool(options.session_labels) and options.labelled_windows,
   }

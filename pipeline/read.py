@@ -16,6 +16,8 @@ import dataclasses
 import gzip
 import io
 import json
+import logging
+import os
 
 import apache_beam as beam
 import numpy as np
@@ -70,14 +72,41 @@ def layout(columns) -> str:
 
 
 def match_inputs(patterns) -> list[str]:
-  """Every file the globs match, sorted so that input order never changes the output."""
+  """Every file the globs match, sorted so that input order never changes the output.
+
+  A folder (a path ending in '/', or a local directory) is an Empatica E4 session:
+  it stands for its sensor files (ACC.csv, HR.csv, ...); other files in it, such
+  as info.txt, are documentation and not read (logged).
+  """
   paths = set()
   for pattern in patterns:
+    if _is_folder(pattern):
+      paths.update(_session_files(pattern))
+      continue
     found = [m.path for r in FileSystems.match([pattern]) for m in r.metadata_list]
     if not found:
       raise UnreadableFileError(f"--input {pattern}: matches no file")
     paths.update(found)
   return sorted(paths)
+
+
+def _is_folder(pattern: str) -> bool:
+  return pattern.endswith("/") or ("://" not in pattern and os.path.isdir(pattern))
+
+
+def _session_files(folder: str) -> list[str]:
+  from pipeline.sources import empatica  # the E4 file names live with the E4 adapter
+  members = sorted(m.path for r in FileSystems.match([folder.rstrip("/") + "/*"])
+                   for m in r.metadata_list)
+  sensors = [m for m in members if empatica.sensor_of(m)]
+  if not sensors:
+    raise UnreadableFileError(f"--input {folder}: a folder, but not an Empatica E4 "
+                              "session (no ACC/BVP/EDA/HR/IBI/TEMP/tags.csv); pass its "
+                              "files or a glob")
+  skipped = sorted(set(members) - set(sensors))
+  if skipped:
+    logging.info("%s: not E4 sensor files, not read: %s", folder, ", ".join(skipped))
+  return sensors
 
 
 def _gzipped(path: str) -> bool:

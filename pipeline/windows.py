@@ -3,10 +3,17 @@
 Dataset "pretrain": windows of window_minutes every stride_minutes from the
 subject's first minute (a tail shorter than a window is not a window). Dataset
 "labelled" (with --labels): one window centred on each labelled session, padded
-with missing minutes where it runs past the subject's data. A window whose missing
-ratio (over all 26 features) exceeds max_missing is dropped and counted under
-windows/<dataset>/dropped/missing_ratio_above_max. All windows of one subject and
-dataset travel as one WindowBlock of numpy arrays.
+with missing minutes where it runs past the subject's data.
+
+Drop rule. A subject's *provided* features are those its sources can provide: for
+a device export, the set its adapter declares (pipeline.sources, joined here as
+'provided'); for canonical files, the features with at least one used reading of
+that subject; the union when a subject has both. A window whose missing ratio over
+the provided features (source_missing_ratio) exceeds max_missing is dropped and
+counted under windows/<dataset>/dropped/missing_ratio_above_max; every window of a
+subject whose sources provide nothing is dropped as no_provided_features. Both
+ratios (over all 26 features, and over the provided ones) go into each record.
+All windows of one subject and dataset travel as one WindowBlock of numpy arrays.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from schemas.features import FEATURES
 
 F = len(FEATURES)
 DROP_REASON = "missing_ratio_above_max"
+NO_FEATURES = "no_provided_features"
+RATIOS = ("missing_ratio", "source_missing_ratio")
 
 
 @dataclasses.dataclass
@@ -56,13 +65,17 @@ def cut_subject(item, window: int, stride: int, max_missing: float, labelled: bo
   subject, grouped = item
   grids = list(grouped.get("grids", ()))
   sessions = sorted(grouped.get("sessions", ()))
-  if not grids:  # labels of a subject without sensor data: nothing to window
-    yield counts.emit({"label_sessions_without_data": len(sessions)})
+  declared = np.zeros(F, bool)
+  for mask in grouped.get("provided", ()):
+    declared |= mask
+  if not grids:  # no sensor data: labels or a device subject, nothing to window
+    yield counts.emit({"label_sessions_without_data": len(sessions),
+                       "subjects_without_readings": int(bool(grouped.get("provided")))})
     return
   (split, grid_), = grids
   first, grid = grid_.start, grid_.values
   tally = {f"subjects/{split}": 1}
-  provided = ~np.all(np.isnan(grid), axis=0)
+  provided = declared | ~np.all(np.isnan(grid), axis=0)
   count = (len(grid) - window) // stride + 1 if len(grid) >= window else 0
   offsets = np.arange(count, dtype=np.int64) * stride
   block = _block(subject, split, "pretrain", grid, first, offsets, window, provided,
@@ -85,14 +98,20 @@ def _block(subject, split, dataset, grid, first, offsets, window, provided, sess
   tally[f"windows/{dataset}/cut"] = len(offsets)
   if not len(offsets):
     return None
+  n_provided = int(provided.sum())
+  if not n_provided:
+    tally[f"windows/{dataset}/dropped/{NO_FEATURES}"] = len(offsets)
+    return None
   observed = ~np.isnan(grid)
   per_minute = np.concatenate([[0], np.cumsum(observed.sum(axis=1))])
   if centred is None:  # strided windows lie inside the grid: observed counts by cumsum
     seen = per_minute[offsets + window] - per_minute[offsets]
   else:
     seen = np.array([(~np.isnan(_take(grid, o, window))).sum() for o in offsets])
+  # Observed cells are all of provided features, so one count serves both ratios.
   missing = 1.0 - seen / float(window * F)
-  keep = missing <= max_missing
+  source_missing = 1.0 - seen / float(window * n_provided)
+  keep = source_missing <= max_missing
   dropped = int((~keep).sum())
   if dropped:
     tally[f"windows/{dataset}/dropped/{DROP_REASON}"] = dropped
@@ -100,9 +119,6 @@ def _block(subject, split, dataset, grid, first, offsets, window, provided, sess
     return None
   offsets = offsets[keep]
   values = np.stack([_take(grid, o, window) for o in offsets])
-  mask = ~np.isnan(values)
-  n_provided = max(int(provided.sum()), 1)
-  source_missing = 1.0 - mask[:, :, provided].sum(axis=(1, 2)) / float(window * n_provided)
   minute_labels, minute_exercise = zip(*(labels.minute_labels(sessions, first + o, window)
                                          for o in offsets))
   minute_labels, minute_exercise = np.stack(minute_labels), np.stack(minute_exercise)
@@ -115,12 +131,48 @@ def _block(subject, split, dataset, grid, first, offsets, window, provided, sess
     label = np.array([s[2] for s in kept], np.int16)
     exercise = np.array([s[3] for s in kept], np.int16)
   return WindowBlock(subject, split, dataset, first + offsets, values,
-                     missing[keep].astype(np.float32), source_missing.astype(np.float32),
+                     missing[keep].astype(np.float32),
+                     source_missing[keep].astype(np.float32),
                      label, exercise, minute_labels, minute_exercise)
 
 
+class RatioStats(beam.CombineFn):
+  """WindowBlocks -> {dataset: {ratio: {count, min, mean, max}}} for the manifest."""
+
+  def create_accumulator(self):
+    return {}
+
+  def add_input(self, acc, block):
+    for name in RATIOS:
+      r = getattr(block, name).astype(np.float64)
+      acc[(block.dataset, name)] = _merge(acc.get((block.dataset, name)),
+                                         (len(r), r.min(), r.sum(), r.max()))
+    return acc
+
+  def merge_accumulators(self, accs):
+    out = {}
+    for acc in accs:
+      for k, v in acc.items():
+        out[k] = _merge(out.get(k), v)
+    return out
+
+  def extract_output(self, acc):
+    out = {}
+    for (dataset, name), (n, low, total, high) in sorted(acc.items()):
+      out.setdefault(dataset, {})[name] = {"count": n, "min": float(low),
+                                           "mean": float(total / n), "max": float(high)}
+    return out
+
+
+def _merge(a, b):
+  if a is None:
+    return b
+  return a[0] + b[0], min(a[1], b[1]), a[2] + b[2], max(a[3], b[3])
+
+
 class CutWindows(beam.PTransform):
-  """{'grids': (subject, (split, Grid)), 'sessions': (subject, session)} -> WindowBlock; 'counts'."""
+  """{'grids': (subject, (split, Grid)), 'sessions': (subject, session), optional
+  'provided': (subject, bool[F])} -> WindowBlock; 'counts'."""
 
   def __init__(self, window: int, stride: int, max_missing: float, labelled: bool):
     super().__init__()

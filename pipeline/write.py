@@ -113,6 +113,7 @@ def nest_counts(flat: dict, datasets) -> dict:
                     if k.startswith(f"windows/{dataset}/dropped/")},
     }
   labels = {k.replace("label_", "", 1): v for k, v in flat.items() if k.startswith("label_")}
+  device = source_counts(flat)
   out = {"rows": rows, "readings": readings,
          "dead_letter": {**take("rows_dead_letter", ROW_REASONS),
                          **take("readings_dead_letter", READING_REASONS)},
@@ -120,11 +121,39 @@ def nest_counts(flat: dict, datasets) -> dict:
          "windows": windows}
   if labels:
     out["labels"] = labels
+  if device:
+    out["sources"] = device
+  if flat.get("subjects_without_readings"):
+    out["subjects_without_readings"] = flat["subjects_without_readings"]
+  return out
+
+
+def source_counts(flat: dict) -> dict:
+  """Per device format: entries that reconcile, readings, and the features provided
+  (subjects whose source provides each) and present (used readings of each)."""
+  out = {}
+  for name, value in flat.items():
+    if not name.startswith("sources/"):
+      continue
+    _, fmt, *rest = name.split("/")
+    node = out.setdefault(fmt, {"extras": {}, "dead_letter": {}, "provided": {},
+                                "present": {}})
+    if len(rest) == 2:
+      node[rest[0]][rest[1]] = value
+    else:
+      node[rest[0]] = value
+  for fmt, node in out.items():
+    read = node.get("entries_read", 0)
+    if read != (node.get("entries_used", 0) + sum(node["extras"].values())
+                + sum(node["dead_letter"].values())):
+      raise AssertionError(f"lsm-pipeline: {fmt} entries do not reconcile (a bug): {node}")
+    node["features_provided"] = sorted(node["provided"])
+    node["features_present"] = sorted(node["present"])
   return out
 
 
 def write_manifest(_, output: str, header: dict, flat_counts: dict, shards: list,
-                   statistics: dict, window: int, forced: int):
+                   statistics: dict, window: int, forced: int, ratios=None):
   """Writes DIR/manifest.json; creates the empty shards no window was hashed to."""
   datasets = header["datasets_written"]
   written = {(d, s, i): (c, n) for d, s, i, c, n in shards}
@@ -162,7 +191,9 @@ def write_manifest(_, output: str, header: dict, flat_counts: dict, shards: list
       "train_statistics": statistics,
       "transform_dir": "transform",
       "dead_letter": "dead_letter/dead_letter.jsonl",
+      "extras": "extras/extras.jsonl",
       "counts": nested,
+      "window_ratios": ratios or {},
       **{k: v for k, v in header.items() if k != "datasets_written"},
   }
   path = os.path.join(output, manifest.MANIFEST_NAME)
@@ -181,6 +212,7 @@ class WriteManifest(beam.PTransform):
 
   def expand(self, inputs):
     pbegin = inputs["counts"].pipeline
+    ratios = ([beam.pvalue.AsSingleton(inputs["ratios"])] if "ratios" in inputs else [])
     return (pbegin
             | "Once" >> beam.Create([None])
             | "Write" >> beam.FlatMap(
@@ -188,4 +220,4 @@ class WriteManifest(beam.PTransform):
                 beam.pvalue.AsSingleton(inputs["counts"]),
                 beam.pvalue.AsList(inputs["shards"]),
                 beam.pvalue.AsSingleton(inputs["statistics"]),
-                self._window, self._num_shards))
+                self._window, self._num_shards, *ratios))
