@@ -32,6 +32,7 @@ import logging
 import apache_beam as beam
 import numpy as np
 import pandas as pd
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import counts, read, sources
@@ -48,7 +49,8 @@ _OK = len(READING_REASONS)
 
 
 def _open(path: str):
-  return FileSystems.open(path)
+  """Raw bytes on any Beam file system; pipeline.sources gunzips by magic bytes."""
+  return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
 @dataclasses.dataclass
