@@ -9,7 +9,11 @@ worker holds one shard: that and the largest subject bound its memory.
 
 The manifest is written last, inside the pipeline (so it works on Dataflow too),
 from the global counts, the shard list and the train statistics; it refuses to be
-written when the row or reading counts do not reconcile.
+written when the row, reading or per-source entry counts do not reconcile. Beside
+the trainer's keys it holds the inputs with their formats, counts (with
+counts.sources.<format>: entries, extras and dead letters by reason, features
+provided and present), window_ratios (count / min / mean / max of missing_ratio
+and source_missing_ratio per dataset) and the extras file's path.
 """
 
 from __future__ import annotations
