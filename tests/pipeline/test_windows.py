@@ -99,3 +99,37 @@ def test_cut_windows_drops_and_labels(make_pipeline):
         "windows/pretrain/dropped/missing_ratio_above_max": 1, "windows/labelled/cut": 2,
         "windows/labelled/dropped/missing_ratio_above_max": 1,
         "label_sessions_without_data": 1}]), label="counts")
+
+
+def _cut(grid, provided=(), max_missing=0.5):
+  from pipeline.windows import cut_subject
+  grouped = {"grids": [("train", Grid(FIRST, grid))], "sessions": [],
+             "provided": list(provided)}
+  out = list(cut_subject(("s", grouped), W, W, max_missing, False))
+  blocks = [o for o in out if not isinstance(o, beam.pvalue.TaggedOutput)]
+  tally = collections.Counter()
+  for o in out:
+    if isinstance(o, beam.pvalue.TaggedOutput):
+      tally.update(o.value)
+  return blocks, tally
+
+
+def test_drop_rule_counts_missingness_over_provided_features():
+  from pipeline.sources import provided_mask
+  from schemas.features import FEATURE_INDEX
+  grid = np.full((3 * W, 26), np.nan, np.float32)
+  hr, steps = FEATURE_INDEX["HR"], FEATURE_INDEX["steps"]
+  grid[:, hr] = 70.0            # HR every minute
+  grid[:W // 2, steps] = 10.0   # steps in half of the first window only
+  # Canonical rule: provided = observed at least once (HR, steps).
+  blocks, tally = _cut(grid)
+  (block,) = blocks
+  np.testing.assert_allclose(block.source_missing_ratio, [0.25, 0.5, 0.5])
+  np.testing.assert_allclose(block.missing_ratio, 1 - np.array([15, 10, 10]) / (W * 26))
+  # A source that also declares EDA (never observed) raises the ratio: two windows drop.
+  blocks, tally = _cut(grid, [provided_mask(["HR", "steps", "eda_level_real"])])
+  np.testing.assert_allclose(blocks[0].source_missing_ratio, [0.5])
+  assert tally["windows/pretrain/dropped/missing_ratio_above_max"] == 2
+  # A subject whose sources provide nothing: every window dropped with that reason.
+  blocks, tally = _cut(np.full((3 * W, 26), np.nan, np.float32), [provided_mask([])])
+  assert not blocks and tally["windows/pretrain/dropped/no_provided_features"] == 3
