@@ -42,3 +42,17 @@ READING_REASONS = (
     "hrv_low_quality",     # HRV reading in a minute whose hrv_percent_good < 0.2
 )
 DEAD_LETTER_REASONS = ROW_REASONS + READING_REASONS
+
+# Device exports (pipeline/sources/, README "Bring your own data"). An adapter entry
+# covers n_rows consecutive data rows of one file. Dead-letter reasons beyond the above:
+ADAPTER_REASONS = (
+    "nonexistent_local_time",  # local time inside a spring-forward gap: no UTC instant
+    "off_wrist",               # the export's own wear information says not worn
+    "incomplete_minute",       # raw samples of a minute too sparse to derive features
+    "counter_baseline",        # first reading of a cumulative counter, or after a reset/gap
+)
+# Real data kept in extras/extras.jsonl because it is no LSM feature.
+EXTRA_REASONS = (
+    "not_an_lsm_feature",                   # METs, calories, stress, activity counts...
+    "raw_ppg_waveform_not_an_lsm_feature",  # E4 BVP: HR.csv and IBI.csv carry what LSM uses
+)

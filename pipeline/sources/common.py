@@ -17,6 +17,8 @@ from typing import IO, Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from schemas.raw import ADAPTER_REASONS, EXTRA_REASONS  # noqa: F401 (re-exported)
+
 # Opens a path for binary reading. Beam's FileSystems.open fits, so gs:// works.
 Opener = Callable[[str], IO[bytes]]
 
@@ -30,18 +32,9 @@ ENTRY_COLUMNS = ("source", "row", "n_rows", "subject_id", "timestamp", "field", 
                  "reason")
 
 # Reasons an entry is dead-lettered by an adapter (beyond schemas.raw.DEAD_LETTER_REASONS,
-# which the adapters also use where they fit).
-ADAPTER_DEAD_LETTER_REASONS = (
-    "nonexistent_local_time",  # local time inside a spring-forward gap: no UTC instant
-    "off_wrist",               # the export's own wear information says not worn
-    "incomplete_minute",       # raw samples of a minute too sparse to derive features
-    "counter_baseline",        # first reading of a cumulative counter, or after a reset/gap
-)
-# Why an entry is an extra: real data, kept, but no LSM feature.
-EXTRA_REASONS = (
-    "not_an_lsm_feature",                   # METs, calories, stress, activity counts...
-    "raw_ppg_waveform_not_an_lsm_feature",  # E4 BVP: HR.csv and IBI.csv carry what LSM uses
-)
+# which the adapters also use where they fit), and why an entry is an extra: the
+# contract's tuples, under the names the adapters use.
+ADAPTER_DEAD_LETTER_REASONS = ADAPTER_REASONS
 
 
 class SourceError(ValueError):
