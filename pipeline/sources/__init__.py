@@ -1,0 +1,135 @@
+"""Source adapters: device and research-platform exports to canonical LSM readings.
+
+Interface (what lsm-pipeline calls; one call per export: a subject's or a cohort's
+files of one format, e.g. one E4 session folder, one Garmin folder, a Fitabase
+export, a heartrate_seconds file, an NHANES counts + wear pair):
+
+  detect(path, *, opener=local_open) -> str
+      The format name (one of FORMATS) from the file's name and first lines; logs
+      what it chose and why. Unknown or ambiguous: SourceError naming the file.
+
+  read_source(paths, *, format=None, tz=None, subject_id=None, opener=local_open)
+      -> SourceResult
+      Detects (or takes `format`, the --format override), reads, derives per-minute
+      features, and checks the accounting before returning.
+      tz: the recording's timezone for formats written in local time without an
+        offset (fitbit_minute, fitbit_heartrate_seconds): an IANA name
+        ('America/New_York') or a fixed offset ('+02:00', '-0500'). Required for
+        them (no guess); ignored by formats whose times are absolute (E4: unix UTC;
+        Garmin: ISO with offsets; NHANES has no dates).
+      subject_id: for exports that name no subject (E4, Garmin: default is the
+        folder's name; Fitabase files without an Id column: default is the file
+        name's prefix, 'name1' in 'name1_minuteStepsNarrow_...').
+      opener: path -> binary file object; pass apache_beam.io.filesystems.
+        FileSystems.open for gs:// and other Beam file systems. Gzip is detected
+        from the bytes.
+
+  SourceResult (pipeline/sources/common.py):
+    format        the format name.
+    readings      pandas DataFrame, columns READING_COLUMNS:
+                    subject_id  str, the raw id (hash it before anything leaves)
+                    timestamp   datetime64[ns, UTC], the start of the UTC minute
+                    feature     str, a canonical LSM name (schemas.features)
+                    value       float64, in the feature's unit (derive.py)
+                  Sub-minute samples are already reduced here (one reading per
+                  subject, minute and feature); minute-level rows pass through 1:1,
+                  so a row an export repeats stays a repeat for the pipeline's
+                  `duplicate` rule. NaN never appears. Values are not range-checked
+                  or clipped against schemas (the pipeline does that, as for any
+                  source), except raw samples out of their feature's valid range,
+                  dead-lettered before they can bias a minute's mean.
+    extras        entries that are real data but not LSM features (METs,
+                  intensities, calories, stress, BVP waveform, activity counts,
+                  E4 tags), columns ENTRY_COLUMNS (source, row, n_rows,
+                  subject_id, timestamp, field, raw, reason); reasons EXTRA_REASONS.
+    dead_letter   entries that could not be used, same columns; reasons from
+                  schemas.raw.DEAD_LETTER_REASONS plus ADAPTER_DEAD_LETTER_REASONS.
+    provided      {subject_id: frozenset of LSM features this subject's source
+                  can provide}; every subject seen is a key, even with no feature.
+                  Features not in the set must be missing (mask 0) for the whole
+                  subject, and the window drop rule counts missingness over this
+                  set (issue 7).
+    entries_read, entries_used
+                  Accounting: an entry is a data row (a CSV line, an E4 sample,
+                  an NHANES subject-day row). entries_read == entries_used +
+                  sum(extras.n_rows) + sum(dead_letter.n_rows); `used` means it
+                  became or contributed to a reading (or, for wear files, was
+                  applied as the wear mask). check_accounting() asserts it.
+    notes         counters, e.g. ambiguous_local_time_first/second (DST rule).
+    counts()      flat counters for the manifest / Beam metrics.
+
+  provided_mask(features) -> bool[26] in LSM order, for the window drop rule.
+
+The timezone rule (DST fall-back and spring-forward) is common.localise's
+docstring; every feature derivation is documented in pipeline/derive.py.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+from absl import logging
+
+from pipeline.sources import common, empatica, fitbit, garmin, nhanes
+from pipeline.sources.common import (ADAPTER_DEAD_LETTER_REASONS, ENTRY_COLUMNS,
+                                     EXTRA_REASONS, READING_COLUMNS, SourceError,
+                                     SourceResult, local_open, provided_mask)
+from pipeline.sources.detection import FORMATS, detect
+
+__all__ = ["ADAPTER_DEAD_LETTER_REASONS", "ENTRY_COLUMNS", "EXTRA_REASONS", "FORMATS", "READING_COLUMNS", "SourceError", "SourceResult",
+           "detect", "local_open", "provided_mask", "read_source"]
+
+_LOCAL_TIME = ("fitbit_minute", "fitbit_heartrate_seconds")
+
+
+def _expand(paths: Sequence[str]) -> list[str]:
+  """An E4 session folder stands for its sensor files (info.txt is documentation)."""
+  out = []
+  for p in paths:
+    if os.path.isdir(p):
+      names = sorted(os.listdir(p))
+      skipped = [n for n in names if not empatica.sensor_of(n)]
+      if skipped:
+        logging.info("%s: not sensor files, not read: %s", p, ", ".join(skipped))
+      out += [os.path.join(p, n) for n in names if empatica.sensor_of(n)]
+    else:
+      out.append(p)
+  return out
+
+
+def read_source(paths: Sequence[str] | str, *, format: str | None = None,  # noqa: A002
+                tz=None, subject_id: str | None = None,
+                opener: common.Opener = local_open) -> SourceResult:
+  """Reads one export; see the module docstring for the contract."""
+  if isinstance(paths, str):
+    paths = [paths]
+  files = _expand(paths)
+  if not files:
+    raise SourceError(f"no files in {list(paths)}")
+  if format is None:
+    found = {p: detect(p, opener=opener) for p in files}
+    kinds = set(found.values())
+    if len(kinds) > 1:
+      raise SourceError("files of different formats in one export: " + "; ".join(
+          f"{p}: {k}" for p, k in found.items()))
+    format = kinds.pop()
+  elif format not in FORMATS:
+    raise SourceError(f"unknown format {format!r}; supported: {', '.join(FORMATS)}")
+  if tz is not None and format not in _LOCAL_TIME:
+    logging.info("%s: timestamps are absolute; tz=%r not needed, ignored", format, tz)
+  if format == "fitbit_minute":
+    result = fitbit.read_fitbit_minute(files, tz=tz, subject_id=subject_id, opener=opener)
+  elif format == "fitbit_heartrate_seconds":
+    result = fitbit.read_fitbit_heartrate(files, tz=tz, opener=opener)
+  elif format == "empatica_e4":
+    result = empatica.read_empatica_e4(files, subject_id=subject_id, opener=opener)
+  elif format == "garmin":
+    result = garmin.read_garmin(files, subject_id=subject_id, opener=opener)
+  elif format == "nhanes":
+    result = nhanes.read_nhanes(files, opener=opener)
+  else:
+    raise SourceError(f"{files[0]}: {format} files are read by lsm-pipeline's canonical "
+                      "reader (schemas/raw.py), not by a device adapter")
+  result.check_accounting()
+  return result

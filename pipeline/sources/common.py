@@ -1,0 +1,490 @@
+"""What every source adapter shares: opening files, the result type, local time to UTC.
+
+Kept apart from the adapters so that the accounting and the timezone rule are
+written once and every format obeys the same ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import gzip
+import io
+import os
+import re
+from typing import IO, Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+# Opens a path for binary reading. Beam's FileSystems.open fits, so gs:// works.
+Opener = Callable[[str], IO[bytes]]
+
+READING_COLUMNS = ("subject_id", "timestamp", "feature", "value")
+# One entry of the extras or the dead-letter table. An entry covers n_rows consecutive
+# input entries (data rows; E4 samples are rows) of `source` starting at `row`, so a
+# block of raw samples is one entry rather than thousands. `row` counts data rows
+# from 1 (the header, or the E4 start/rate rows, are not counted); `field` is the
+# column or event type; `raw` is the (first) raw content.
+ENTRY_COLUMNS = ("source", "row", "n_rows", "subject_id", "timestamp", "field", "raw",
+                 "reason")
+
+# Reasons an entry is dead-lettered by an adapter (beyond schemas.raw.DEAD_LETTER_REASONS,
+# which the adapters also use where they fit).
+ADAPTER_DEAD_LETTER_REASONS = (
+    "nonexistent_local_time",  # local time inside a spring-forward gap: no UTC instant
+    "off_wrist",               # the export's own wear information says not worn
+    "incomplete_minute",       # raw samples of a minute too sparse to derive features
+    "counter_baseline",        # first reading of a cumulative counter, or after a reset/gap
+)
+# Why an entry is an extra: real data, kept, but no LSM feature.
+EXTRA_REASONS = (
+    "not_an_lsm_feature",                   # METs, calories, stress, activity counts...
+    "raw_ppg_waveform_not_an_lsm_feature",  # E4 BVP: HR.csv and IBI.csv carry what LSM uses
+)
+
+
+class SourceError(ValueError):
+  """A file that cannot be read as its format: the message names the file and why."""
+
+
+def local_open(path: str) -> IO[bytes]:
+  """Opens a local file; the readers gunzip by magic bytes, whatever the opener."""
+  return open(path, "rb")
+
+
+def read_head(path: str, opener: Opener, n_lines: int = 3) -> list[str]:
+  """First lines of a file (decoded, BOM and line ends stripped) for detection."""
+  with opener(path) as f:
+    stream = _ungzip(f)
+    lines = []
+    for _ in range(n_lines):
+      line = stream.readline()
+      if not line:
+        break
+      lines.append(line.decode("utf-8-sig", errors="replace").rstrip("\r\n"))
+  return lines
+
+
+def read_text(path: str, opener: Opener) -> str:
+  """Whole file as text; bad bytes become U+FFFD so a row can be dead-lettered, not crash."""
+  with opener(path) as f:
+    return _ungzip(f).read().decode("utf-8-sig", errors="replace")
+
+
+def _ungzip(f: IO[bytes]) -> IO[bytes]:
+  # Beam's FileSystems.open already decompresses .gz by default; a local opener may not.
+  buffered = f if hasattr(f, "peek") else io.BufferedReader(f)
+  head = buffered.peek(2)[:2]
+  return gzip.GzipFile(fileobj=buffered) if head == b"\x1f\x8b" else buffered
+
+
+def basename(path: str) -> str:
+  return os.path.basename(path.rstrip("/"))
+
+
+def dirname(path: str) -> str:
+  return os.path.dirname(path.rstrip("/"))
+
+
+def entries(source: str, rows: Iterable[int] | np.ndarray, reason: str, *,
+            n_rows: Iterable[int] | np.ndarray | int = 1,
+            subject_id: Iterable[str] | str = "",
+            timestamp: Iterable | None = None,
+            field: Iterable[str] | str = "",
+            raw: Iterable[str] | str = "") -> pd.DataFrame:
+  """Builds extras or dead-letter entries (ENTRY_COLUMNS), vectorised over rows."""
+  rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+  n = len(rows)
+
+  def column(value, dtype=object):
+    if isinstance(value, (str, int)):
+      return np.full(n, value, dtype=dtype)
+    return np.asarray(value, dtype=dtype).reshape(-1)
+
+  if timestamp is None:
+    ts = pd.DatetimeIndex(np.full(n, np.datetime64("NaT", "ns"))).tz_localize("UTC")
+  else:
+    ts = np.asarray(timestamp).reshape(-1)
+    ts = (pd.DatetimeIndex(ts).as_unit("ns").tz_localize("UTC") if ts.dtype.kind == "M"
+          else pd.DatetimeIndex(pd.to_datetime(ts, utc=True)).as_unit("ns"))
+  return pd.DataFrame({
+      "source": np.full(n, source, dtype=object),
+      "row": rows,
+      "n_rows": column(n_rows, np.int64),
+      "subject_id": column(subject_id),
+      "timestamp": ts.array,
+      "field": column(field),
+      "raw": column(raw),
+      "reason": np.full(n, reason, dtype=object),
+  })
+
+
+def empty_entries() -> pd.DataFrame:
+  return entries("", [], "")
+
+
+def naive_utc(utc: pd.Series) -> np.ndarray:
+  """A tz-aware UTC series as naive datetime64[ns] numpy (fast; no Timestamp objects)."""
+  return utc.dt.tz_convert(None).dt.as_unit("ns").to_numpy()
+
+
+def readings_frame(subjects, utc_naive: np.ndarray, feature, values) -> pd.DataFrame:
+  """Canonical readings (READING_COLUMNS) from arrays; timestamps naive-UTC datetime64."""
+  n = len(values)
+  return pd.DataFrame({
+      "subject_id": np.asarray(subjects, dtype=object) if not isinstance(subjects, str)
+      else np.full(n, subjects, dtype=object),
+      "timestamp": pd.DatetimeIndex(utc_naive).as_unit("ns").tz_localize("UTC"),
+      "feature": np.asarray(feature, dtype=object) if not isinstance(feature, str)
+      else np.full(n, feature, dtype=object),
+      "value": np.asarray(values, dtype=np.float64),
+  })
+
+
+def empty_readings() -> pd.DataFrame:
+  return pd.DataFrame({
+      "subject_id": pd.Series([], dtype=object),
+      "timestamp": pd.Series([], dtype="datetime64[ns, UTC]"),
+      "feature": pd.Series([], dtype=object),
+      "value": pd.Series([], dtype=np.float64),
+  })
+
+
+@dataclasses.dataclass
+class SourceResult:
+  """What an adapter returns; see pipeline/sources/__init__.py for the contract."""
+
+  format: str
+  readings: pd.DataFrame
+  extras: pd.DataFrame
+  dead_letter: pd.DataFrame
+  provided: dict[str, frozenset[str]]
+  entries_read: int
+  entries_used: int
+  notes: dict[str, int] = dataclasses.field(default_factory=dict)
+
+  def check_accounting(self) -> None:
+    """Raises unless every input entry is used, an extra or dead-lettered, exactly once."""
+    extra = int(self.extras["n_rows"].sum())
+    dead = int(self.dead_letter["n_rows"].sum())
+    if self.entries_read != self.entries_used + extra + dead:
+      raise AssertionError(
+          f"{self.format}: entries_read {self.entries_read} != used {self.entries_used}"
+          f" + extras {extra} + dead-lettered {dead}")
+    from schemas.raw import DEAD_LETTER_REASONS
+    dead_reasons = DEAD_LETTER_REASONS + ADAPTER_DEAD_LETTER_REASONS
+    for table, known in ((self.extras, EXTRA_REASONS), (self.dead_letter, dead_reasons)):
+      odd = set(table["reason"].unique()) - set(known)
+      if odd:
+        raise AssertionError(f"{self.format}: undeclared reasons {sorted(odd)}")
+    if self.readings["value"].isna().any():
+      raise AssertionError(f"{self.format}: NaN readings (missing must be absent)")
+    unknown = (set(self.readings["feature"].unique())
+               - set().union(*self.provided.values(), set()))
+    if unknown:
+      raise AssertionError(f"{self.format}: readings of features not declared provided: "
+                           f"{sorted(unknown)}")
+
+  def counts(self) -> dict[str, int]:
+    """Flat counters for the manifest and Beam metrics."""
+    out = {"entries_read": self.entries_read, "entries_used": self.entries_used,
+           "readings": len(self.readings)}
+    for name, table in (("extras", self.extras), ("dead_letter", self.dead_letter)):
+      for reason, n in table.groupby("reason")["n_rows"].sum().items():
+        out[f"{name}.{reason}"] = int(n)
+    out.update(self.notes)
+    return out
+
+
+def merge_results(fmt: str, results: Sequence[SourceResult]) -> SourceResult:
+  """One result from the per-file results of one export."""
+  provided: dict[str, frozenset[str]] = {}
+  notes: dict[str, int] = {}
+  for r in results:
+    for subject, feats in r.provided.items():
+      provided[subject] = provided.get(subject, frozenset()) | feats
+    for k, v in r.notes.items():
+      notes[k] = notes.get(k, 0) + v
+  return SourceResult(
+      format=fmt,
+      readings=_concat([r.readings for r in results], empty_readings()),
+      extras=_concat([r.extras for r in results], empty_entries()),
+      dead_letter=_concat([r.dead_letter for r in results], empty_entries()),
+      provided=provided,
+      entries_read=sum(r.entries_read for r in results),
+      entries_used=sum(r.entries_used for r in results),
+      notes=notes)
+
+
+def _concat(frames: Sequence[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
+  frames = [f for f in frames if len(f)]
+  return pd.concat(frames, ignore_index=True) if frames else empty
+
+
+# ------------------------------------------------------------------ local time -> UTC
+
+_FIXED_OFFSET = re.compile(r"^(?:UTC|GMT)?([+-])(\d{1,2}):?(\d{2})?$")
+
+
+def parse_tz(tz: str | dt.tzinfo | None, source: str) -> dt.tzinfo:
+  """A user's timezone: an IANA name ('America/New_York') or a fixed offset ('+02:00')."""
+  if tz is None:
+    raise SourceError(
+        f"{source}: timestamps are local time without an offset; pass the recording's "
+        "timezone (tz='America/New_York' or a fixed offset such as tz='+02:00')")
+  if isinstance(tz, dt.tzinfo):
+    return tz
+  text = tz.strip()
+  if text.upper() in ("UTC", "Z", "GMT"):
+    return dt.timezone.utc
+  m = _FIXED_OFFSET.match(text)
+  if m:
+    minutes = int(m.group(2)) * 60 + int(m.group(3) or 0)
+    return dt.timezone(dt.timedelta(minutes=-minutes if m.group(1) == "-" else minutes))
+  try:
+    import zoneinfo
+    return zoneinfo.ZoneInfo(text)
+  except Exception as e:  # zoneinfo raises several types for bad keys
+    raise SourceError(f"{source}: unknown timezone {tz!r} ({e})") from None
+
+
+@dataclasses.dataclass
+class Localised:
+  utc: pd.Series            # datetime64[ns, UTC]; NaT where nonexistent
+  nonexistent: np.ndarray   # bool: inside a spring-forward gap
+  ambiguous_first: int      # fall-back hour, first pass (earlier, daylight offset)
+  ambiguous_second: int     # fall-back hour, second pass (later, standard offset)
+
+
+def localise(local: pd.Series, tz: dt.tzinfo, group: np.ndarray | None = None) -> Localised:
+  """Local wall-clock times (naive datetime64) to UTC by THE project rule.
+
+  Rule (one for every adapter): within each `group` (a subject's file, in file
+  order), a local time in a fall-back (repeated) hour gets the earlier, daylight
+  offset, unless the clock has already gone backwards inside that repeated hour
+  earlier in the same group, in which case it gets the later, standard offset.
+  So an export that lists the repeated hour twice lands both copies on their true
+  UTC minutes, and one that lists it once (Fitabase's fixed 1440-minute days)
+  puts it on the first occurrence. A local time inside a spring-forward gap does
+  not exist: it gets no UTC instant (NaT) and the caller dead-letters it as
+  nonexistent_local_time, never shifted onto another minute.
+  """
+  naive = pd.DatetimeIndex(local)
+  if isinstance(tz, dt.timezone):
+    utc = naive.tz_localize(tz).tz_convert("UTC")
+    return Localised(pd.Series(utc, index=local.index), np.zeros(len(naive), bool), 0, 0)
+  strict = naive.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+  as_dst = naive.tz_localize(tz, ambiguous=np.ones(len(naive), bool), nonexistent="NaT")
+  nonexistent = np.asarray(as_dst.isna() & ~naive.isna())
+  ambiguous = np.asarray(strict.isna() & ~as_dst.isna())
+  n_amb = int(ambiguous.sum())
+  if not n_amb:
+    return Localised(pd.Series(as_dst.tz_convert("UTC"), index=local.index),
+                     nonexistent, 0, 0)
+  values = naive.asi8
+  group = np.zeros(len(values), np.int64) if group is None else np.asarray(group)
+  prev = np.concatenate([[values[0]], values[:-1]])
+  same_group = np.concatenate([[False], group[1:] == group[:-1]])
+  went_back = ambiguous & same_group & (values < prev)
+  day = values // (86_400 * 10**9)
+  passes = pd.Series(went_back.astype(np.int64)).groupby([group, day]).cumsum().to_numpy()
+  second = ambiguous & (passes > 0)
+  flags = ~second  # True = daylight (first pass)
+  utc = naive.tz_localize(tz, ambiguous=flags, nonexistent="NaT").tz_convert("UTC")
+  return Localised(pd.Series(utc, index=local.index), nonexistent,
+                   int(n_amb - second.sum()), int(second.sum()))
+
+
+def tz_notes(loc: Localised) -> dict[str, int]:
+  return {"ambiguous_local_time_first": loc.ambiguous_first,
+          "ambiguous_local_time_second": loc.ambiguous_second}
+
+
+
+
+# ------------------------------------------------------------------ text rows
+
+@dataclasses.dataclass
+class Rows:
+  """The data rows of a delimited text file, split; malformed rows already set aside."""
+
+  header: list[str] | None
+  fields: pd.DataFrame      # one str column per field (0..n-1), index = data row number
+  malformed: pd.DataFrame   # dead-letter entries (malformed_row)
+  n_rows: int               # data rows read (blank lines are not rows)
+
+
+def split_rows(text: str, source: str, *, sep: str = ",", header: bool = True,
+               n_fields: int | None = None) -> Rows:
+  """Splits delimited text into string fields (pyarrow's C reader); rows with the wrong
+  field count are set aside as malformed_row.
+
+  Data rows are numbered from 1 after the header. Blank lines carry nothing and are
+  not counted.
+  """
+  import pyarrow as pa
+  import pyarrow.csv as pacsv
+  data = text.encode("utf-8")
+  bad: list[tuple[int, str]] = []
+
+  def on_invalid(row) -> str:
+    bad.append((row.number, row.text))
+    return "skip"
+
+  if header:
+    first = text.split("\n", 1)[0].rstrip("\r")
+    if not first.strip():
+      raise SourceError(f"{source}: empty first line, expected a header")
+    head = [h.strip() for h in first.split(sep)]
+    names = [str(i) for i in range(len(head))]
+    skip = 1
+  else:
+    if n_fields is None:
+      raise SourceError(f"{source}: number of fields unknown")
+    head, names, skip = None, [str(i) for i in range(n_fields)], 0
+  try:
+    table = pacsv.read_csv(
+        pa.py_buffer(data),
+        read_options=pacsv.ReadOptions(use_threads=False, column_names=names,
+                                       skip_rows=skip, block_size=1 << 22),
+        parse_options=pacsv.ParseOptions(delimiter=sep, invalid_row_handler=on_invalid),
+        convert_options=pacsv.ConvertOptions(
+            column_types={n: pa.string() for n in names}, strings_can_be_null=False,
+            quoted_strings_can_be_null=False))
+  except pa.ArrowInvalid as e:
+    raise SourceError(f"{source}: cannot be read as delimited text ({e})") from None
+  n_rows = table.num_rows + len(bad)
+  # pyarrow numbers rows from 1 counting the skipped header row.
+  bad_rows = np.array([number - skip for number, _ in bad], dtype=np.int64)
+  good_rows = np.setdiff1d(np.arange(1, n_rows + 1), bad_rows, assume_unique=True)
+  import pyarrow.compute as pc
+  fields = pa.table([pc.utf8_trim_whitespace(c) for c in table.columns],
+                    names=names).to_pandas()
+  fields.columns = range(len(names))
+  fields.index = good_rows
+  malformed = entries(source, bad_rows, "malformed_row",
+                      raw=np.array([t[:200] for _, t in bad], dtype=object))
+  return Rows(head, fields, malformed, n_rows)
+
+
+_US_TIME = re.compile(r"^(?P<month>\d{1,2})/(?P<day>\d{1,2})/(?P<year>\d{4}) "
+                      r"(?P<hour>\d{1,2}):(?P<minute>\d{2}):(?P<second>\d{2}) "
+                      r"(?P<ampm>[AaPp][Mm])$")
+
+
+def parse_local_times(values: pd.Series) -> pd.Series:
+  """Fitbit/Fitabase local times: US '11/26/2021 12:00:00 AM' or ISO 'YYYY-MM-DD HH:MM:SS'.
+
+  The style is chosen per file from its first value, so one odd row is a
+  bad_timestamp rather than silently parsed another way. Naive, ns. The US style
+  is split by one regex in Arrow and assembled by pandas (5x faster than strptime).
+  """
+  first = str(values.iloc[0]).strip() if len(values) else ""
+  if not _US_TIME.match(first):
+    return pd.to_datetime(values, format="ISO8601", errors="coerce").dt.as_unit("ns")
+  import pyarrow as pa
+  import pyarrow.compute as pc
+  parts = pc.extract_regex(pa.array(values.astype(object), pa.string()), _US_TIME.pattern)
+  num = {name: pc.cast(pc.struct_field(parts, name), pa.float64()).to_numpy(zero_copy_only=False)
+         for name in ("year", "month", "day", "hour", "minute", "second")}
+  pm = np.asarray(pc.utf8_upper(pc.struct_field(parts, "ampm")).to_pandas(), dtype=object) == "PM"
+  hour = num["hour"]
+  num["hour"] = np.where((hour >= 1) & (hour <= 12), hour % 12 + 12 * pm, np.nan)
+  out = pd.to_datetime(pd.DataFrame(num), errors="coerce")
+  out.index = values.index
+  return out.dt.as_unit("ns")
+
+
+def numbers(values: pd.Series) -> pd.Series:
+  return pd.to_numeric(values, errors="coerce").astype(np.float64)
+
+_NON_FINITE = ("nan", "+nan", "-nan", "inf", "+inf", "-inf", "infinity", "+infinity",
+               "-infinity")
+
+
+def classify_values(raw: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+  """Parses numbers; returns (values, reason) with reason '' for good values,
+  'non_numeric' or 'non_finite' otherwise (schemas.raw's reading reasons)."""
+  values = numbers(raw).to_numpy()
+  bad = ~np.isfinite(values)
+  reason = np.full(len(values), "", dtype=object)
+  if bad.any():
+    lowered = raw.str.strip().str.lower().to_numpy()
+    non_finite = bad & np.isin(lowered, _NON_FINITE)
+    reason[bad] = "non_numeric"
+    reason[non_finite] = "non_finite"
+  return values, reason
+
+
+def out_of_range(feature: str, values: np.ndarray) -> np.ndarray:
+  """True where a sample is outside the feature's physical range (a device fault)."""
+  from schemas.features import FEATURES, FEATURE_INDEX
+  lo, hi = FEATURES[FEATURE_INDEX[feature]].valid_range
+  return (values < lo) | (values > hi)
+
+
+def reason_entries(source: str, reason: np.ndarray, rows: np.ndarray, *,
+                   subject_id=None, timestamp=None, field="", raw="") -> pd.DataFrame:
+  """Entries (one per row) for the rows whose reason is not '' (vectorised)."""
+  reason = np.asarray(reason, dtype=object)
+  pick = reason != ""
+  if not pick.any():
+    return empty_entries()
+
+  def sub(v):
+    if v is None or isinstance(v, str):
+      return v if v is not None else ""
+    return np.asarray(v)[pick]
+
+  out = entries(source, np.asarray(rows)[pick], "", subject_id=sub(subject_id),
+                timestamp=None if timestamp is None else sub(timestamp),
+                field=sub(field), raw=sub(raw))
+  out["reason"] = reason[pick]
+  return out
+
+
+def range_entries(source: str, rows: np.ndarray, reason: str, *, subject_id: str = "",
+                  field: str = "", raw: np.ndarray | None = None,
+                  timestamp: np.ndarray | None = None) -> pd.DataFrame:
+  """Entries for many rows, one per run of consecutive row numbers (blocks of samples).
+
+  raw/timestamp, if given, are per row (aligned with `rows`); each run keeps its first.
+  """
+  rows = np.asarray(rows, np.int64)
+  if not len(rows):
+    return empty_entries()
+  order = np.argsort(rows, kind="stable")
+  rows = rows[order]
+  starts = np.flatnonzero(np.concatenate([[True], np.diff(rows) != 1]))
+  lengths = np.diff(np.concatenate([starts, [len(rows)]]))
+  return entries(source, rows[starts], reason, n_rows=lengths, subject_id=subject_id,
+                 field=field,
+                 raw="" if raw is None else np.asarray(raw, dtype=object)[order][starts],
+                 timestamp=None if timestamp is None else np.asarray(timestamp)[order][starts])
+
+
+def unused_sample_entries(source: str, rows: np.ndarray, t_s: np.ndarray,
+                          frame: pd.DataFrame, *, subject_id: str, field: str,
+                          ) -> tuple[int, pd.DataFrame]:
+  """Samples whose minute produced no derived value: (n used, incomplete_minute entries)."""
+  from pipeline.derive import minute_of
+  produced = frame.index[np.isfinite(frame.to_numpy(np.float64)).any(axis=1)]
+  used = np.isin(minute_of(t_s), produced.to_numpy())
+  dead = range_entries(source, rows[~used], "incomplete_minute", subject_id=subject_id,
+                       field=field,
+                       timestamp=pd.to_datetime(t_s[~used], unit="s").as_unit("ns").to_numpy())
+  return int(used.sum()), dead
+
+
+def provided_mask(features: Iterable[str]) -> np.ndarray:
+  """bool[26] in LSM order: True for the features a subject's source provides.
+
+  What the window code needs for issue 7's rule: missing ratio over provided
+  features = missing cells in provided columns / (T * provided count).
+  """
+  from schemas.features import FEATURE_INDEX, FEATURE_NAMES
+  mask = np.zeros(len(FEATURE_NAMES), bool)
+  for name in features:
+    mask[FEATURE_INDEX[name]] = True
+  return mask

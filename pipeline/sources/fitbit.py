@@ -1,0 +1,195 @@
+"""Fitbit / Fitabase exports: narrow minute files, wear-time files, heartrate_seconds.
+
+Fitabase writes local wall-clock times without an offset (US style
+'11/26/2021 12:00:00 AM', or ISO 'YYYY-MM-DD HH:MM:SS' in re-published copies), so
+the caller must give the timezone; common.localise applies the project's DST rule.
+Fitabase pads every day to 1440 minutes, including the hour that does not exist on
+a spring-forward day: those rows are dead-lettered as nonexistent_local_time.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from pipeline import derive
+from pipeline.sources import common
+from schemas.features import canonical_name
+
+# Prefix of Fitabase file names before the table name: 'name1_minuteStepsNarrow_...'.
+_TABLE_NAME = re.compile(
+    r"^(?P<subject>.+?)_(?:minute|fitbitWearTime|heartrate|hourly|daily|sleep|second)",
+    re.I)
+WEAR_HEADER = ["day", "totalminutesweartime", "percentageweartime"]
+
+
+def subject_from_name(path: str) -> str | None:
+  m = _TABLE_NAME.match(common.basename(path))
+  return m.group("subject") if m else None
+
+
+def is_wear_file(header: list[str]) -> bool:
+  return [h.lower() for h in header] == WEAR_HEADER
+
+
+def is_minute_header(header: list[str]) -> bool:
+  low = [h.lower() for h in header]
+  return (len(low) == 2 and low[0] == "activityminute") or (
+      len(low) == 3 and low[:2] == ["id", "activityminute"])
+
+
+def is_heartrate_header(header: list[str]) -> bool:
+  return [h.lower() for h in header] in (["id", "time", "value"], ["id", "time", "hr"])
+
+
+def _subjects(rows: common.Rows, path: str, has_id: bool,
+              subject_id: str | None) -> tuple[np.ndarray, np.ndarray]:
+  """Per-row subject ids and the rows lacking one (missing_subject)."""
+  if has_id:
+    ids = rows.fields[0].to_numpy(dtype=object)
+    return ids, ids == ""
+  subject = subject_id or subject_from_name(path)
+  if not subject:
+    raise common.SourceError(
+        f"{path}: no Id column and the subject cannot be read from the file name "
+        "(expected '<subject>_minuteStepsNarrow_...'); pass subject_id")
+  return np.full(len(rows.fields), subject, dtype=object), np.zeros(len(rows.fields), bool)
+
+
+def _off_wrist_days(path: str, opener: common.Opener, subject_id: str | None,
+                    ) -> tuple[common.SourceResult, str, set]:
+  """Days with zero wear minutes. The file only has daily totals, so a partly worn
+  day cannot be narrowed to minutes and stays in; only wholly unworn days go."""
+  rows = common.split_rows(common.read_text(path, opener), path)
+  if not is_wear_file(rows.header):
+    raise common.SourceError(f"{path}: not a Fitabase wear-time file (header {rows.header})")
+  subject = subject_id or subject_from_name(path)
+  if not subject:
+    raise common.SourceError(f"{path}: cannot read the subject from the file name; "
+                             "pass subject_id")
+  day = pd.to_datetime(rows.fields[0], format="%m/%d/%Y", errors="coerce")
+  minutes, reason = common.classify_values(rows.fields[1])
+  reason[day.isna().to_numpy()] = "bad_timestamp"
+  dead = common.reason_entries(path, reason, rows.fields.index.to_numpy(),
+                               subject_id=subject, field="TotalMinutesWearTime",
+                               raw=rows.fields[1].to_numpy(dtype=object))
+  ok = reason == ""
+  off = set(day[ok & (minutes == 0)])
+  result = common.SourceResult(
+      "fitbit_minute", common.empty_readings(), common.empty_entries(),
+      pd.concat([rows.malformed, dead], ignore_index=True), {}, rows.n_rows,
+      int(ok.sum()))
+  return result, subject, off
+
+
+def _minute_file(path: str, opener: common.Opener, tz, subject_id: str | None,
+                 off_days: dict[str, set]) -> common.SourceResult:
+  rows = common.split_rows(common.read_text(path, opener), path)
+  if not is_minute_header(rows.header):
+    raise common.SourceError(f"{path}: not a Fitabase narrow minute file "
+                             f"(header {rows.header})")
+  has_id = len(rows.header) == 3
+  measure = rows.header[-1]
+  feature = canonical_name(measure)
+  f = rows.fields
+  subjects, no_subject = _subjects(rows, path, has_id, subject_id)
+  local = common.parse_local_times(f[len(rows.header) - 2])
+  loc = common.localise(local, tz, group=pd.factorize(subjects)[0])
+  values, reason = common.classify_values(f[len(rows.header) - 1])
+  reason[loc.nonexistent] = "nonexistent_local_time"
+  reason[local.isna().to_numpy()] = "bad_timestamp"
+  reason[no_subject] = "missing_subject"
+  row_no = f.index.to_numpy()
+  raw = f[len(rows.header) - 1].to_numpy(dtype=object)
+  utc = common.naive_utc(loc.utc)
+  provided = {s: frozenset([feature]) if feature else frozenset()
+              for s in pd.unique(subjects[~no_subject])}
+  if feature is None:
+    # METs, intensities, calories: real data, not LSM features; kept as extras.
+    ok = ~no_subject
+    extras = common.entries(path, row_no[ok], "not_an_lsm_feature", subject_id=subjects[ok],
+                            timestamp=utc[ok], field=measure, raw=raw[ok])
+    dead = common.reason_entries(path, np.where(no_subject, "missing_subject", ""), row_no)
+    return common.SourceResult("fitbit_minute", common.empty_readings(), extras,
+                               pd.concat([rows.malformed, dead], ignore_index=True),
+                               provided, rows.n_rows, 0, common.tz_notes(loc))
+  if off_days:
+    day = local.dt.normalize().to_numpy()
+    pairs = pd.MultiIndex.from_arrays([subjects, day])
+    off = pairs.isin([(s, np.datetime64(d, "ns")) for s, days in off_days.items()
+                      for d in days])
+    reason[(reason == "") & off] = "off_wrist"
+  ok = reason == ""
+  readings = common.readings_frame(subjects[ok], utc[ok], feature, values[ok])
+  dead = common.reason_entries(path, reason, row_no, subject_id=subjects, timestamp=utc,
+                               field=measure, raw=raw)
+  return common.SourceResult("fitbit_minute", readings, common.empty_entries(),
+                             pd.concat([rows.malformed, dead], ignore_index=True),
+                             provided, rows.n_rows, int(ok.sum()), common.tz_notes(loc))
+
+
+def read_fitbit_minute(paths: Sequence[str], *, tz, subject_id: str | None = None,
+                       opener: common.Opener = common.local_open) -> common.SourceResult:
+  """A Fitabase export: narrow minute files plus optional fitbitWearTimeViaHR files.
+
+  Steps become LSM `steps`; METs, intensities and calories are extras
+  (not_an_lsm_feature); minutes of days the wear file reports as unworn are
+  dead-lettered as off_wrist.
+  """
+  tzinfo = common.parse_tz(tz, paths[0] if paths else "fitbit_minute")
+  heads = {p: common.read_head(p, opener, 1)[:1] for p in paths}
+  wear = [p for p in paths if heads[p] and is_wear_file(heads[p][0].split(","))]
+  results, off_days = [], {}
+  for p in wear:
+    result, subject, off = _off_wrist_days(p, opener, subject_id)
+    results.append(result)
+    off_days.setdefault(subject, set()).update(off)
+  for p in paths:
+    if p not in wear:
+      results.append(_minute_file(p, opener, tzinfo, subject_id, off_days))
+  merged = common.merge_results("fitbit_minute", results)
+  for subject in off_days:
+    merged.provided.setdefault(subject, frozenset())
+  return merged
+
+
+def read_fitbit_heartrate(paths: Sequence[str], *, tz, opener: common.Opener =
+                          common.local_open) -> common.SourceResult:
+  """heartrate_seconds exports (Id,Time,Value or id,time,hr): HR, the per-minute mean."""
+  tzinfo = common.parse_tz(tz, paths[0] if paths else "fitbit_heartrate_seconds")
+  return common.merge_results("fitbit_heartrate_seconds",
+                              [_heartrate_file(p, opener, tzinfo) for p in paths])
+
+
+def _heartrate_file(path: str, opener: common.Opener, tz) -> common.SourceResult:
+  rows = common.split_rows(common.read_text(path, opener), path)
+  if not is_heartrate_header(rows.header):
+    raise common.SourceError(f"{path}: not a heartrate_seconds file (header {rows.header})")
+  f = rows.fields
+  subjects, no_subject = _subjects(rows, path, True, None)
+  local = common.parse_local_times(f[1])
+  loc = common.localise(local, tz, group=pd.factorize(subjects)[0])
+  values, reason = common.classify_values(f[2])
+  reason[(reason == "") & common.out_of_range("HR", values)] = "out_of_range"
+  reason[loc.nonexistent] = "nonexistent_local_time"
+  reason[local.isna().to_numpy()] = "bad_timestamp"
+  reason[no_subject] = "missing_subject"
+  ok = reason == ""
+  t_s = loc.utc.dt.as_unit("ns").astype("int64").to_numpy() / 1e9
+  readings = []
+  for subject in pd.unique(subjects[ok]):
+    pick = ok & (subjects == subject)
+    readings.append(derive.to_readings(
+        subject, derive.mean_per_minute(t_s[pick], values[pick], "HR")))
+  dead = common.reason_entries(path, reason, f.index.to_numpy(), subject_id=subjects,
+                               timestamp=common.naive_utc(loc.utc), field=rows.header[2],
+                               raw=f[2].to_numpy(dtype=object))
+  return common.SourceResult(
+      "fitbit_heartrate_seconds",
+      pd.concat(readings, ignore_index=True) if readings else common.empty_readings(),
+      common.empty_entries(), pd.concat([rows.malformed, dead], ignore_index=True),
+      {s: frozenset(["HR"]) for s in pd.unique(subjects[~no_subject])},
+      rows.n_rows, int(ok.sum()), common.tz_notes(loc))

@@ -1,0 +1,121 @@
+"""Fitbit / Fitabase adapters on the real excerpts and on small files with each quirk."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.sources import SourceError, read_source
+
+NY = "America/New_York"
+
+
+def ts(text):
+  return pd.Timestamp(text, tz="UTC")
+
+
+def fitabase(data_dir):
+  return sorted(str(p) for p in (data_dir / "fitbit_minute").glob("name*.csv"))
+
+
+def test_fitabase_excerpt_counts_reconcile(data_dir):
+  r = read_source(fitabase(data_dir), tz=NY)
+  assert r.format == "fitbit_minute"
+  # 270 + 120 step rows, 3 wear rows, 240 METs/calories rows.
+  assert r.entries_read == 633
+  assert r.counts()["readings"] == 210
+  assert r.counts()["extras.not_an_lsm_feature"] == 240
+  assert r.counts()["dead_letter.nonexistent_local_time"] == 120
+  assert r.counts()["dead_letter.off_wrist"] == 60
+  assert r.entries_used == 210 + 3
+  assert set(r.extras["field"]) == {"METs", "Calories"}
+  assert r.provided == {"name4": frozenset({"steps"}), "name5": frozenset({"steps"})}
+  assert set(r.readings["feature"]) == {"steps"}
+
+
+def test_fitabase_spring_forward_lands_on_consecutive_utc_minutes(data_dir):
+  r = read_source(fitabase(data_dir), tz=NY)
+  name4 = r.readings[r.readings["subject_id"] == "name4"].set_index("timestamp")["value"]
+  march = name4[name4.index < ts("2023-04-01")]
+  # 1:00-1:59 EST and 3:00-3:29 EDT: 90 minutes with no hole and no overlap in UTC.
+  assert list(march.index) == list(pd.date_range("2023-03-12 06:00", periods=90,
+                                                 freq="min", tz="UTC"))
+  assert march[ts("2023-03-12 06:00")] == 34.0  # '3/12/2023 1:00:00 AM,34'
+  dead = r.dead_letter[r.dead_letter["reason"] == "nonexistent_local_time"]
+  assert len(dead) == 120 and dead["timestamp"].isna().all()
+
+
+def test_fitabase_off_wrist_days_from_wear_file(data_dir):
+  r = read_source(fitabase(data_dir), tz=NY)
+  name4 = r.readings[r.readings["subject_id"] == "name4"]
+  may = name4[name4["timestamp"] >= ts("2023-05-01")]
+  # 5/17 (worn 1358 min) 11 PM EDT kept; 5/18 (worn 0 min) dead-lettered.
+  assert may["timestamp"].min() == ts("2023-05-18 03:00")
+  assert may["timestamp"].max() == ts("2023-05-18 03:59")
+  off = r.dead_letter[r.dead_letter["reason"] == "off_wrist"]
+  assert off["timestamp"].min() == ts("2023-05-18 04:00")
+
+
+def test_id_column_fall_back_hour_and_bad_rows(write):
+  path = write("export/minuteStepsNarrow.csv", "\n".join([
+      "Id,ActivityMinute,Steps",
+      "a,11/5/2023 1:58:00 AM,1",
+      "a,11/5/2023 1:59:00 AM,2",
+      "a,11/5/2023 1:00:00 AM,3",    # the clock went back: second 1 AM (EST)
+      "a,11/5/2023 1:01:00 AM,4",
+      "b,11/5/2023 1:30:00 AM,5",    # listed once: first occurrence (EDT)
+      "b,11/5/2023 13:30:00 PM,6",   # bad timestamp
+      "b,11/5/2023 1:32:00 AM,x",    # non-numeric
+      ",11/5/2023 1:33:00 AM,7",     # missing subject
+      "b,11/5/2023 1:34:00 AM,8,9",  # malformed
+  ]) + "\n")
+  r = read_source([path], tz=NY)
+  got = {(s, t.strftime("%H:%M")): v for s, t, v in
+         r.readings[["subject_id", "timestamp", "value"]].itertuples(index=False)}
+  assert got == {("a", "05:58"): 1, ("a", "05:59"): 2, ("a", "06:00"): 3,
+                 ("a", "06:01"): 4, ("b", "05:30"): 5}
+  reasons = dict(zip(r.dead_letter["row"], r.dead_letter["reason"]))
+  assert reasons == {6: "bad_timestamp", 7: "non_numeric", 8: "missing_subject",
+                     9: "malformed_row"}
+  # Counted over every parsed timestamp, including the rows dead-lettered for their value.
+  assert r.notes == {"ambiguous_local_time_first": 5, "ambiguous_local_time_second": 2}
+
+
+def test_local_time_needs_a_timezone(data_dir):
+  with pytest.raises(SourceError, match="timezone"):
+    read_source(fitabase(data_dir))
+
+
+def test_file_without_subject_in_name_or_column(write):
+  path = write("steps.csv", "ActivityMinute,Steps\n11/26/2021 12:00:00 AM,0\n")
+  with pytest.raises(SourceError, match="subject_id"):
+    read_source([path], tz=NY)
+  r = read_source([path], tz=NY, subject_id="p1")
+  assert r.readings["subject_id"].tolist() == ["p1"]
+
+
+def test_heartrate_seconds_excerpt_is_the_minute_mean(data_dir):
+  path = str(data_dir / "fitbit_heartrate_seconds" / "heartrate_seconds_2users.csv")
+  r = read_source([path], tz="America/Chicago")
+  assert r.format == "fitbit_heartrate_seconds"
+  raw = pd.read_csv(path)
+  assert r.entries_read == r.entries_used == len(raw)
+  # Independent computation: local minute, CDT is UTC-5 in April 2016.
+  raw["minute"] = pd.to_datetime(raw["time"]).dt.floor("min") + pd.Timedelta(hours=5)
+  expected = raw.groupby(["id", "minute"])["hr"].mean()
+  got = r.readings.assign(id=r.readings["subject_id"].astype(np.int64),
+                          minute=r.readings["timestamp"].dt.tz_localize(None)
+                          ).set_index(["id", "minute"])["value"]
+  pd.testing.assert_series_equal(got.sort_index(), expected.sort_index(),
+                                 check_names=False, check_index_type=False)
+  assert r.provided == {"2022484408": frozenset({"HR"}), "2026352035": frozenset({"HR"})}
+
+
+def test_heartrate_kaggle_style_across_fall_back(write):
+  lines = ["Id,Time,Value"]
+  # 1:59:50 EDT, the repeated 1 AM hour in EST, and one impossible reading.
+  lines += ["7,11/5/2023 1:59:50 AM,60", "7,11/5/2023 1:00:05 AM,80",
+            "7,11/5/2023 1:00:35 AM,90", "7,11/5/2023 1:00:45 AM,0"]
+  r = read_source([write("heartrate_seconds_merged.csv", "\n".join(lines) + "\n")], tz=NY)
+  got = dict(zip(r.readings["timestamp"].dt.strftime("%H:%M"), r.readings["value"]))
+  assert got == {"05:59": 60.0, "06:00": 85.0}
+  assert r.dead_letter["reason"].tolist() == ["out_of_range"]

@@ -1,0 +1,143 @@
+"""Shared fixtures: small pipeline-like data directories written with schemas.record."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+
+import numpy as np
+import pytest
+from array_record.python.array_record_module import ArrayRecordWriter
+
+from schemas import manifest as manifest_lib
+from schemas import record
+from schemas.constants import NUM_FEATURES, WINDOW_MINUTES
+from schemas.features import FEATURE_NAMES
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Tests compile the same small models in several processes: share a compilation cache.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), f"lsm-jax-cache-{os.getuid()}"))
+
+
+def make_window(rng: np.random.Generator, split: str, missing: float = 0.1) -> dict:
+  """A learnable window: a per-window level plus fixed per-feature daily-like curves,
+  noise, and missing values."""
+  t = np.arange(WINDOW_MINUTES)[:, None]
+  freq = np.linspace(1, 3, NUM_FEATURES)[None] * 2 * np.pi / WINDOW_MINUTES
+  phase = np.linspace(0, np.pi, NUM_FEATURES)[None]
+  values = (rng.normal() + np.sin(freq * t + phase)
+            + 0.1 * rng.normal(size=(WINDOW_MINUTES, NUM_FEATURES)))
+  observed = rng.random((WINDOW_MINUTES, NUM_FEATURES)) >= missing
+  values = np.where(observed, values, 0.0).astype(np.float32)
+  return {"values": values, "mask": observed, "subject": "0" * 32, "split": split,
+          "start": 0, "missing_ratio": float(1 - observed.mean())}
+
+
+def write_data_dir(path: str, counts: dict[str, int], shards: int = 2, seed: int = 0) -> str:
+  """Writes DIR/manifest.json and ArrayRecord shards like the pipeline does."""
+  os.makedirs(path, exist_ok=True)
+  rng = np.random.default_rng(seed)
+  datasets: dict[str, list] = {}
+  for split, count in counts.items():
+    entries = []
+    per_shard = np.array_split(np.arange(count), shards)
+    for i, idx in enumerate(per_shard):
+      name = manifest_lib.shard_name(split, i, shards)
+      writer = ArrayRecordWriter(os.path.join(path, name), "group_size:1")
+      for _ in idx:
+        writer.write(record.encode(make_window(rng, split)))
+      writer.close()
+      entries.append({"path": name, "records": int(len(idx))})
+    datasets[split] = entries
+  manifest = {"manifest_version": manifest_lib.MANIFEST_VERSION,
+              "record_version": record.VERSION, "window_minutes": WINDOW_MINUTES,
+              "feature_names": list(FEATURE_NAMES), "datasets": {"pretrain": datasets}}
+  with open(os.path.join(path, manifest_lib.MANIFEST_NAME), "w") as f:
+    json.dump(manifest, f)
+  return path
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> str:
+  """64 train, 16 valid, 16 test windows in two shards per split."""
+  return write_data_dir(str(tmp_path_factory.mktemp("data")),
+                        {"train": 64, "valid": 16, "test": 16})
+
+
+def small_config(data_dir: str, size: str = "nano", **overrides):
+  """A config for fast CPU tests."""
+  from trainer.configs import mae  # pylint: disable=g-import-not-at-top
+  config = mae.get_config(size)
+  config.data_dir = data_dir
+  config.batch_size = 8
+  config.num_train_steps = 6
+  config.learning_rate = 1e-3
+  config.log_every_steps = 1
+  config.eval_every_steps = 3
+  config.eval_batches = 1
+  config.checkpoint_every_steps = 2
+  config.progress_bar = False
+  config.plot_windows = 2
+  config.async_checkpoints = False
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+@pytest.fixture(scope="session")
+def make_config():
+  return small_config
+
+
+def device_losses(data_dir: str, shard_params: list, steps: int = 3) -> dict:
+  """Losses of the first steps on this process's devices, per shard_params setting.
+
+  Run in-process (one CPU device) and in a subprocess with 8 simulated devices.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from trainer import input_pipeline, train  # pylint: disable=g-import-not-at-top
+  out = {}
+  for shard in shard_params:
+    config = small_config(data_dir, shard_params=shard)
+    trainer = train.Trainer(config)
+    iterator = input_pipeline.train_iterator(config)
+    losses = []
+    for _ in range(steps):
+      trainer.state, m = trainer.train_step(trainer.state, trainer.device_batch(next(iterator)))
+      losses.append(float(m["loss"]))
+    out[str(shard)] = losses
+  return {"devices": jax.device_count(), "losses": out}
+
+
+@pytest.fixture(name="device_losses", scope="session")
+def device_losses_fixture():
+  return device_losses
+
+
+@pytest.fixture(scope="session")
+def repo_dir():
+  return REPO
+
+
+def run_env(**extra) -> dict:
+  env = dict(os.environ)
+  env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+  env.update(extra)
+  return env
+
+
+@pytest.fixture
+def subprocess_env():
+  return run_env
+
+
+@pytest.fixture
+def python():
+  return sys.executable

@@ -1,0 +1,107 @@
+import numpy as np
+import pytest
+
+from trainer import baselines
+
+
+def tiny_case():
+  """One window, 6 minutes, 2 features, with hand-computed answers below.
+
+  feature 0: visible at t=0 (1), t=3 (10), t=5 (7); hidden at t=1, 2, 4.
+  feature 1: hidden at the edges t=0 and t=5; t=2 was never observed (value 0);
+    visible at t=1 (-1), t=3 (3), t=4 (4).
+  """
+  values = np.array([[1, 0.5], [2, -1], [3, 0], [10, 3], [5, 4], [7, 8]],
+                    dtype=np.float32)[None]
+  observed = np.ones_like(values, dtype=bool)
+  observed[0, 2, 1] = False
+  hidden = np.zeros_like(observed)
+  hidden[0, [1, 2, 4], 0] = True
+  hidden[0, [0, 5], 1] = True
+  return values, observed, hidden
+
+
+# (method, expected f0 at t=1,2,4, expected f1 at t=0,5)
+HAND = {
+    "mean_fill": ([6, 6, 6], [2, 2]),                 # (1+10+7)/3, (-1+3+4)/3
+    "linear_interpolation": ([4, 7, 8.5], [-1, 4]),   # 1+9/3, 1+18/3, (10+7)/2; edges held
+    "nearest": ([1, 10, 10], [-1, 4]),                # t=4 is a tie: previous wins
+}
+
+
+@pytest.mark.parametrize("name", sorted(HAND))
+def test_hand_computed_predictions(name):
+  values, observed, hidden = tiny_case()
+  predictions = baselines.BASELINES[name](values, observed, hidden)
+  assert predictions.dtype == np.float32 and predictions.shape == values.shape
+  f0, f1 = HAND[name]
+  np.testing.assert_allclose(predictions[0, [1, 2, 4], 0], f0, rtol=1e-6)
+  np.testing.assert_allclose(predictions[0, [0, 5], 1], f1, rtol=1e-6)
+  visible = observed & ~hidden
+  np.testing.assert_array_equal(predictions[visible], values[visible])
+
+
+def test_unobserved_minutes_are_filled_from_visible_neighbours():
+  values, observed, hidden = tiny_case()
+  # t=2 of feature 1 was missing in the raw data: between -1 (t=1) and 3 (t=3).
+  assert baselines.linear_interpolation(values, observed, hidden)[0, 2, 1] == 1
+  assert baselines.nearest(values, observed, hidden)[0, 2, 1] == -1
+
+
+@pytest.mark.parametrize("name", sorted(baselines.BASELINES))
+def test_nothing_visible_predicts_the_training_mean(name):
+  values, observed, hidden = tiny_case()
+  hidden[0, :, 1] = True
+  predictions = baselines.BASELINES[name](values, observed, hidden)
+  np.testing.assert_array_equal(predictions[0, :, 1], 0)
+
+
+@pytest.mark.parametrize("name", sorted(baselines.BASELINES))
+def test_baselines_never_read_hidden_or_missing_values(name):
+  rng = np.random.default_rng(0)
+  values = rng.normal(size=(3, 40, 5)).astype(np.float32)
+  observed = rng.random(values.shape) > 0.2
+  hidden = np.zeros_like(observed)
+  hidden[:, 10:20] = True
+  hidden[:, :, 3] |= rng.random((3, 40)) > 0.5
+  altered = np.where(observed & ~hidden, values, rng.normal(size=values.shape) * 100)
+  np.testing.assert_array_equal(
+      baselines.BASELINES[name](values, observed, hidden),
+      baselines.BASELINES[name](altered.astype(np.float32), observed, hidden))
+
+
+def test_mice_recovers_a_linear_relation_between_features():
+  t = np.arange(50, dtype=np.float32)
+  first = np.sin(t / 5)
+  values = np.stack([first, 2 * first + 1, np.cos(t / 7)], axis=-1)[None]
+  observed = np.ones_like(values, dtype=bool)
+  hidden = np.zeros_like(observed)
+  hidden[0, 20:30, 1] = True
+  predictions = baselines.mice(values, observed, hidden)
+  np.testing.assert_allclose(predictions[0, 20:30, 1], 2 * first[20:30] + 1, atol=1e-3)
+  np.testing.assert_array_equal(predictions, baselines.mice(values, observed, hidden))
+
+
+def test_pooled_mice_learns_a_feature_hidden_for_a_whole_window():
+  rng = np.random.default_rng(1)
+  first = rng.normal(size=(2, 30)).astype(np.float32)
+  values = np.stack([first, 3 * first], axis=-1)
+  observed = np.ones_like(values, dtype=bool)
+  hidden = np.zeros_like(observed)
+  hidden[0, :, 1] = True  # window 0 never shows feature 1; window 1 shows the relation
+  per_window = baselines.mice(values, observed, hidden)
+  pooled = baselines.mice(values, observed, hidden, pooled=True)
+  np.testing.assert_array_equal(per_window[0, :, 1], 0)
+  np.testing.assert_allclose(pooled[0, :, 1], 3 * first[0], atol=1e-2)
+  np.testing.assert_array_equal(baselines.mice(values, observed, hidden, n_jobs=2),
+                                per_window)
+
+
+def test_bad_inputs_are_refused():
+  values, observed, hidden = tiny_case()
+  with pytest.raises(ValueError, match="hidden shape"):
+    baselines.mean_fill(values, observed, hidden[:, :3])
+  with pytest.raises(ValueError, match="observed must be a bool mask"):
+    baselines.nearest(values, observed.astype(np.float32), hidden)
+  with pytest.raises(ValueError, match=r"\[N, T, F\]"):
+    baselines.linear_interpolation(values[0], observed[0], hidden[0])

@@ -1,0 +1,98 @@
+"""Grain input pipeline: batches, determinism, state, process sharding, augmentation."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from array_record.python.array_record_module import ArrayRecordWriter
+
+from schemas import manifest as manifest_lib
+from schemas import record
+from trainer import input_pipeline as ip
+from trainer import patching
+
+
+def test_batches_hold_masked_windows_within_the_token_budget(data_dir, make_config):
+  config = make_config(data_dir)
+  batch = next(ip.train_iterator(config))
+  assert batch["values"].shape == (8, 300, 26) and batch["values"].dtype == np.float32
+  assert batch["observed"].dtype == bool and batch["hidden"].dtype == bool
+  visible = batch["observed"] & ~batch["hidden"]
+  assert (patching.token_any(visible, (10, 5)).sum(-1) <= ip.encoder_tokens(config)).all()
+  assert not batch["values"][~batch["observed"]].any()  # missing stays zero after noise
+
+
+def test_iterator_state_resumes_exactly(data_dir, make_config):
+  config = make_config(data_dir)
+  it = ip.train_iterator(config)
+  for _ in range(3):
+    next(it)
+  state = it.get_state()
+  expected = [next(it) for _ in range(2)]
+  resumed = ip.train_iterator(config)
+  resumed.set_state(state)
+  for want in expected:
+    got = next(resumed)
+    for k in want:
+      np.testing.assert_array_equal(got[k], want[k])
+
+
+def test_epochs_are_reshuffled_and_cover_the_split(data_dir, make_config):
+  config = make_config(data_dir, **{"augment.enabled": False})
+  ds = ip.dataset(config, "train", train=True)
+  epoch = [ds[i]["values"] for i in range(8)]  # 64 windows / batch 8 = one epoch
+  second = [ds[i]["values"] for i in range(8, 16)]
+  first_rows = {v.tobytes() for b in epoch for v in b}
+  assert len(first_rows) == 64
+  assert first_rows == {v.tobytes() for b in second for v in b}
+  assert not np.array_equal(epoch[0], second[0])
+
+
+def test_processes_get_disjoint_shards(data_dir, make_config):
+  config = make_config(data_dir, **{"augment.enabled": False})
+  rows = []
+  for index in range(2):
+    ds = ip.dataset(config, "valid", train=False, process_index=index, process_count=2)
+    rows.append({v.tobytes() for i in range(len(ds)) for v in ds[i]["values"]})
+    assert len(ds[0]["values"]) == 4  # per-process batch
+  assert not rows[0] & rows[1] and len(rows[0] | rows[1]) == 16
+
+
+def test_stretch_and_crop_keeps_shape_and_never_invents_observations():
+  r = np.random.default_rng(0)
+  values = r.normal(size=(300, 26)).astype(np.float32)
+  observed = r.random((300, 26)) > 0.3
+  v, o = ip.stretch_and_crop(np.where(observed, values, 0).astype(np.float32), observed,
+                             1.5, r)
+  assert v.shape == (300, 26) and o.shape == (300, 26)
+  assert not v[~o].any() and o.mean() <= observed.mean() + 0.05
+  same_v, same_o = ip.stretch_and_crop(values, observed, 1.0, r)
+  np.testing.assert_allclose(same_v[same_o], values[same_o])
+  np.testing.assert_array_equal(same_o, observed)
+
+
+def test_augmentations_can_be_switched_off(data_dir, make_config):
+  on = ip.dataset(make_config(data_dir), "train", train=True)[0]
+  off = ip.dataset(make_config(data_dir, **{"augment.enabled": False}), "train", train=True)[0]
+  plain = ip.Decode("train")
+  source = ip.split_source(data_dir, "train")
+  raw = {plain.map_with_index(i, source[i])["values"].tobytes() for i in range(len(source))}
+  assert all(v.tobytes() in raw for v in off["values"])
+  assert not all(v.tobytes() in raw for v in on["values"])
+
+
+def test_bad_record_and_wrong_counts_are_named(tmp_path, data_dir):
+  path = str(tmp_path / "bad.array_record")
+  writer = ArrayRecordWriter(path, "group_size:1")
+  writer.write(b"LSMW not a record at all, just bytes")
+  writer.close()
+  with pytest.raises(record.RecordError, match="train record 0"):
+    ip.Decode("train").map_with_index(0, ip.grain.sources.ArrayRecordDataSource([path])[0])
+  manifest = manifest_lib.load(data_dir)
+  manifest["datasets"]["pretrain"]["train"][0]["records"] += 1
+  for entry in manifest["datasets"]["pretrain"]["train"]:
+    os.symlink(os.path.join(data_dir, entry["path"]), tmp_path / entry["path"])
+  (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+  with pytest.raises(manifest_lib.ManifestError, match="manifest says 65"):
+    ip.split_source(str(tmp_path), "train")

@@ -1,0 +1,91 @@
+"""Model shape, parameter counts (LSM's table), patching, loss and leakage."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from trainer import masking, models, patching
+from trainer.configs import mae
+
+
+def model_config(size="nano"):
+  return models.ModelConfig.from_config(mae.get_config(size).model)
+
+
+@pytest.mark.parametrize("size", sorted(mae.LSM_PARAMS_M))
+def test_parameter_counts_match_lsm_within_5_percent(size):
+  count = models.count_params(model_config(size))  # abstract: nothing is allocated
+  assert abs(count / 1e6 - mae.LSM_PARAMS_M[size]) <= 0.05 * mae.LSM_PARAMS_M[size]
+
+
+def test_small_sizes_span_10x_up_to_tiny():
+  counts = [models.count_params(model_config(s)) for s in ("nano", "micro", "mini", "tiny")]
+  assert counts == sorted(counts) and counts[-1] / counts[0] >= 10
+
+
+@pytest.mark.parametrize("patch", [(10, 5), (5, 5), (10, 1), (20, 5), (30, 5), (10, 10)])
+def test_patching_round_trip(patch):
+  x = np.random.default_rng(0).normal(size=(2, 300, 26)).astype(np.float32)
+  padded = patching.pad(x)
+  assert padded.shape == (2, 300, 30) and not padded[..., :2].any() and not padded[..., -2:].any()
+  tokens = patching.patchify(padded, patch)
+  assert tokens.shape == (2, (300 // patch[0]) * (30 // patch[1]), patch[0] * patch[1])
+  np.testing.assert_array_equal(patching.unpad(patching.unpatchify(tokens, patch, (300, 30))), x)
+  # Token 1 is time patch 0, feature patch 1: padded features pw..2pw-1 of the first minutes.
+  np.testing.assert_array_equal(tokens[0, 1].reshape(patch),
+                                padded[0, :patch[0], patch[1]:2 * patch[1]])
+  jt = patching.patchify(jnp.asarray(padded), patch)
+  np.testing.assert_array_equal(np.asarray(jt), tokens)
+
+
+def test_sincos_position_embeddings_are_distinct_and_bounded():
+  pos = models.sincos_2d((30, 6), 64)
+  assert pos.shape == (180, 64) and np.abs(pos).max() <= 1.0
+  assert len(np.unique(pos.round(5), axis=0)) == 180
+
+
+def test_loss_is_zero_for_a_model_that_reproduces_its_input():
+  r = np.random.default_rng(0)
+  values = r.normal(size=(4, 300, 26)).astype(np.float32)
+  observed = r.random((4, 300, 26)) > 0.3
+  hidden = np.stack([masking.random_patches(r) for _ in range(4)])
+  loss, _, count = models.reconstruction_loss(jnp.asarray(values), values, hidden, observed)
+  assert float(loss) == 0.0 and count == (hidden & observed).sum()
+  # Errors at positions that were missing or visible do not count ...
+  wrong = np.where(hidden & observed, values, values + 10.0)
+  assert float(models.reconstruction_loss(wrong, values, hidden, observed)[0]) == 0.0
+  # ... errors at hidden observed positions do, as a mean over those positions.
+  off = np.where(hidden & observed, values + 2.0, values)
+  assert float(models.reconstruction_loss(off, values, hidden, observed)[0]) == pytest.approx(4.0)
+
+
+def test_model_never_sees_hidden_or_missing_values():
+  config = model_config("nano")
+  model = models.MAE(config)
+  r = np.random.default_rng(1)
+  values = r.normal(size=(2, 300, 26)).astype(np.float32)
+  observed = r.random((2, 300, 26)) > 0.2
+  hidden = np.stack([masking.sensor_imputation(r, 4), masking.interpolation(r, 45)])
+  visible = observed & ~hidden
+  params = jax.jit(model.init)(jax.random.key(0), values, visible)
+  apply = jax.jit(model.apply, static_argnums=3)
+  out = apply(params, values, visible, 100)
+  assert out.shape == (2, 300, 26)
+  changed = np.where(visible, values, values + r.normal(size=values.shape) * 100)
+  np.testing.assert_array_equal(np.asarray(apply(params, changed, visible, 100)),
+                                np.asarray(out))
+  emb = model.apply(params, values, visible, method=models.MAE.embed)
+  assert emb.shape == (2, config.hidden) and np.isfinite(np.asarray(emb)).all()
+
+
+def test_bfloat16_compute_keeps_float32_parameters_and_output():
+  config = mae.get_config("nano")
+  config.model.dtype = "bfloat16"
+  model = models.MAE(models.ModelConfig.from_config(config.model))
+  values = np.random.default_rng(0).normal(size=(2, 300, 26)).astype(np.float32)
+  visible = np.ones((2, 300, 26), bool)
+  params = jax.jit(model.init)(jax.random.key(0), values, visible)
+  assert {x.dtype for x in jax.tree.leaves(params)} == {jnp.dtype("float32")}
+  out = jax.jit(model.apply, static_argnums=3)(params, values, visible, 36)
+  assert out.dtype == jnp.float32 and np.isfinite(np.asarray(out)).all()

@@ -1,0 +1,130 @@
+import json
+
+import numpy as np
+import pytest
+
+from schemas.features import FEATURE_NAMES
+from trainer import baselines, metrics, report, scaling_law
+
+
+def generative_entry(mae, per_feature=False):
+  entry = {"mae": mae, "mse": mae * 2, "count": 100}
+  if per_feature:
+    entry["per_feature"] = {name: {"mae": mae * 10, "mse": mae * 100, "count": 4}
+                            for name in FEATURE_NAMES}
+    entry["per_feature"]["steps"] = {"mae": None, "mse": None, "count": 0}
+  return entry
+
+
+def inputs():
+  generative = {
+      "interpolation_30m": {"model": generative_entry(0.5, True),
+                            "mean_fill": generative_entry(0.9),
+                            "linear_interpolation": generative_entry(0.625),
+                            "nearest": generative_entry(0.7),
+                            "mice": generative_entry(0.8)},
+      "extrapolation_60m": {"model": generative_entry(0.9, True),
+                            "mean_fill": generative_entry(0.8),
+                            "linear_interpolation": generative_entry(1.0)},
+  }
+  probe = {"accuracy": 0.6, "macro_f1": 0.5, "map": np.float64(0.55),
+           "accuracy_std": 0.02, "macro_f1_std": 0.01, "map_std": 0.0, "runs": 3}
+  discriminative = {
+      "exercise_detection": {"linear_probe": {**probe, "accuracy": 0.9},
+                             "supervised": {**probe, "accuracy": 0.75}},
+      "activity_recognition_5_shot": {"linear_probe": {**probe, "map": float("nan")}},
+  }
+  return generative, discriminative
+
+
+def test_report_files_hold_the_expected_keys(tmp_path):
+  generative, discriminative = inputs()
+  x = np.geomspace(1e3, 1e6, 5)
+  figure = scaling_law.plot_power_law(str(tmp_path / "eval" / "figures" / "params.png"),
+                                      x, x ** -0.3, None, "parameters")
+  fits = {"params": {**scaling_law.fit_power_law(x, scaling_law.power_law(x, 0.1, 5, -0.3)),
+                     "figure": str(tmp_path / "sweep" / "scaling_params.png")},
+          "compute": {"error": "compute scaling: 2 distinct x values"}}
+  scaling_law.plot_power_law(fits["params"]["figure"], x, x ** -0.3, None, "parameters")
+  results_path, report_path = report.write_report(
+      str(tmp_path), generative, discriminative,
+      budget_note="Tiny model, 600 steps of batch 32 on 2 CPU cores; not LSM's budget.",
+      meta={"checkpoint": "step 600"}, scaling=fits,
+      figures={"loss curve": figure})
+  assert results_path == str(tmp_path / "eval" / "results.json")
+  with open(results_path) as f:
+    results = json.load(f)  # strict JSON: NaN became null
+  assert set(results) == {"results_version", "budget_note", "generative", "discriminative",
+                          "improvement", "scaling", "meta", "figures"}
+  model = results["generative"]["interpolation_30m"]["model"]
+  assert {"mae", "mse", "per_feature"} <= set(model)
+  assert set(model["per_feature"]) == set(FEATURE_NAMES)
+  assert results["discriminative"]["activity_recognition_5_shot"]["linear_probe"]["map"] is None
+  gain = results["improvement"]["generative"]["interpolation_30m"]
+  assert gain["best_baseline"] == "linear_interpolation"
+  assert gain["relative_improvement"] == pytest.approx(0.2)
+  loss = results["improvement"]["generative"]["extrapolation_60m"]
+  assert loss["best_baseline"] == "mean_fill"
+  assert loss["relative_improvement"] == pytest.approx(-0.125)
+  probe_gain = results["improvement"]["discriminative"]["exercise_detection"]["linear_probe"]
+  assert probe_gain["relative_improvement"] == pytest.approx(0.2)
+  assert "activity_recognition_5_shot" not in results["improvement"]["discriminative"]
+  assert results["figures"] == {"loss curve": "figures/params.png",
+                                "params scaling": "../sweep/scaling_params.png"}
+  assert results["scaling"]["params"]["figure"] == "../sweep/scaling_params.png"
+
+  text = open(report_path).read()
+  assert "Tiny model, 600 steps" in text
+  assert "| interpolation_30m | **0.5** | 0.9 | 0.625 | 0.7 | 0.8 | +20.0% vs " \
+         "linear_interpolation |" in text
+  assert "-12.5% vs mean_fill" in text
+  assert "| steps | steps/min | n/a | n/a |" in text
+  assert "0.9 ± 0.02 (3)" in text
+  assert "not fitted: compute scaling" in text
+  assert "![loss curve](figures/params.png)" in text
+  assert "![params scaling](../sweep/scaling_params.png)" in text
+
+
+def test_bad_inputs_are_refused(tmp_path):
+  generative, discriminative = inputs()
+  with pytest.raises(ValueError, match="budget_note is required"):
+    report.write_report(str(tmp_path), generative, discriminative, budget_note=" ")
+  with pytest.raises(ValueError, match="'interp_30'"):
+    report.build_results({"interp_30": {}}, {}, budget_note="x")
+  del discriminative["exercise_detection"]["supervised"]["map"]
+  with pytest.raises(ValueError, match=r"\['exercise_detection'\]\['supervised'\] lacks"):
+    report.build_results(generative, discriminative, budget_note="x")
+  with pytest.raises(FileNotFoundError, match="figure 'curve'"):
+    report.write_report(str(tmp_path), {}, {}, budget_note="x",
+                        figures={"curve": "missing.png"})
+
+
+def test_scored_tasks_flow_into_the_report(tmp_path):
+  rng = np.random.default_rng(0)
+  values = rng.normal(size=(3, 60, len(FEATURE_NAMES))).astype(np.float32)
+  observed = rng.random(values.shape) > 0.1
+  values[~observed] = 0
+  gap = np.zeros_like(observed)
+  gap[:, 20:30] = True
+  truth = values.copy()
+
+  def model(inputs, observed_in, hidden_in):  # stands in for a trained reconstruction
+    return np.where(hidden_in, truth * 0.5, inputs)
+
+  methods = {"model": model, **{k: baselines.BASELINES[k]
+                                for k in ("mean_fill", "linear_interpolation", "nearest")}}
+  stats = {name: {"mean": 10.0, "std": 2.0, "count": 5} for name in FEATURE_NAMES}
+  generative = metrics.score_tasks(methods, values, observed, {"interpolation_10m": gap},
+                                   stats)
+  results_path, _ = report.write_report(str(tmp_path), generative, {},
+                                        budget_note="unit test, no training")
+  with open(results_path) as f:
+    results = json.load(f)
+  entry = results["generative"]["interpolation_10m"]
+  assert set(entry) == set(methods)
+  assert entry["model"]["per_feature"]["HR"]["mae"] == pytest.approx(
+      2 * np.abs(0.5 * values[:, 20:30, 0])[observed[:, 20:30, 0]].mean(), rel=1e-5)
+  gain = results["improvement"]["generative"]["interpolation_10m"]
+  best = min(entry[m]["mae"] for m in methods if m != "model")
+  assert gain["relative_improvement"] == pytest.approx(
+      (best - entry["model"]["mae"]) / best)

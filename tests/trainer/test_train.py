@@ -1,0 +1,233 @@
+"""Training: learning, device-count invariance, exact resume, fallback, NaN stop, no TF."""
+
+import glob
+import json
+import logging
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from trainer import checkpoints as checkpoints_lib
+from trainer import input_pipeline as ip
+from trainer import summaries
+from trainer import train
+
+RESUME_OVERRIDES = {"num_train_steps": 12, "checkpoint_every_steps": 4, "eval_every_steps": 6,
+                    "keep_checkpoints": 3}
+
+
+def step_losses(workdir):
+  return {s: m["step_loss"] for s, m in summaries.read_jsonl(
+      os.path.join(workdir, "metrics_train.jsonl")).items()}
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory, data_dir, make_config):
+  """One uninterrupted run that the resume and fallback tests compare against."""
+  workdir = str(tmp_path_factory.mktemp("reference"))
+  config = make_config(data_dir, **RESUME_OVERRIDES)
+  result = train.train_and_evaluate(config, workdir)
+  return config, workdir, result
+
+
+def read_events(logdir):
+  """(step, tag) of every summary value in a directory's TensorBoard event files.
+
+  Parses the TFRecord framing directly, checking both CRCs, so the test depends on
+  nothing but the file format.
+  """
+  from tensorboard.compat.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c  # pylint: disable=g-import-not-at-top
+  out = []
+  paths = glob.glob(os.path.join(logdir, "events.out.tfevents.*"))
+  assert paths, f"no event file in {logdir}"
+  for path in paths:
+    data = open(path, "rb").read()
+    pos = 0
+    while pos < len(data):
+      header = data[pos:pos + 8]
+      (length,) = struct.unpack("<Q", header)
+      assert struct.unpack("<I", data[pos + 8:pos + 12])[0] == masked_crc32c(header)
+      body = data[pos + 12:pos + 12 + length]
+      assert struct.unpack("<I", data[pos + 12 + length:pos + 16 + length])[0] == \
+          masked_crc32c(body)
+      event = event_pb2.Event.FromString(body)
+      out += [(event.step, v.tag) for v in event.summary.value]
+      pos += 16 + length
+  return out
+
+
+def test_a_tiny_model_overfits_one_batch(data_dir, make_config):
+  config = make_config(data_dir, num_train_steps=120, learning_rate=1e-2,
+                       **{"augment.enabled": False})
+  trainer = train.Trainer(config)
+  batch = trainer.device_batch(next(ip.train_iterator(config)))
+  losses = []
+  for _ in range(config.num_train_steps):
+    trainer.state, metrics = trainer.train_step(trainer.state, batch)
+    losses.append(float(metrics["loss"]))
+  # Below 0.2x the start and below ~0.5, what predicting each window's level alone scores.
+  assert losses[-1] < 0.2 * losses[0] and losses[-1] < 0.4, losses[::10]
+
+
+def test_run_writes_logs_plots_and_checkpoints(reference_run):
+  config, workdir, result = reference_run
+  assert result["step"] == 12 and np.isfinite(result["valid_loss"])
+  assert result["flops_per_step"] > 0 and result["windows_per_second"] > 0
+  train_events = read_events(os.path.join(workdir, "tensorboard", "train"))
+  assert {"loss", "learning_rate", "grad_norm", "windows_per_second",
+          "flops_per_second"} <= {tag for _, tag in train_events}
+  assert sorted({step for step, tag in train_events if tag == "loss"}) == list(range(1, 13))
+  valid_events = read_events(os.path.join(workdir, "tensorboard", "valid"))
+  assert {(6, "loss"), (12, "loss"), (12, "reconstruction")} <= set(valid_events)
+  assert os.path.getsize(os.path.join(workdir, "plots", "validation_0000012.png")) > 10_000
+  rows = summaries.read_jsonl(os.path.join(workdir, "metrics_train.jsonl"))
+  assert sorted(rows) == list(range(1, 13))
+  assert {"loss", "learning_rate", "grad_norm", "windows_per_second",
+          "flops_per_second"} <= set(rows[12])
+  assert rows[1]["learning_rate"] == 0.0 and rows[2]["learning_rate"] > rows[12]["learning_rate"]
+  ckpts = checkpoints_lib.Checkpoints(workdir, read_only=True)
+  assert ckpts.all_steps() == [4, 8, 12] and ckpts.best_step() == 12  # the only checkpoint with a validation loss
+  ckpts.close()
+  assert json.load(open(os.path.join(workdir, "config.json")))["num_train_steps"] == 12
+
+
+def cli(workdir, data_dir, overrides):
+  args = [f"--config.{k}={v}" for k, v in overrides.items()]
+  return [sys.executable, "-m", "trainer", "--config=trainer/configs/mae.py:nano",
+          f"--workdir={workdir}", f"--config.data_dir={data_dir}", "--config.batch_size=8",
+          "--config.learning_rate=0.001", "--config.log_every_steps=1",
+          "--config.eval_batches=1", "--config.plot_windows=2",
+          "--config.progress_bar=False", *args]
+
+
+def test_killed_run_resumes_with_the_same_losses(reference_run, data_dir, tmp_path,
+                                                  subprocess_env, repo_dir):
+  _, ref_dir, _ = reference_run
+  workdir = str(tmp_path / "run")
+  command = cli(workdir, data_dir, RESUME_OVERRIDES)
+  proc = subprocess.Popen(command, cwd=repo_dir, env=subprocess_env(),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  first = os.path.join(workdir, "checkpoints", "4")
+  deadline = time.time() + 300
+  while not os.path.isdir(first) and proc.poll() is None and time.time() < deadline:
+    time.sleep(0.05)
+  still_running = proc.poll() is None
+  proc.send_signal(signal.SIGKILL)
+  stderr = proc.communicate()[1].decode()
+  assert still_running, f"the run ended before it could be killed:\n{stderr[-3000:]}"
+  killed_at = max(step_losses(workdir))
+  assert killed_at < 12
+  # The same command again, in a fresh process that also reports its imports.
+  probe = os.path.join(tmp_path, "modules.json")
+  wrapper = ("import atexit, json, runpy, sys\n"
+             f"atexit.register(lambda: json.dump(sorted(sys.modules), open({probe!r}, 'w')))\n"
+             f"sys.argv = {['lsm-train'] + command[3:]!r}\n"
+             "runpy.run_module('trainer', run_name='__main__')\n")
+  done = subprocess.run([sys.executable, "-c", wrapper], cwd=repo_dir, env=subprocess_env(),
+                        capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert "resumed from checkpoint step" in done.stderr
+  resumed = step_losses(workdir)
+  reference = step_losses(ref_dir)
+  assert sorted(resumed) == list(range(1, 13))
+  np.testing.assert_allclose([resumed[s] for s in range(1, 13)],
+                             [reference[s] for s in range(1, 13)], rtol=1e-6)
+  modules = json.load(open(probe))
+  assert "trainer.train" in modules and "grain" in modules
+  assert not [m for m in modules if m == "tensorflow" or m.startswith("tensorflow.")]
+
+
+def test_corrupted_latest_checkpoint_falls_back_to_the_previous(reference_run, tmp_path,
+                                                                 caplog):
+  config, ref_dir, _ = reference_run
+  workdir = str(tmp_path / "copy")
+  shutil.copytree(ref_dir, workdir)
+  for path in glob.glob(os.path.join(workdir, "checkpoints", "12", "state", "**", "*"),
+                        recursive=True):
+    if os.path.isfile(path):
+      with open(path, "wb") as f:
+        f.write(b"\x00garbage")
+  trainer = train.Trainer(config)
+  ckpts = checkpoints_lib.Checkpoints(workdir, async_save=False)
+  with caplog.at_level(logging.WARNING):
+    step, state, iterator_state = ckpts.restore(trainer.abstract_state())
+  ckpts.close()
+  assert step == 8 and int(state.step) == 8 and iterator_state == {"next_index": 8}
+  assert "checkpoint 12" in caplog.text and "falling back" in caplog.text
+  assert os.path.isdir(os.path.join(workdir, "corrupt_checkpoints", "12"))
+  # Training on from the fallback reproduces the reference's last steps.
+  os.remove(os.path.join(workdir, "metrics_train.jsonl"))
+  train.train_and_evaluate(config, workdir)
+  resumed, reference = step_losses(workdir), step_losses(ref_dir)
+  assert sorted(resumed) == [9, 10, 11, 12]
+  np.testing.assert_allclose([resumed[s] for s in resumed], [reference[s] for s in resumed],
+                             rtol=1e-6)
+
+
+def test_non_finite_loss_stops_naming_the_step_and_keeps_good_checkpoints(
+    data_dir, make_config, tmp_path):
+  # A learning rate of 1e30 (after one warm-up step at 0) blows the weights up at step 2.
+  config = make_config(data_dir, learning_rate=1e30, checkpoint_every_steps=1,
+                       eval_every_steps=100, plot_windows=0, num_train_steps=20)
+  workdir = str(tmp_path)
+  with pytest.raises(train.NonFiniteLossError, match="at step 3") as e:
+    train.train_and_evaluate(config, workdir)
+  assert "last good checkpoint is step 2" in str(e.value)
+  ckpts = checkpoints_lib.Checkpoints(workdir, read_only=True)
+  assert ckpts.all_steps()[-1] == 2
+  ckpts.close()
+
+
+DEVICE_SCRIPT = """
+import json, sys
+sys.path.insert(0, {tests!r})
+from conftest import device_losses
+print(json.dumps(device_losses({data!r}, [False, True])))
+"""
+
+
+def test_one_device_and_eight_devices_give_the_same_losses(data_dir, subprocess_env,
+                                                           repo_dir, device_losses):
+  tests = os.path.join(repo_dir, "tests", "trainer")
+  flags = "--xla_force_host_platform_device_count=8"
+  eight = subprocess.Popen([sys.executable, "-c", DEVICE_SCRIPT.format(tests=tests, data=data_dir)],
+                           cwd=repo_dir, text=True, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE,
+                           env=subprocess_env(XLA_FLAGS=flags, JAX_PLATFORMS="cpu"))
+  one = device_losses(data_dir, [False])  # this process has one CPU device
+  stdout, stderr = eight.communicate(timeout=600)
+  assert eight.returncode == 0, stderr[-3000:]
+  results = json.loads(stdout.strip().splitlines()[-1])
+  assert one["devices"] == 1 and results["devices"] == 8
+  losses = one["losses"]["False"]
+  assert len(set(losses)) > 1
+  np.testing.assert_allclose(results["losses"]["False"], losses, rtol=2e-5)
+  np.testing.assert_allclose(results["losses"]["True"], losses, rtol=2e-5)
+
+
+def test_inference_loads_a_workdir_and_never_reads_hidden_values(reference_run, data_dir):
+  from trainer import inference, masking  # pylint: disable=g-import-not-at-top
+  _, workdir, _ = reference_run
+  model = inference.load(workdir, chunk=4)
+  assert model.step == 12  # the best (only) checkpoint with a validation loss
+  batch = ip.dataset(model.config, "test", train=False)[0]
+  values, observed = batch["values"][:5], batch["observed"][:5]
+  r = np.random.default_rng(0)
+  hidden = np.stack([masking.interpolation(r, 60) for _ in range(5)])
+  filled = model.reconstruct(values, observed, hidden)
+  assert filled.shape == values.shape and np.isfinite(filled).all()
+  keep = observed & ~hidden
+  np.testing.assert_array_equal(filled[keep], values[keep])
+  poisoned = np.where(hidden, 1e6, values).astype(np.float32)
+  np.testing.assert_array_equal(model.reconstruct(poisoned, observed, hidden)[hidden],
+                                filled[hidden])
+  embeddings = model.embed(values, observed)
+  assert embeddings.shape == (5, 64) and np.isfinite(embeddings).all()

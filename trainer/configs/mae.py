@@ -1,0 +1,80 @@
+"""Masked-autoencoder pre-training config: `--config=trainer/configs/mae.py:SIZE`.
+
+SIZE is one of LSM's tiny, xs, s, b, l (LSM_FACTS.md table), or nano, micro,
+mini: smaller models below tiny (about 0.15M to 1M parameters) so that a
+scaling sweep spans 10x in parameters on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+# size: (layers, hidden, mlp, heads, decoder layers, decoder hidden, decoder heads)
+SIZES = {
+    "nano": (2, 64, 256, 2, 1, 64, 2),
+    "micro": (2, 96, 384, 3, 1, 96, 3),
+    "mini": (3, 128, 512, 4, 2, 96, 4),
+    "tiny": (4, 192, 768, 3, 2, 128, 4),
+    "xs": (8, 256, 1024, 4, 2, 192, 4),
+    "s": (12, 384, 1536, 6, 4, 256, 8),
+    "b": (12, 768, 3072, 12, 8, 512, 16),
+    "l": (24, 1024, 4096, 16, 8, 512, 16),
+}
+# LSM's published parameter counts (millions), checked by tests/trainer/test_models.py.
+LSM_PARAMS_M = {"tiny": 2.2, "xs": 7.3, "s": 24.6, "b": 110.7, "l": 328.1}
+
+
+def get_config(size: str = "tiny") -> ml_collections.ConfigDict:
+  size = size or "tiny"
+  if size not in SIZES:
+    raise ValueError(f"unknown model size {size!r}; expected one of {list(SIZES)}")
+  layers, hidden, mlp, heads, dec_layers, dec_hidden, dec_heads = SIZES[size]
+  config = ml_collections.ConfigDict()
+  config.size = size
+  config.data_dir = ""
+  config.dataset = "pretrain"
+
+  config.model = ml_collections.ConfigDict(dict(
+      hidden=hidden, layers=layers, mlp=mlp, heads=heads, decoder_layers=dec_layers,
+      decoder_hidden=dec_hidden, decoder_heads=dec_heads, patch=(10, 5),
+      dtype="float32"))  # "bfloat16" computes in bf16 (parameters stay float32)
+
+  config.mask = ml_collections.ConfigDict(dict(
+      strategy="random",     # random | interpolation | extrapolation | sensor_imputation | mixture
+      ratio=0.8,             # random: share of patches hidden
+      gap_minutes=60,        # interpolation / extrapolation block
+      num_features=6,        # sensor_imputation
+      span_minutes=0,        # sensor_imputation span; 0 = the whole window
+      weights="random:0.7,interpolation:0.1,extrapolation:0.1,sensor_imputation:0.1",
+      encoder_tokens=0,      # encoder token budget; 0 = (1 - ratio) of the tokens
+  ))
+  config.augment = ml_collections.ConfigDict(dict(
+      enabled=True, p=0.5, max_stretch=1.5, max_noise_sigma=0.5))
+
+  config.seed = 0
+  config.batch_size = 32                # global batch
+  config.num_train_steps = 1000
+  config.learning_rate = 0.0            # 0 = LSM's 5e-3 scaled by batch_size / 4096
+  config.base_learning_rate = 5e-3
+  config.base_batch_size = 4096
+  config.warmup_fraction = 0.05
+  config.b1 = 0.9
+  config.b2 = 0.95
+  config.weight_decay = 1e-4
+  config.grad_clip = 1.0
+
+  config.log_every_steps = 10
+  config.eval_every_steps = 200
+  config.eval_batches = 8
+  config.checkpoint_every_steps = 200
+  config.keep_checkpoints = 3           # last N, plus the best by validation loss
+  config.async_checkpoints = True
+  config.plot_windows = 4               # validation windows drawn to a PNG at each eval
+
+  config.workers = 0                    # Grain worker processes (0 = in-process)
+  config.worker_buffer = 2
+  config.prefetch_batches = 2           # batches staged on the devices ahead of use
+  config.shard_params = False           # False: replicate parameters; True: shard (FSDP)
+  config.distributed = False            # jax.distributed.initialize() (or LSM_DISTRIBUTED=1)
+  config.progress_bar = True
+  return config

@@ -1,0 +1,225 @@
+"""Grain input pipeline: ArrayRecord shards from a pipeline output -> masked batches.
+
+MapDataset over the split's shards (manifest.json) -> this process's slice
+(jax.process_index / process_count) -> global shuffle with the seed, a new order
+every epoch -> decode (schemas.record) -> augmentation and masking as Grain
+RandomMap transforms (seeded per element, so the stream is a pure function of the
+seed and the position: that is what makes resume exact) -> batches -> optional
+worker processes (mp_prefetch) -> device prefetch. The iterator's state goes into
+every checkpoint through grain's Orbax handler.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+from typing import Any, Iterator, Sequence
+
+import grain
+import jax
+import ml_collections
+import numpy as np
+
+from schemas import manifest as manifest_lib
+from schemas import record as record_lib
+from schemas.constants import NUM_FEATURES, WINDOW_MINUTES
+from trainer import masking, patching
+
+WINDOW = (WINDOW_MINUTES, NUM_FEATURES)
+
+
+class EmptySplitError(manifest_lib.ManifestError):
+  """The manifest lists no records for a split (e.g. a cohort too small for a valid split)."""
+
+
+class Decode(grain.transforms.MapWithIndex):
+  """Record bytes -> {"values", "observed"}; a bad record names its split and index."""
+
+  def __init__(self, split: str, window: Sequence[int] = WINDOW):
+    self.split = split
+    self.window = tuple(window)
+
+  def map_with_index(self, index: int, data: bytes) -> dict[str, np.ndarray]:
+    try:
+      window = record_lib.decode(data)
+    except record_lib.RecordError as e:
+      raise record_lib.RecordError(f"{self.split} record {index}: {e}") from None
+    if window["values"].shape != self.window:
+      raise record_lib.RecordError(
+          f"{self.split} record {index}: window shape {window['values'].shape}, the "
+          f"trainer is configured for {self.window}")
+    return {"values": np.array(window["values"], dtype=np.float32),
+            "observed": np.array(window["mask"], dtype=bool)}
+
+
+class Augment(grain.transforms.RandomMap):
+  """LSM's augmentations, each with probability p: time stretch + crop, flip, noise."""
+
+  def __init__(self, p: float = 0.5, max_stretch: float = 1.5, max_noise_sigma: float = 0.5):
+    self.p = p
+    self.max_stretch = max_stretch
+    self.max_noise_sigma = max_noise_sigma
+
+  def random_map(self, element: dict[str, np.ndarray], rng: np.random.Generator):
+    values, observed = element["values"], element["observed"]
+    if rng.random() < self.p:
+      values, observed = stretch_and_crop(values, observed, rng.uniform(1.0, self.max_stretch),
+                                          rng)
+    if rng.random() < self.p:
+      values, observed = values[::-1], observed[::-1]
+    if rng.random() < self.p:
+      sigma = rng.uniform(0.0, self.max_noise_sigma)
+      values = np.where(observed, values + rng.normal(0.0, sigma, values.shape), 0.0)
+    return {"values": np.ascontiguousarray(values, dtype=np.float32),
+            "observed": np.ascontiguousarray(observed)}
+
+
+def stretch_and_crop(values: np.ndarray, observed: np.ndarray, factor: float,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+  """Stretches time by `factor` (linear interpolation) and crops back to T minutes.
+
+  A stretched minute is observed only if the minutes it interpolates between are,
+  so no missing value leaks into the stretched window.
+  """
+  t = values.shape[0]
+  length = int(round(t * factor))
+  start = int(rng.integers(0, length - t + 1))
+  pos = (np.arange(start, start + t) / factor).clip(0, t - 1)
+  i0 = np.floor(pos).astype(int)
+  i1 = np.minimum(i0 + 1, t - 1)
+  a = (pos - i0)[:, None]
+  obs = observed[i0] & (observed[i1] | (a == 0))
+  vals = np.where(obs, values[i0] * (1 - a) + values[i1] * a, 0.0)
+  return vals.astype(np.float32), obs
+
+
+class Mask(grain.transforms.RandomMap):
+  """Draws the hidden mask (config.mask) and applies the encoder token budget."""
+
+  def __init__(self, mask_config: ml_collections.ConfigDict, patch: Sequence[int],
+               max_tokens: int | None):
+    self.kwargs = mask_kwargs(mask_config, patch)
+    self.strategy = mask_config.strategy
+    self.patch = tuple(patch)
+    self.max_tokens = max_tokens
+
+  def random_map(self, element: dict[str, np.ndarray], rng: np.random.Generator):
+    observed = element["observed"]
+    hidden = masking.make(self.strategy, rng, shape=observed.shape, **self.kwargs)
+    if self.max_tokens is not None:
+      hidden = masking.limit_visible_tokens(rng, hidden, observed, self.max_tokens, self.patch)
+    return {**element, "hidden": hidden}
+
+
+def mask_kwargs(mask_config: ml_collections.ConfigDict, patch: Sequence[int]) -> dict:
+  kwargs = dict(ratio=mask_config.ratio, patch=tuple(patch),
+                gap_minutes=mask_config.gap_minutes, num_features=mask_config.num_features,
+                span_minutes=mask_config.span_minutes or None)
+  if mask_config.strategy == "mixture":
+    kwargs["weights"] = mask_config.weights
+  return kwargs
+
+
+def encoder_tokens(config: ml_collections.ConfigDict, window: Sequence[int] = WINDOW) -> int:
+  """The encoder's token budget: config.mask.encoder_tokens, or (1 - ratio) of the tokens."""
+  nt, nf = patching.grid(window, config.model.patch)
+  n = nt * nf
+  if config.mask.encoder_tokens:
+    return min(int(config.mask.encoder_tokens), n)
+  return n - int(round(config.mask.ratio * n))
+
+
+def split_source(data_dir: str, split: str, dataset: str = "pretrain"):
+  """The split's shards as one Grain ArrayRecord source; checks the manifest's counts."""
+  shards = [(path, n) for path, n in manifest_lib.shards(data_dir, split, dataset) if n]
+  if not shards:
+    raise EmptySplitError(f"{data_dir}: {dataset} split {split!r} has no records")
+  source = grain.sources.ArrayRecordDataSource([path for path, _ in shards])
+  expected = sum(n for _, n in shards)
+  if len(source) != expected:
+    raise manifest_lib.ManifestError(
+        f"{data_dir}: {dataset}/{split} shards hold {len(source)} records, the manifest "
+        f"says {expected}")
+  return source
+
+
+def dataset(config: ml_collections.ConfigDict, split: str, *, train: bool,
+            process_index: int | None = None, process_count: int | None = None
+            ) -> grain.MapDataset:
+  """Batched MapDataset of {"values", "observed", "hidden"} for this process."""
+  process_index = jax.process_index() if process_index is None else process_index
+  process_count = jax.process_count() if process_count is None else process_count
+  if config.batch_size % process_count:
+    raise ValueError(f"batch_size {config.batch_size} is not divisible by "
+                     f"{process_count} processes")
+  ds = grain.MapDataset.source(split_source(config.data_dir, split, config.dataset))
+  ds = ds[process_index::process_count]
+  if len(ds) == 0:
+    raise EmptySplitError(f"{config.data_dir}: split {split!r} has no records for process "
+                     f"{process_index} of {process_count}")
+  if train:
+    ds = ds.shuffle(seed=config.seed).repeat(None)
+  ds = ds.map_with_index(Decode(split))
+  if train and config.augment.enabled:
+    ds = ds.random_map(Augment(config.augment.p, config.augment.max_stretch,
+                               config.augment.max_noise_sigma), seed=config.seed + 1)
+  budget = encoder_tokens(config) if train else None
+  ds = ds.random_map(Mask(config.mask, config.model.patch, budget), seed=config.seed + 2)
+  return ds.batch(config.batch_size // process_count, drop_remainder=train)
+
+
+def train_iterator(config: ml_collections.ConfigDict) -> grain.DatasetIterator:
+  """The checkpointable training iterator (worker processes when config.workers > 0)."""
+  ds = dataset(config, "train", train=True).to_iter_dataset()
+  if config.workers > 0:
+    ds = ds.mp_prefetch(grain.MultiprocessingOptions(
+        num_workers=config.workers, per_worker_buffer_size=config.worker_buffer))
+  return iter(ds)
+
+
+def pad_batch(batch: dict[str, np.ndarray], size: int) -> dict[str, np.ndarray]:
+  """Pads a short (last) batch with fully unobserved windows, which weigh nothing."""
+  n = len(batch["values"])
+  if n == size:
+    return batch
+  return {k: np.concatenate([v, np.zeros((size - n,) + v.shape[1:], v.dtype)])
+          for k, v in batch.items()}
+
+
+class IteratorState:
+  """A snapshot of an iterator's state for grain's Orbax CheckpointHandler.
+
+  The device prefetcher runs ahead of training, so the state to save is the one
+  captured right after the batch the last step consumed, not the live iterator's.
+  """
+
+  def __init__(self, state: dict[str, Any] | None = None):
+    self.state = state
+
+  def get_state(self) -> bytes:
+    return json.dumps(self.state).encode()
+
+  def set_state(self, state: bytes) -> None:
+    self.state = json.loads(state.decode())
+
+  def start_prefetch(self) -> None:  # called by grain's handler after a restore
+    pass
+
+
+def prefetch_to_device(iterator: Iterator, size: int, sharding: jax.sharding.Sharding,
+                       global_batch: int) -> Iterator[tuple[dict[str, jax.Array], dict]]:
+  """Yields (global device batch, iterator state after it), `size` batches ahead."""
+  queue = collections.deque()
+
+  def put():
+    batch = next(iterator)
+    state = iterator.get_state()
+    arrays = {k: jax.make_array_from_process_local_data(
+        sharding, np.asarray(v), (global_batch,) + v.shape[1:]) for k, v in batch.items()}
+    queue.append((arrays, state))
+
+  for _ in range(max(size, 1)):
+    put()
+  while True:
+    yield queue.popleft()
+    put()

@@ -1,0 +1,180 @@
+"""Masking strategies: which positions of a window are hidden from the model.
+
+Every strategy returns a bool array [T, F] (True = hidden from the model, to be
+reconstructed) drawn from a numpy Generator, so training (as a Grain transform)
+and evaluation (baselines, imputation tasks) share one definition.
+
+Inherited masking (after LSM-2's AIM): positions missing in the raw data
+(`observed` False) are never shown to the model either, and the loss is the MSE
+over positions that are hidden by the strategy AND observed in the raw data,
+never over values that were missing (`loss_weights`).
+
+How a [T, F] hidden mask becomes tokens (trainer/models.py): a token (patch) is
+*visible* when at least one of its valid positions is observed and not hidden;
+it is dropped from the encoder otherwise. In a visible token the hidden and the
+missing positions are zeroed and a second input channel tells the model which
+positions it sees, so the model never sees a hidden value, yet a partly hidden
+patch (sensor imputation, a gap not aligned to patches) still contributes its
+visible values. The encoder has a fixed token budget in training
+(`limit_visible_tokens`): extra visible tokens are hidden at random, MAE style,
+and are then reconstructed and scored like any other hidden position.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from schemas.constants import NUM_FEATURES, PATCH_FEATURES, PATCH_MINUTES, WINDOW_MINUTES
+from trainer import patching
+
+SHAPE = (WINDOW_MINUTES, NUM_FEATURES)
+PATCH = (PATCH_MINUTES, PATCH_FEATURES)
+
+
+def random_patches(rng: np.random.Generator, ratio: float = 0.8,
+                   patch: Sequence[int] = PATCH,
+                   shape: Sequence[int] = SHAPE) -> np.ndarray:
+  """Hides round(ratio * tokens) whole patches of the padded token grid (LSM's 80%)."""
+  if not 0.0 <= ratio <= 1.0:
+    raise ValueError(f"mask ratio must be in [0, 1], got {ratio}")
+  nt, nf = patching.grid(shape, patch)
+  n = nt * nf
+  hidden_tokens = np.zeros(n, dtype=bool)
+  hidden_tokens[rng.permutation(n)[:int(round(ratio * n))]] = True
+  return patching.expand_tokens(hidden_tokens, patch, shape)
+
+
+def interpolation(rng: np.random.Generator, gap_minutes: int = 60,
+                  shape: Sequence[int] = SHAPE) -> np.ndarray:
+  """Hides every feature over a contiguous block strictly inside the window.
+
+  The block never touches the first or the last minute, so there is context on
+  both sides (that is what makes it interpolation rather than extrapolation).
+  """
+  t, f = shape
+  if not 1 <= gap_minutes <= t - 2:
+    raise ValueError(f"interpolation gap of {gap_minutes} minutes does not fit strictly "
+                     f"inside a {t}-minute window")
+  start = int(rng.integers(1, t - gap_minutes))  # start in [1, t - gap - 1]
+  hidden = np.zeros((t, f), dtype=bool)
+  hidden[start:start + gap_minutes] = True
+  return hidden
+
+
+def extrapolation(gap_minutes: int = 60, shape: Sequence[int] = SHAPE,
+                  rng: np.random.Generator | None = None) -> np.ndarray:
+  """Hides every feature over the last `gap_minutes` minutes (forecasting).
+
+  Deterministic; `rng` is accepted (and unused) so `make` can call every strategy alike.
+  """
+  del rng
+  t, f = shape
+  if not 1 <= gap_minutes <= t - 1:
+    raise ValueError(f"extrapolation gap of {gap_minutes} minutes needs 1..{t - 1}")
+  hidden = np.zeros((t, f), dtype=bool)
+  hidden[t - gap_minutes:] = True
+  return hidden
+
+
+def sensor_imputation(rng: np.random.Generator, num_features: int = 6,
+                      shape: Sequence[int] = SHAPE,
+                      span_minutes: int | None = None,
+                      features: Sequence[int] | None = None) -> np.ndarray:
+  """Hides chosen features over a span (the whole window by default), LSM-2 style.
+
+  `features` fixes which features; otherwise `num_features` are drawn at random.
+  """
+  t, f = shape
+  if features is None:
+    if not 1 <= num_features <= f:
+      raise ValueError(f"sensor imputation of {num_features} features needs 1..{f}")
+    features = rng.choice(f, size=num_features, replace=False)
+  span = t if span_minutes is None else int(span_minutes)
+  if not 1 <= span <= t:
+    raise ValueError(f"sensor imputation span {span} minutes needs 1..{t}")
+  start = int(rng.integers(0, t - span + 1))
+  hidden = np.zeros((t, f), dtype=bool)
+  hidden[start:start + span, np.asarray(features, dtype=int)] = True
+  return hidden
+
+
+def mixture(rng: np.random.Generator, weights: Mapping[str, float] | str,
+            **kwargs: Any) -> np.ndarray:
+  """Draws one strategy per window with the given weights (pre-training mixture).
+
+  `weights` maps strategy names to weights, or is a string "random:0.6,extrapolation:0.4"
+  (handy on the command line). kwargs go to whichever strategy accepts them.
+  """
+  weights = parse_weights(weights)
+  names = sorted(weights)
+  p = np.array([weights[n] for n in names], dtype=np.float64)
+  name = names[int(rng.choice(len(names), p=p / p.sum()))]
+  return make(name, rng, **kwargs)
+
+
+def parse_weights(weights: Mapping[str, float] | str) -> dict[str, float]:
+  if isinstance(weights, str):
+    items = [item.split(":") for item in weights.split(",") if item.strip()]
+    try:
+      weights = {name.strip(): float(w) for name, w in items}
+    except ValueError:
+      raise ValueError(f"mixture weights {weights!r}: expected 'name:weight,...'") from None
+  weights = dict(weights)
+  unknown = set(weights) - set(STRATEGIES) | ({"mixture"} & set(weights))
+  if unknown or not weights or min(weights.values()) < 0 or sum(weights.values()) <= 0:
+    raise ValueError(f"mixture weights {weights}: need non-negative weights over "
+                     f"{sorted(set(STRATEGIES) - {'mixture'})}")
+  return weights
+
+
+STRATEGIES: dict[str, Callable[..., np.ndarray]] = {
+    "random": random_patches,
+    "interpolation": interpolation,
+    "extrapolation": extrapolation,
+    "sensor_imputation": sensor_imputation,
+    "mixture": mixture,
+}
+
+
+def make(strategy: str, rng: np.random.Generator, **kwargs: Any) -> np.ndarray:
+  """Hidden mask [T, F] of the named strategy; passes each strategy only its kwargs."""
+  try:
+    fn = STRATEGIES[strategy]
+  except KeyError:
+    raise ValueError(f"unknown masking strategy {strategy!r}; "
+                     f"expected one of {sorted(STRATEGIES)}") from None
+  params = inspect.signature(fn).parameters
+  if "kwargs" in params:
+    return fn(rng=rng, **kwargs)
+  return fn(rng=rng, **{k: v for k, v in kwargs.items() if k in params and v is not None})
+
+
+def visible(hidden: np.ndarray, observed: np.ndarray) -> np.ndarray:
+  """Positions the model sees: observed in the raw data and not hidden."""
+  return observed & ~hidden
+
+
+def loss_weights(hidden, observed):
+  """Positions scored by the loss: hidden by the strategy and observed in the raw data."""
+  return hidden & observed
+
+
+def limit_visible_tokens(rng: np.random.Generator, hidden: np.ndarray,
+                         observed: np.ndarray, max_tokens: int,
+                         patch: Sequence[int] = PATCH) -> np.ndarray:
+  """Hides random extra visible tokens so at most `max_tokens` reach the encoder.
+
+  This is the MAE-style drop with a fixed encoder budget: LSM's 80% random masking
+  leaves exactly 36 of 180 tokens, and other strategies (or a mixture) get the same
+  budget, the surplus being reconstructed like any other hidden patch.
+  """
+  token_visible = patching.token_any(visible(hidden, observed), patch)
+  idx = np.flatnonzero(token_visible)
+  if len(idx) <= max_tokens:
+    return hidden
+  drop = np.zeros_like(token_visible)
+  drop[rng.choice(idx, size=len(idx) - max_tokens, replace=False)] = True
+  return hidden | patching.expand_tokens(drop, patch, hidden.shape)

@@ -1,0 +1,189 @@
+"""The LSM masked autoencoder: a ViT over 10-minute x 5-feature patches, in Flax.
+
+The encoder sees only visible tokens (a fixed budget of `max_tokens`, visible
+first; budget slots without a visible token are masked out of attention), the
+lighter decoder sees every token (encoder outputs scattered back, a learned mask
+token elsewhere) and predicts every patch. See trainer/masking.py for how a
+[T, F] hidden mask maps to tokens; the model never receives a hidden value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from schemas.constants import NUM_FEATURES, WINDOW_MINUTES
+from trainer import patching
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  hidden: int
+  layers: int
+  mlp: int
+  heads: int
+  decoder_hidden: int
+  decoder_layers: int
+  decoder_heads: int
+  patch: tuple[int, int] = (10, 5)
+  window: tuple[int, int] = (WINDOW_MINUTES, NUM_FEATURES)
+  dtype: Any = jnp.float32  # compute dtype; parameters stay float32
+
+  @classmethod
+  def from_config(cls, model: Any, window: Sequence[int] | None = None) -> ModelConfig:
+    """Builds from the `config.model` ConfigDict (dtype given by name, e.g. 'bfloat16')."""
+    return cls(hidden=model.hidden, layers=model.layers, mlp=model.mlp, heads=model.heads,
+               decoder_hidden=model.decoder_hidden, decoder_layers=model.decoder_layers,
+               decoder_heads=model.decoder_heads, patch=tuple(model.patch),
+               window=tuple(window or (WINDOW_MINUTES, NUM_FEATURES)),
+               dtype=jnp.dtype(model.get("dtype", "float32")))
+
+  @property
+  def grid(self) -> tuple[int, int]:
+    return patching.grid(self.window, self.patch)
+
+  @property
+  def num_tokens(self) -> int:
+    nt, nf = self.grid
+    return nt * nf
+
+
+def sincos_2d(grid: Sequence[int], dim: int) -> np.ndarray:
+  """Fixed 2-D sine-cosine position embeddings [nt * nf, dim] (MAE's recipe).
+
+  Half of the channels encode the time patch index, half the feature patch index,
+  so the model knows both when a patch is and which sensors it covers.
+  """
+  if dim % 4:
+    raise ValueError(f"2-D sin-cos embeddings need a width divisible by 4, got {dim}")
+  nt, nf = grid
+  omega = 1.0 / 10000 ** (np.arange(dim // 4, dtype=np.float64) / (dim // 4))
+
+  def axis(pos):
+    out = pos.reshape(-1)[:, None] * omega[None]
+    return np.concatenate([np.sin(out), np.cos(out)], axis=1)
+
+  t, f = np.meshgrid(np.arange(nt, dtype=np.float64), np.arange(nf, dtype=np.float64),
+                     indexing="ij")
+  return np.concatenate([axis(t), axis(f)], axis=1).astype(np.float32)
+
+
+class Block(nn.Module):
+  """Pre-norm transformer block."""
+  heads: int
+  mlp: int
+  dtype: Any
+
+  @nn.compact
+  def __call__(self, x, mask=None):
+    y = nn.LayerNorm(dtype=self.dtype)(x)
+    y = nn.MultiHeadDotProductAttention(num_heads=self.heads, dtype=self.dtype)(
+        y, y, mask=mask)
+    x = x + y
+    y = nn.LayerNorm(dtype=self.dtype)(x)
+    y = nn.Dense(self.mlp, dtype=self.dtype)(y)
+    y = nn.gelu(y)
+    y = nn.Dense(x.shape[-1], dtype=self.dtype)(y)
+    return x + y
+
+
+class MAE(nn.Module):
+  config: ModelConfig
+
+  def setup(self):
+    c = self.config
+    self.embed_patch = nn.Dense(c.hidden, dtype=c.dtype, name="patch_embedding")
+    self.encoder = [Block(c.heads, c.mlp, c.dtype, name=f"encoder_{i}")
+                    for i in range(c.layers)]
+    self.encoder_norm = nn.LayerNorm(dtype=c.dtype)
+    self.decoder_embed = nn.Dense(c.decoder_hidden, dtype=c.dtype)
+    self.mask_token = self.param("mask_token", nn.initializers.normal(0.02),
+                                 (c.decoder_hidden,))
+    self.decoder = [Block(c.decoder_heads, 4 * c.decoder_hidden, c.dtype, name=f"decoder_{i}")
+                    for i in range(c.decoder_layers)]
+    self.decoder_norm = nn.LayerNorm(dtype=c.dtype)
+    self.predict = nn.Dense(c.patch[0] * c.patch[1], dtype=c.dtype)
+
+  def tokens(self, values, visible):
+    """[B, T, F] values and visible mask -> [B, N, 2 * ph * pw] inputs, [B, N] token visible.
+
+    Hidden and missing values are zeroed here, so nothing hidden reaches the model.
+    """
+    v = patching.pad(visible)
+    x = patching.pad(jnp.where(visible, values, 0.0))
+    v_tok = patching.patchify(v, self.config.patch)
+    x_tok = patching.patchify(x, self.config.patch)
+    inputs = jnp.concatenate([x_tok, v_tok.astype(x_tok.dtype)], axis=-1)
+    return inputs, v_tok.any(axis=-1)
+
+  def encode(self, values, visible, max_tokens: int | None = None):
+    """Encodes the visible tokens.
+
+    Returns latent [B, K, D], their token indices [B, K] and which of the K slots
+    hold a visible token [B, K] (K = max_tokens, all tokens by default).
+    """
+    c = self.config
+    inputs, token_visible = self.tokens(values, visible)
+    k = c.num_tokens if max_tokens is None else min(int(max_tokens), c.num_tokens)
+    # Stable sort puts visible tokens first in their original order.
+    index = jnp.argsort(~token_visible, axis=-1, stable=True)[:, :k]
+    kept = jnp.take_along_axis(token_visible, index, axis=-1)
+    x = jnp.take_along_axis(inputs, index[..., None], axis=1)
+    pos = jnp.asarray(sincos_2d(c.grid, c.hidden))
+    x = self.embed_patch(x.astype(c.dtype)) + pos[index].astype(c.dtype)
+    attn_mask = nn.make_attention_mask(kept, kept)
+    for block in self.encoder:
+      x = block(x, attn_mask)
+    return self.encoder_norm(x), index, kept
+
+  def decode(self, latent, index, kept):
+    """Per-position reconstruction [B, T, F] from the encoder outputs."""
+    c = self.config
+    b = latent.shape[0]
+    y = self.decoder_embed(latent)
+    mask_token = self.mask_token.astype(c.dtype)
+    y = jnp.where(kept[..., None], y, mask_token)
+    full = jnp.broadcast_to(mask_token, (b, c.num_tokens, c.decoder_hidden))
+    full = full.at[jnp.arange(b)[:, None], index].set(y)
+    full = full + jnp.asarray(sincos_2d(c.grid, c.decoder_hidden)).astype(c.dtype)
+    for block in self.decoder:
+      full = block(full)
+    patches = self.predict(self.decoder_norm(full)).astype(jnp.float32)
+    padded = patching.unpatchify(patches, c.patch,
+                                 (c.window[0], patching.padded_features(c.window[1])))
+    return patching.unpad(padded)
+
+  def __call__(self, values, visible, max_tokens: int | None = None):
+    return self.decode(*self.encode(values, visible, max_tokens))
+
+  def embed(self, values, visible):
+    """Mean over the visible tokens' encoder outputs: [B, D] (linear-probe features)."""
+    latent, _, kept = self.encode(values, visible)
+    w = kept[..., None].astype(jnp.float32)
+    return (latent.astype(jnp.float32) * w).sum(1) / jnp.maximum(w.sum(1), 1.0)
+
+
+def reconstruction_loss(reconstruction, values, hidden, observed):
+  """MSE over positions hidden by the strategy and observed in the raw data.
+
+  Returns (mean, sum of squared errors, count) so callers can average over hosts
+  or batches exactly.
+  """
+  w = (hidden & observed).astype(jnp.float32)
+  sq = jnp.square(reconstruction.astype(jnp.float32) - values) * w
+  total, count = sq.sum(), w.sum()
+  return total / jnp.maximum(count, 1.0), total, count
+
+
+def count_params(config: ModelConfig) -> int:
+  """Parameter count without allocating anything (jax.eval_shape)."""
+  model = MAE(config)
+  t, f = config.window
+  shapes = jax.eval_shape(
+      lambda: model.init(jax.random.key(0), jnp.zeros((1, t, f)), jnp.ones((1, t, f), bool)))
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes))

@@ -1,0 +1,265 @@
+"""RUN/eval/results.json and the readable RUN/eval/report.md.
+
+results.json (RESULTS_VERSION 1):
+  generative[task][method] = {"mae", "mse", "count", "per_feature": {feature:
+      {"mae", "mse", "count"}}}  (mae/mse normalised; per_feature in physical units)
+  discriminative[task][method] = {"accuracy", "macro_f1", "map", "accuracy_std",
+      "macro_f1_std", "map_std", "runs"}  (mean and spread over seeds)
+  improvement["generative"][task] = metrics.relative_improvement of the model's MAE
+      over the best baseline (every generative method other than the model);
+  improvement["discriminative"][task][method] = the same on accuracy, for every
+      method that is not a discriminative baseline, against the best baseline;
+  scaling (optional): scaling_law.fit_sweep's output;
+  budget_note: the caller's plain statement of the compute/data budget;
+  meta: whatever the caller records (model config, data dir, seeds, commit);
+  figures: {caption: path relative to RUN/eval}.
+Task names: generative tasks follow GENERATIVE_TASK (interpolation_30m,
+extrapolation_60m, random_imputation_80, sensor_imputation_6); few-shot results go
+in as their own discriminative tasks, e.g. activity_recognition_10_shot.
+The markdown is rendered from the results dict alone, so the two never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from schemas.features import FEATURES
+from trainer.metrics import relative_improvement
+
+RESULTS_VERSION = 1
+RESULTS_NAME = "results.json"
+REPORT_NAME = "report.md"
+MODEL = "model"
+GENERATIVE_BASELINES = ("mean_fill", "linear_interpolation", "nearest", "mice")
+DISCRIMINATIVE_BASELINES = ("supervised",)
+GENERATIVE_TASK = re.compile(
+    r"(interpolation|extrapolation)_\d+m|random_imputation_\d+|sensor_imputation_\d+")
+GENERATIVE_KEYS = ("mae", "mse")
+DISCRIMINATIVE_KEYS = ("accuracy", "macro_f1", "map")
+_UNITS = {f.name: f.unit for f in FEATURES}
+
+
+def _plain(value: Any) -> Any:
+  """JSON-safe copy: numpy scalars to Python, NaN/inf to None (strict JSON)."""
+  if isinstance(value, Mapping):
+    return {str(k): _plain(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple, np.ndarray)):
+    return [_plain(v) for v in value]
+  if isinstance(value, (np.integer, np.bool_)):
+    return value.item()
+  if isinstance(value, (float, np.floating)):
+    return float(value) if math.isfinite(value) else None
+  return value
+
+
+def _check_entries(section: str, tasks: Mapping[str, Mapping[str, Mapping[str, Any]]],
+                   keys: Sequence[str]) -> None:
+  for task, methods in tasks.items():
+    if section == "generative" and not GENERATIVE_TASK.fullmatch(task):
+      raise ValueError(f"generative task name {task!r} does not follow "
+                       f"{GENERATIVE_TASK.pattern!r}")
+    for method, entry in methods.items():
+      missing = [k for k in keys if k not in entry]
+      if missing:
+        raise ValueError(f"{section}[{task!r}][{method!r}] lacks {missing}")
+
+
+def build_results(generative: Mapping[str, Mapping[str, Mapping[str, Any]]],
+                  discriminative: Mapping[str, Mapping[str, Mapping[str, Any]]], *,
+                  budget_note: str, meta: Mapping[str, Any] | None = None,
+                  scaling: Mapping[str, Any] | None = None,
+                  figures: Mapping[str, str] | None = None,
+                  discriminative_baselines: Sequence[str] = DISCRIMINATIVE_BASELINES
+                  ) -> dict[str, Any]:
+  """Validates the per-task entries and adds the model-versus-baseline comparisons."""
+  if not budget_note or not budget_note.strip():
+    raise ValueError("budget_note is required: say plainly what budget produced these "
+                     "numbers (steps, windows, model size, hardware)")
+  _check_entries("generative", generative, GENERATIVE_KEYS)
+  _check_entries("discriminative", discriminative, DISCRIMINATIVE_KEYS)
+  improvement: dict[str, Any] = {"generative": {}, "discriminative": {}}
+  for task, methods in generative.items():
+    baselines = {m: e["mae"] for m, e in methods.items() if m != MODEL}
+    if MODEL in methods and baselines:
+      improvement["generative"][task] = {
+          "metric": "mae", **relative_improvement(methods[MODEL]["mae"], baselines)}
+  for task, methods in discriminative.items():
+    baselines = {m: e["accuracy"] for m, e in methods.items()
+                 if m in discriminative_baselines}
+    if baselines:
+      improvement["discriminative"][task] = {
+          m: {"metric": "accuracy",
+              **relative_improvement(e["accuracy"], baselines, higher_is_better=True)}
+          for m, e in methods.items() if m not in discriminative_baselines}
+  return _plain({
+      "results_version": RESULTS_VERSION,
+      "budget_note": budget_note.strip(),
+      "generative": generative,
+      "discriminative": discriminative,
+      "improvement": improvement,
+      "scaling": scaling or {},
+      "meta": meta or {},
+      "figures": figures or {},
+  })
+
+
+def _number(value: Any, digits: int = 4) -> str:
+  return "n/a" if value is None else f"{value:.{digits}g}"
+
+
+def _percent(value: Any) -> str:
+  return "n/a" if value is None else f"{100 * value:+.1f}%"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+  return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+          + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def _method_order(tasks: Mapping[str, Mapping[str, Any]], first: Sequence[str]) -> list[str]:
+  seen = [m for m in first if any(m in methods for methods in tasks.values())]
+  for methods in tasks.values():
+    seen += [m for m in methods if m not in seen]
+  return seen
+
+
+def _generative_section(results: Mapping[str, Any]) -> list[str]:
+  tasks = results["generative"]
+  methods = _method_order(tasks, (MODEL,) + GENERATIVE_BASELINES)
+  lines = ["## Generative tasks", "",
+           "Errors over the hidden positions that were observed in the raw data, in "
+           "normalised units; every method saw the same masks. Lower is better; the "
+           "best method of each task is in bold. The last column is the model's MAE "
+           "reduction relative to the best baseline (positive: the model is better).", ""]
+  for metric in GENERATIVE_KEYS:
+    rows = []
+    for task, entries in tasks.items():
+      values = {m: entries[m][metric] for m in methods if m in entries}
+      best = min((v for v in values.values() if v is not None), default=None)
+      row = [task] + [("**%s**" if values.get(m) == best else "%s") % _number(values.get(m))
+                      if m in values else "" for m in methods]
+      if metric == "mae":
+        gain = results["improvement"]["generative"].get(task)
+        row.append(f"{_percent(gain['relative_improvement'])} vs {gain['best_baseline']}"
+                   if gain else "n/a")
+      rows.append(row)
+    header = ["task"] + methods + (["model vs best baseline"] if metric == "mae" else [])
+    lines += [f"### {metric.upper()}", ""] + _table(header, rows) + [""]
+  model_tasks = [t for t, e in tasks.items() if "per_feature" in e.get(MODEL, {})]
+  if model_tasks:
+    features = list(tasks[model_tasks[0]][MODEL]["per_feature"])
+    rows = [[name, _UNITS.get(name, "")]
+            + [_number(tasks[t][MODEL]["per_feature"][name]["mae"], 3) for t in model_tasks]
+            for name in features]
+    lines += ["### Model MAE per feature, physical units", "",
+              "Inverted with the pipeline's training statistics (x = z * std + mean); "
+              "n/a where the task scored nothing for that feature.", ""]
+    lines += _table(["feature", "unit"] + model_tasks, rows) + [""]
+  return lines
+
+
+def _discriminative_section(results: Mapping[str, Any]) -> list[str]:
+  tasks = results["discriminative"]
+  methods = _method_order(tasks, ())
+  lines = ["## Discriminative tasks", "",
+           "Mean and spread (std over seeds, runs in brackets) of each metric. "
+           "Higher is better.", ""]
+  for metric in DISCRIMINATIVE_KEYS:
+    rows = []
+    for task, entries in tasks.items():
+      row = [task]
+      for m in methods:
+        entry = entries.get(m)
+        row.append("" if entry is None else
+                   f"{_number(entry[metric], 3)} ± {_number(entry.get(metric + '_std'), 2)}"
+                   f" ({entry.get('runs', 1)})")
+      rows.append(row)
+    lines += [f"### {metric}", ""] + _table(["task"] + methods, rows) + [""]
+  gains = results["improvement"]["discriminative"]
+  rows = [[task, m, _percent(g["relative_improvement"]), g["best_baseline"]]
+          for task, per_method in gains.items() for m, g in per_method.items()]
+  if rows:
+    lines += ["### Accuracy relative to the best supervised baseline", ""]
+    lines += _table(["task", "method", "relative accuracy gain", "baseline"], rows) + [""]
+  return lines
+
+
+def _scaling_section(results: Mapping[str, Any]) -> list[str]:
+  rows = []
+  for axis, fit in results["scaling"].items():
+    if "error" in fit:
+      rows.append([axis, "not fitted: " + fit["error"], "", "", "", ""])
+      continue
+    ci = {k: ("" if fit.get(k + "_ci") is None else
+              " [%s, %s]" % tuple(_number(v, 3) for v in fit[k + "_ci"])) for k in "abc"}
+    rows.append([axis] + [_number(fit[k], 4) + ci[k] for k in "abc"]
+                + [_number(fit["r2"], 4), str(fit["n"])])
+  lines = ["## Scaling laws", "",
+           "L = a + b * X^c with 95% intervals ("
+           + next((f["ci_method"] for f in results["scaling"].values() if "ci_method" in f),
+                  "no fit") + ").", ""]
+  return lines + _table(["axis", "a", "b", "c", "R^2", "points"], rows) + [""]
+
+
+def render_markdown(results: Mapping[str, Any]) -> str:
+  lines = ["# LSM evaluation report", "", "**Budget.** " + results["budget_note"], ""]
+  if results["meta"]:
+    lines += ["## Run", ""] + [f"- {k}: {v}" for k, v in results["meta"].items()] + [""]
+  if results["generative"]:
+    lines += _generative_section(results)
+  if results["discriminative"]:
+    lines += _discriminative_section(results)
+  if results["scaling"]:
+    lines += _scaling_section(results)
+  if results["figures"]:
+    lines += ["## Figures", ""]
+    for caption, path in results["figures"].items():
+      lines += [f"![{caption}]({path})", ""]
+  return "\n".join(lines)
+
+
+def write_report(run_dir: str, generative: Mapping[str, Any],
+                 discriminative: Mapping[str, Any], *, budget_note: str,
+                 meta: Mapping[str, Any] | None = None,
+                 scaling: Mapping[str, Any] | None = None,
+                 figures: Mapping[str, str] | None = None,
+                 discriminative_baselines: Sequence[str] = DISCRIMINATIVE_BASELINES
+                 ) -> tuple[str, str]:
+  """Writes RUN/eval/results.json and RUN/eval/report.md; returns their paths.
+
+  figures: {caption: PNG path}, absolute or relative to RUN/eval; each must exist and
+  is linked relative to RUN/eval so the report can be moved with its folder. The
+  plots named in scaling fits (fit_sweep's "figure") are linked the same way.
+  """
+  eval_dir = os.path.join(run_dir, "eval")
+  os.makedirs(eval_dir, exist_ok=True)
+
+  def link(caption: str, path: str) -> str:
+    absolute = path if os.path.isabs(path) else os.path.join(eval_dir, path)
+    if not os.path.isfile(absolute):
+      raise FileNotFoundError(f"figure {caption!r}: {absolute} does not exist")
+    return os.path.relpath(absolute, eval_dir)
+
+  links = {caption: link(caption, path) for caption, path in (figures or {}).items()}
+  scaling = {axis: dict(fit) for axis, fit in (scaling or {}).items()}
+  for axis, fit in scaling.items():  # fit_sweep's plots join the figures by themselves
+    if fit.get("figure"):
+      fit["figure"] = link(f"{axis} scaling", fit["figure"])
+      links.setdefault(f"{axis} scaling", fit["figure"])
+  results = build_results(generative, discriminative, budget_note=budget_note, meta=meta,
+                          scaling=scaling, figures=links,
+                          discriminative_baselines=discriminative_baselines)
+  results_path = os.path.join(eval_dir, RESULTS_NAME)
+  report_path = os.path.join(eval_dir, REPORT_NAME)
+  for path, text in ((results_path, json.dumps(results, indent=2, allow_nan=False)),
+                     (report_path, render_markdown(results))):
+    with open(path + ".tmp", "w") as f:
+      f.write(text + "\n")
+    os.replace(path + ".tmp", path)
+  return results_path, report_path

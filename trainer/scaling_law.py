@@ -1,0 +1,196 @@
+"""Power-law fits L = a + b * X^c for data, parameters and compute (LSM's form).
+
+Fitting: scipy.optimize.curve_fit (trust-region reflective, bounded) on
+L = a + exp(log_b' + c * log(X / X0)), X0 the geometric mean of X. Working in log X
+about its centre keeps b' and c weakly correlated, so the fit is well conditioned
+over many decades; b = b' * X0^-c is recovered afterwards. Initial guesses come from
+straight lines in log-log space of L - a0 against X for several candidate
+asymptotes a0 below min(L); the best converged start wins. Bounds: 0 <= a <= min(L)
+(a loss floor cannot be negative or above the data), -5 <= c <= 5.
+
+Confidence intervals: 95% Student-t intervals (n - 3 degrees of freedom) from
+curve_fit's covariance (scaled by the residual variance); b's interval is the delta
+method on log b, so it is asymmetric and positive. With exactly 3 points the fit is
+exact and there is no interval (None). A parameter that ends on a bound is listed
+in "at_bound": its interval is not trustworthy then.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+CI_METHOD = ("95% Student-t interval from the curve_fit covariance (residual-scaled), "
+             "delta method on log b")
+C_BOUNDS = (-5.0, 5.0)
+_A_FRACTIONS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99)
+
+
+def power_law(x: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
+  return a + b * np.power(np.asarray(x, dtype=np.float64), c)
+
+
+def _validate(x: Sequence[float], loss: Sequence[float], what: str
+              ) -> tuple[np.ndarray, np.ndarray]:
+  x = np.asarray(x, dtype=np.float64)
+  loss = np.asarray(loss, dtype=np.float64)
+  if x.shape != loss.shape or x.ndim != 1:
+    raise ValueError(f"{what}: x and loss must be 1-D of equal length, got {x.shape}, "
+                     f"{loss.shape}")
+  bad = np.flatnonzero(~(np.isfinite(x) & (x > 0) & np.isfinite(loss) & (loss > 0)))
+  if bad.size:
+    raise ValueError(f"{what}: point {bad[0]} (x={x[bad[0]]}, loss={loss[bad[0]]}) is not "
+                     "positive and finite")
+  if x.size < 3 or np.unique(x).size < 3:
+    raise ValueError(f"{what}: {np.unique(x).size} distinct x values; a fit of a, b, c "
+                     "needs at least 3 (4 or more for confidence intervals)")
+  return x, loss
+
+
+def fit_power_law(x: Sequence[float], loss: Sequence[float],
+                  what: str = "power law") -> dict[str, Any]:
+  """Fits L = a + b * X^c; returns a, b, c, their 95% intervals, R^2 and diagnostics."""
+  from scipy import optimize, stats
+
+  x, loss = _validate(x, loss, what)
+  x0 = float(np.exp(np.log(x).mean()))
+  log_x = np.log(x / x0)
+
+  def model(lx, a, log_b, c):
+    return a + np.exp(log_b + c * lx)
+
+  floor = float(loss.min())
+  lower, upper = [0.0, -np.inf, C_BOUNDS[0]], [floor, np.inf, C_BOUNDS[1]]
+  best = None
+  for fraction in _A_FRACTIONS:
+    a0 = fraction * floor
+    slope, intercept = np.polyfit(log_x, np.log(np.maximum(loss - a0, 1e-12)), 1)
+    p0 = [a0, intercept, float(np.clip(slope, *C_BOUNDS))]
+    try:
+      with warnings.catch_warnings():  # an exact 3-point fit has no covariance: expected
+        warnings.simplefilter("ignore", optimize.OptimizeWarning)
+        params, cov = optimize.curve_fit(model, log_x, loss, p0=p0,
+                                         bounds=(lower, upper), maxfev=20000)
+    except (RuntimeError, ValueError):
+      continue
+    sse = float(np.sum((model(log_x, *params) - loss) ** 2))
+    if best is None or sse < best[0]:
+      best = (sse, params, cov)
+  if best is None:
+    raise ValueError(f"{what}: curve_fit did not converge from any starting point")
+  sse, (a, log_b_centred, c), cov = best
+  log_b = log_b_centred - c * math.log(x0)
+  # (a, log b', c) -> (a, log b, c) is linear, so the covariance maps exactly.
+  jacobian = np.array([[1, 0, 0], [0, 1, -math.log(x0)], [0, 0, 1]], dtype=np.float64)
+  dof = x.size - 3
+  sst = float(np.sum((loss - loss.mean()) ** 2))
+  result: dict[str, Any] = {
+      "a": float(a), "b": float(math.exp(log_b)), "c": float(c),
+      "a_ci": None, "b_ci": None, "c_ci": None,
+      "r2": 1.0 - sse / sst if sst > 0 else None,
+      "rmse": math.sqrt(sse / x.size), "n": int(x.size), "ci_method": CI_METHOD,
+      "at_bound": [name for name, value, lo, hi in
+                   (("a", a, lower[0], upper[0]), ("c", c, *C_BOUNDS))
+                   if min(abs(value - lo), abs(value - hi)) <= 1e-6 * max(1.0, abs(value))],
+  }
+  if dof > 0 and np.all(np.isfinite(cov)):
+    se = np.sqrt(np.diag(jacobian @ cov @ jacobian.T))
+    t = float(stats.t.ppf(0.975, dof))
+    result["a_ci"] = [float(a - t * se[0]), float(a + t * se[0])]
+    result["b_ci"] = [math.exp(log_b - t * se[1]), math.exp(log_b + t * se[1])]
+    result["c_ci"] = [float(c - t * se[2]), float(c + t * se[2])]
+  return result
+
+
+def plot_power_law(path: str, x: Sequence[float], loss: Sequence[float],
+                   fit: Mapping[str, Any] | None, xlabel: str, title: str = "",
+                   other_x: Sequence[float] = (), other_loss: Sequence[float] = ()) -> str:
+  """Log-log PNG of the fitted points, the fitted curve and (faint) the other runs."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+
+  figure = Figure(figsize=(5, 3.6), dpi=100)
+  FigureCanvasAgg(figure)
+  axes = figure.add_subplot()
+  if len(other_x):
+    axes.scatter(other_x, other_loss, s=14, color="0.75", label="other runs")
+  axes.scatter(x, loss, s=22, color="C0", zorder=3, label="fitted runs")
+  if fit is not None:
+    grid = np.geomspace(min(x), max(x), 100)
+    axes.plot(grid, power_law(grid, fit["a"], fit["b"], fit["c"]), color="C1",
+              label=f"{fit['a']:.3g} + {fit['b']:.3g} X^{fit['c']:.3f}")
+  axes.set_xscale("log")
+  axes.set_yscale("log")
+  axes.set_xlabel(xlabel)
+  axes.set_ylabel("validation loss")
+  axes.set_title(title)
+  axes.legend(fontsize=8)
+  figure.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  figure.savefig(path, format="png")
+  return path
+
+
+SWEEP_KEYS = ("params", "flops", "val_loss")
+AXES = {"train_windows": "training windows", "params": "parameters",
+        "flops": "training FLOPs"}
+
+
+def _pareto_front(flops: np.ndarray, loss: np.ndarray) -> np.ndarray:
+  """Runs whose loss is lower than that of every run with less compute."""
+  order = np.lexsort((loss, flops))
+  keep, best = [], np.inf
+  for i in order:
+    if loss[i] < best:
+      keep.append(i)
+      best = loss[i]
+  return np.array(keep, dtype=int)
+
+
+def fit_sweep(runs: Sequence[Mapping[str, Any]], out_dir: str | None = None,
+              data_key: str = "train_windows") -> dict[str, dict[str, Any]]:
+  """Fits data, parameter and compute scaling from a grid of runs.
+
+  runs: one dict per trained run with "params", "flops" (training FLOPs),
+    "val_loss" (final validation loss) and `data_key` (data size; default the number
+    of training windows; "windows_seen" also works).
+  Which runs each fit uses (as in Kaplan et al. and LSM's figures):
+    data: the largest model, across data sizes;
+    params: the largest data size, across model sizes;
+    compute: the compute-efficient frontier (runs no cheaper run beats).
+  An axis with too few points gets {"error": reason} instead of a fit, so the other
+  fits still come back. With out_dir, writes scaling_{axis}.png there.
+  """
+  keys = SWEEP_KEYS + (data_key,)
+  for i, run in enumerate(runs):
+    missing = [k for k in keys if k not in run]
+    if missing:
+      raise ValueError(f"sweep run {i} ({run.get('name', 'unnamed')}) lacks {missing}")
+  table = {k: np.array([float(run[k]) for run in runs]) for k in keys}
+  loss = table["val_loss"]
+  selections = {
+      "data": (data_key, np.flatnonzero(table["params"] == table["params"].max())),
+      "params": ("params", np.flatnonzero(table[data_key] == table[data_key].max())),
+      "compute": ("flops", _pareto_front(table["flops"], loss)),
+  }
+  fits = {}
+  for axis, (key, chosen) in selections.items():
+    x = table[key]
+    entry: dict[str, Any] = {"x_key": key,
+                             "points": [[float(x[i]), float(loss[i])] for i in chosen]}
+    try:
+      entry.update(fit_power_law(x[chosen], loss[chosen], what=f"{axis} scaling"))
+    except ValueError as error:
+      entry["error"] = str(error)
+    if out_dir is not None:
+      others = np.setdiff1d(np.arange(len(runs)), chosen)
+      entry["figure"] = plot_power_law(
+          os.path.join(out_dir, f"scaling_{axis}.png"), x[chosen], loss[chosen],
+          None if "error" in entry else entry, AXES.get(key, key.replace("_", " ")),
+          f"{axis} scaling", x[others], loss[others])
+    fits[axis] = entry
+  return fits

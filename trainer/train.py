@@ -1,0 +1,332 @@
+"""Pre-training loop: `train_and_evaluate(config, workdir)`.
+
+Data parallel over every device with jax.sharding (batch split over a "data"
+mesh axis; parameters replicated, or sharded along their largest divisible axis
+when config.shard_params). One jitted step, AdamW with global-norm clipping and
+a warm-up + cosine schedule (optax), Orbax checkpoints with the Grain iterator's
+state, TensorBoard scalars, and a stop with the step named on a NaN/inf loss.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from absl import logging
+import flax.struct
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+
+from trainer import checkpoints as checkpoints_lib
+from trainer import input_pipeline
+from trainer import models
+from trainer import plots
+from trainer import summaries
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The loss or gradient became NaN/inf; the message names the step."""
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  opt_state: Any
+
+
+def learning_rate(config: ml_collections.ConfigDict) -> float:
+  """config.learning_rate, or LSM's 5e-3 at batch 4096 scaled linearly with the batch."""
+  if config.learning_rate:
+    return float(config.learning_rate)
+  return config.base_learning_rate * config.batch_size / config.base_batch_size
+
+
+def schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
+  steps = config.num_train_steps
+  warmup = max(1, int(round(config.warmup_fraction * steps)))
+  return optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=learning_rate(config), warmup_steps=warmup,
+      decay_steps=max(steps, warmup + 1), end_value=0.0)
+
+
+def optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  return optax.chain(
+      optax.clip_by_global_norm(config.grad_clip),
+      optax.adamw(schedule(config), b1=config.b1, b2=config.b2,
+                  weight_decay=config.weight_decay))
+
+
+def make_mesh() -> Mesh:
+  return Mesh(np.asarray(jax.devices()), ("data",))
+
+
+def param_sharding(mesh: Mesh, shard: bool):
+  """Sharding rule per array: replicated, or split along the largest divisible axis."""
+  n = mesh.devices.size
+
+  def rule(x):
+    if not shard or x.ndim == 0:
+      return NamedSharding(mesh, P())
+    axes = sorted(range(x.ndim), key=lambda a: -x.shape[a])
+    for a in axes:
+      if x.shape[a] % n == 0 and x.shape[a] >= n:
+        spec = [None] * x.ndim
+        spec[a] = "data"
+        return NamedSharding(mesh, P(*spec))
+    return NamedSharding(mesh, P())
+  return rule
+
+
+def create_state(config, model: models.MAE, tx, mesh: Mesh) -> tuple[TrainState, Any]:
+  """Initialises the state directly with its sharding; returns (state, shardings)."""
+  t, f = model.config.window
+
+  def init(key):
+    params = model.init(key, jnp.zeros((1, t, f)), jnp.ones((1, t, f), bool))["params"]
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+  abstract = jax.eval_shape(init, jax.random.key(config.seed))
+  shardings = jax.tree.map(param_sharding(mesh, config.shard_params), abstract)
+  state = jax.jit(init, out_shardings=shardings)(jax.random.key(config.seed))
+  return state, shardings
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P("data"))
+
+
+def make_train_step(model: models.MAE, tx, max_tokens: int, lr_schedule):
+
+  def train_step(state: TrainState, batch):
+    visible = batch["observed"] & ~batch["hidden"]
+
+    def loss_fn(params):
+      recon = model.apply({"params": params}, batch["values"], visible, max_tokens)
+      loss, _, _ = models.reconstruction_loss(recon, batch["values"], batch["hidden"],
+                                              batch["observed"])
+      return loss
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads),
+               "learning_rate": lr_schedule(state.step)}
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  return train_step
+
+
+def make_eval_step(model: models.MAE):
+
+  def eval_step(params, batch):
+    visible = batch["observed"] & ~batch["hidden"]
+    recon = model.apply({"params": params}, batch["values"], visible)
+    _, total, count = models.reconstruction_loss(recon, batch["values"], batch["hidden"],
+                                                 batch["observed"])
+    return total, count, recon
+
+  return eval_step
+
+
+def step_flops(compiled) -> float:
+  """FLOPs of one compiled step as XLA counts them (0 when the backend does not say)."""
+  try:
+    cost = compiled.cost_analysis()
+  except Exception:  # pylint: disable=broad-except
+    return 0.0
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else {}
+  return float((cost or {}).get("flops", 0.0))
+
+
+def maybe_initialise_distributed(config) -> None:
+  """jax.distributed only when asked (config.distributed or LSM_DISTRIBUTED=1)."""
+  if config.distributed or os.environ.get("LSM_DISTRIBUTED") == "1":
+    jax.distributed.initialize()
+
+
+def save_config(config, workdir: str) -> None:
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort(indent=2))
+
+
+class Trainer:
+  """Holds what the loop, evaluation and the benchmark share."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+    self.model_config = models.ModelConfig.from_config(config.model)
+    self.model = models.MAE(self.model_config)
+    self.mesh = make_mesh()
+    self.tx = optimizer(config)
+    self.lr_schedule = schedule(config)
+    self.max_tokens = input_pipeline.encoder_tokens(config)
+    self.state, self.state_sharding = create_state(config, self.model, self.tx, self.mesh)
+    self.batch_sharding = batch_sharding(self.mesh)
+    replicated = NamedSharding(self.mesh, P())
+    if config.batch_size % self.mesh.devices.size:
+      raise ValueError(f"batch_size {config.batch_size} is not divisible by "
+                       f"{self.mesh.devices.size} devices")
+    self.train_step = jax.jit(
+        make_train_step(self.model, self.tx, self.max_tokens, self.lr_schedule),
+        in_shardings=(self.state_sharding, self.batch_sharding),
+        out_shardings=(self.state_sharding, replicated), donate_argnums=0)
+    self.eval_step = jax.jit(
+        make_eval_step(self.model),
+        in_shardings=(self.state_sharding.params, self.batch_sharding),
+        out_shardings=(replicated, replicated, self.batch_sharding))
+
+  def device_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+    global_batch = self.config.batch_size
+    return {k: jax.make_array_from_process_local_data(
+        self.batch_sharding, np.asarray(v), (global_batch,) + v.shape[1:])
+            for k, v in batch.items()}
+
+  def abstract_state(self):
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                        self.state)
+
+  def compile(self, batch) -> float:
+    """Compiles the train step once (ahead of time) and returns its FLOPs per step."""
+    compiled = self.train_step.lower(self.state, batch).compile()
+    self.train_step = compiled
+    return step_flops(compiled)
+
+  def evaluate(self, batches: list[dict[str, np.ndarray]]):
+    """Validation MSE over the batches (exact average over positions) + first recon."""
+    total = count = 0.0
+    first = None
+    for batch in batches:
+      t, c, recon = self.eval_step(self.state.params, self.device_batch(batch))
+      total += float(t)
+      count += float(c)
+      if first is None:
+        # This process's windows: the whole batch on one host, its own slice on many.
+        first = np.asarray(recon if recon.is_fully_addressable else recon.addressable_data(0))
+    return total / max(count, 1.0), first
+
+
+def validation_batches(config) -> list[dict[str, np.ndarray]] | None:
+  """The first eval_batches batches of the valid split, fixed masks, padded to a batch.
+
+  None (with a warning) when the split is empty: training runs, nothing is evaluated.
+  """
+  try:
+    ds = input_pipeline.dataset(config, "valid", train=False)
+  except input_pipeline.EmptySplitError as e:
+    logging.warning("no validation: %s", e)
+    return None
+  size = config.batch_size // jax.process_count()
+  n = min(len(ds), config.eval_batches)
+  return [input_pipeline.pad_batch(ds[i], size) for i in range(n)]
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains (resuming from workdir's checkpoints) and returns the final metrics."""
+  maybe_initialise_distributed(config)
+  if not config.data_dir:
+    raise ValueError("config.data_dir is empty: pass --config.data_dir=PIPELINE_OUTPUT_DIR")
+  os.makedirs(workdir, exist_ok=True)
+  lead = jax.process_index() == 0
+  if lead:
+    save_config(config, workdir)
+  trainer = Trainer(config)
+  logging.info("model %s: %d parameters, %d devices, encoder budget %d of %d tokens",
+               config.size, models.count_params(trainer.model_config), jax.device_count(),
+               trainer.max_tokens, trainer.model_config.num_tokens)
+
+  ckpts = checkpoints_lib.Checkpoints(workdir, config.keep_checkpoints,
+                                      config.async_checkpoints)
+  iterator = input_pipeline.train_iterator(config)
+  restored = ckpts.restore(trainer.abstract_state())
+  start = 0
+  if restored is not None:
+    start, trainer.state, iterator_state = restored
+    iterator.set_state(iterator_state)
+    logging.info("resumed from checkpoint step %d", start)
+  valid = validation_batches(config)
+  writer = summaries.Writer(workdir, "train", enabled=lead)
+  valid_writer = summaries.Writer(workdir, "valid", enabled=lead)
+  batches = input_pipeline.prefetch_to_device(iterator, config.prefetch_batches,
+                                              trainer.batch_sharding, config.batch_size)
+  total = config.num_train_steps
+  bar = tqdm.tqdm(total=total, initial=start, desc="train", unit="step",
+                  disable=not (lead and config.progress_bar), dynamic_ncols=True)
+  flops = None
+  result: dict[str, Any] = {"step": start}
+  window_losses = []
+  window_start = time.perf_counter()
+  window_steps = 0
+  try:
+    for step in range(start + 1, total + 1):
+      batch, iterator_state = next(batches)
+      if flops is None:
+        flops = trainer.compile(batch)
+        window_start = time.perf_counter()
+      trainer.state, metrics = trainer.train_step(trainer.state, batch)
+      metrics = jax.device_get(metrics)
+      loss = float(metrics["loss"])
+      if not (np.isfinite(loss) and np.isfinite(metrics["grad_norm"])):
+        ckpts.wait()
+        raise NonFiniteLossError(
+            f"non-finite loss at step {step} (loss {loss}, grad norm "
+            f"{float(metrics['grad_norm'])}); stopped, the last good checkpoint is step "
+            f"{ckpts.latest_step()} in {ckpts.directory}")
+      window_losses.append(loss)
+      window_steps += 1
+      bar.update(1)
+      bar.set_postfix(loss=f"{loss:.4f}")
+      if step % config.log_every_steps == 0 or step == total:
+        elapsed = time.perf_counter() - window_start
+        steps_per_s = window_steps / max(elapsed, 1e-9)
+        scalars = {"loss": float(np.mean(window_losses)), "step_loss": loss,
+                   "learning_rate": float(metrics["learning_rate"]),
+                   "grad_norm": float(metrics["grad_norm"]),
+                   "windows_per_second": steps_per_s * config.batch_size,
+                   "flops_per_second": steps_per_s * (flops or 0.0)}
+        writer.scalars(step, scalars)
+        result.update(scalars)
+        logging.info("step %d: %s", step,
+                     ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()))
+        window_losses, window_steps = [], 0
+        window_start = time.perf_counter()
+      valid_loss = None
+      if valid and (step % config.eval_every_steps == 0 or step == total):
+        valid_loss, recon = trainer.evaluate(valid)
+        valid_writer.scalars(step, {"loss": valid_loss})
+        result["valid_loss"] = valid_loss
+        logging.info("step %d: validation loss %.5f", step, valid_loss)
+        if lead and config.plot_windows:
+          plot_validation(workdir, step, valid[0], recon, config.plot_windows, valid_writer)
+        window_start = time.perf_counter()  # evaluation time is not training throughput
+      if step % config.checkpoint_every_steps == 0 or step == total:
+        ckpts.save(step, trainer.state, iterator_state, valid_loss)
+      result["step"] = step
+  finally:
+    bar.close()
+    writer.close()
+    valid_writer.close()
+    ckpts.close()
+    if hasattr(iterator, "close"):
+      iterator.close()
+  result["parameters"] = models.count_params(trainer.model_config)
+  result["flops_per_step"] = flops or 0.0
+  return result
+
+
+def plot_validation(workdir: str, step: int, batch, recon, n: int, writer) -> None:
+  n = min(n, len(recon))
+  fig = plots.reconstruction_figure(batch["values"][:n], batch["observed"][:n],
+                                    batch["hidden"][:n], recon[:n],
+                                    title=f"validation windows, step {step}")
+  png, h, w = summaries.png_bytes(fig)
+  writer.image(step, "reconstruction", png, h, w)
+  os.makedirs(os.path.join(workdir, "plots"), exist_ok=True)
+  plots.save(fig, os.path.join(workdir, "plots", f"validation_{step:07d}.png"))
