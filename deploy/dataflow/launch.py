@@ -2,6 +2,8 @@
 
   python -m deploy.dataflow.launch pipeline --project P --region R --bucket gs://B \
       --input 'gs://B/raw/*.parquet' --output gs://B/lsm/v1 [--dry-run]
+  python -m deploy.dataflow.launch synth --project P --region R --bucket gs://B \
+      --subjects 165000 --days 10 --output gs://B/synth [--dry-run]
   python -m deploy.dataflow.launch build-image --project P --region R --bucket gs://B
   python -m deploy.dataflow.launch build-template --project P --region R --bucket gs://B
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import sys
 
 from deploy import commands
@@ -22,6 +25,8 @@ from deploy import commands
 # memory per worker is far from binding; CPU is (see deploy/README.md).
 DEFAULT_MACHINE = "n2-standard-4"
 DEFAULT_MAX_WORKERS = 64
+SETUP_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "setup.py")
 
 
 def _common_args(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +67,7 @@ def dataflow_options(args, job_prefix: str) -> list[str]:
   if args.use_container:
     options += [f"--sdk_container_image={_image(args)}", "--sdk_location=container"]
   else:
-    options += ["--setup_file=./setup.py"]
+    options += [f"--setup_file={SETUP_FILE}"]
   return options
 
 
@@ -76,6 +81,25 @@ def pipeline_command(args) -> list[str]:
     command.append(f"--session_labels={args.session_labels}")
   command += [f"--num_shards={args.num_shards}"]
   return command + dataflow_options(args, "lsm-pipeline") + list(args.extra)
+
+
+def synth_command(args) -> list[str]:
+  """The synthetic cohort on Dataflow: the same files lsm-synth writes, in parallel."""
+  command = [sys.executable, "-m", "pipeline.synthetic.beam_job",
+             f"--subjects={args.subjects}", f"--days={args.days}", f"--seed={args.seed}",
+             f"--output={args.output}", f"--layout={args.layout}", f"--format={args.format}"]
+  if args.dirty:
+    command.append("--dirty")
+  return command + dataflow_options(args, "lsm-synth") + list(args.extra)
+
+
+def _worker_args(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--machine_type", default=DEFAULT_MACHINE)
+  parser.add_argument("--max_workers", type=int, default=DEFAULT_MAX_WORKERS)
+  parser.add_argument("--use_container", action="store_true",
+                      help="run on the pinned worker image instead of --setup_file")
+  parser.add_argument("extra", nargs=argparse.REMAINDER,
+                      help="after --, further options for the job")
 
 
 def build_image_commands(args) -> list[list[str]]:
@@ -105,12 +129,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="gs:// file holding the secret subject-hash key")
   pipe.add_argument("--session_labels", default=None)
   pipe.add_argument("--num_shards", type=int, default=256)
-  pipe.add_argument("--machine_type", default=DEFAULT_MACHINE)
-  pipe.add_argument("--max_workers", type=int, default=DEFAULT_MAX_WORKERS)
-  pipe.add_argument("--use_container", action="store_true",
-                    help="run on the pinned worker image instead of --setup_file")
-  pipe.add_argument("extra", nargs=argparse.REMAINDER,
-                    help="after --, further lsm-pipeline options")
+  _worker_args(pipe)
+  synth = sub.add_parser("synth", help="generate a synthetic cohort on Dataflow")
+  _common_args(synth)
+  synth.add_argument("--subjects", type=int, default=165000)
+  synth.add_argument("--days", type=int, default=10)
+  synth.add_argument("--seed", type=int, default=0)
+  synth.add_argument("--output", required=True, help="gs:// output directory")
+  synth.add_argument("--layout", default="wide", choices=("long", "wide"))
+  synth.add_argument("--format", default="parquet", choices=("csv", "csv.gz", "parquet"))
+  synth.add_argument("--dirty", action="store_true")
+  _worker_args(synth)
   for name in ("build-image", "build-template"):
     _common_args(sub.add_parser(name, help=f"{name.replace('-', ' ')} for Dataflow"))
   args = parser.parse_args(argv)
@@ -118,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     args.extra = args.extra[1:]
   if args.what == "pipeline":
     todo = [pipeline_command(args)]
+  elif args.what == "synth":
+    todo = [synth_command(args)]
   elif args.what == "build-image":
     todo = build_image_commands(args)
   else:
