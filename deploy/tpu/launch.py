@@ -6,11 +6,13 @@
 
 Steps (run all, or pick with --steps): create the slice; copy this checkout (git
 archive of HEAD) to every worker; install the pinned requirements plus jax[tpu] on
-every worker; mount the data bucket read-only with gcsfuse (Grain reads ArrayRecord
-shards from local paths); run the same lsm-train command on all workers at once.
-Each host initialises jax.distributed (the TPU runtime supplies the coordinator), reads
-its own share of the shards from the manifest, and Orbax writes checkpoints straight to
-the gs:// workdir. `--steps delete` removes the slice.
+every worker; mount the bucket with gcsfuse on every worker (Grain reads ArrayRecord
+shards from local paths, and the trainer writes its config, TensorBoard events and
+plots with plain file I/O); run the same lsm-train command on all workers at once.
+Each host initialises jax.distributed (the TPU runtime supplies the coordinator),
+reads its own share of every global batch (trainer/input_pipeline.py slices the
+globally shuffled stream by jax.process_index), and Orbax writes the checkpoints
+into the gs:// workdir through the shared mount. `--steps delete` removes the slice.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import sys
 from deploy import commands
 
 STEPS = ("create", "copy", "install", "mount", "train")
-DATA_MOUNT = "/mnt/lsm-data"
+DATA_MOUNT = "/mnt/lsm"
 
 
 def _ssh(args, remote: str) -> list[str]:
@@ -30,12 +32,11 @@ def _ssh(args, remote: str) -> list[str]:
           f"--project={args.project}", "--worker=all", f"--command={remote}"]
 
 
-def _data_path(args) -> str:
-  """The data directory as every worker sees it: gs://bucket/path -> mount/path."""
-  bucket_path = args.data[len("gs://"):]
-  bucket, _, path = bucket_path.partition("/")
+def mounted(args, url: str, flag: str) -> str:
+  """A gs:// URL inside --bucket as every worker sees it: gs://bucket/path -> mount/path."""
+  bucket, _, path = url[len("gs://"):].partition("/")
   if bucket != args.bucket[len("gs://"):].rstrip("/"):
-    raise SystemExit(f"--data {args.data} must be inside --bucket {args.bucket}")
+    raise SystemExit(f"{flag} {url} must be inside --bucket {args.bucket}")
   return f"{DATA_MOUNT}/{path}".rstrip("/")
 
 
@@ -58,10 +59,11 @@ def step_commands(args, step: str) -> list[list[str]]:
   if step == "mount":
     bucket = args.bucket[len("gs://"):].rstrip("/")
     return [_ssh(args, f"sudo mkdir -p {DATA_MOUNT} && sudo chmod a+rwx {DATA_MOUNT} && "
-                       f"gcsfuse -o ro --implicit-dirs {bucket} {DATA_MOUNT}")]
+                       f"gcsfuse --implicit-dirs {bucket} {DATA_MOUNT}")]
   if step == "train":
     train = ["lsm/.venv/bin/lsm-train", f"--config=lsm/{args.config}",
-             f"--workdir={args.workdir}", f"--config.data_dir={_data_path(args)}",
+             f"--workdir={mounted(args, args.workdir, '--workdir')}",
+             f"--config.data_dir={mounted(args, args.data, '--data')}",
              "--config.distributed=True"] + list(args.extra)
     return [_ssh(args, " ".join(shlex.quote(p) for p in train))]
   if step == "delete":
