@@ -20,9 +20,17 @@ config = small_config({data_dir!r}, **{{"augment.enabled": True}})
 train.maybe_initialise_distributed(config)
 trainer = train.Trainer(config)
 iterator = input_pipeline.train_iterator(config)
+batch = next(iterator)
+trainer.compile(trainer.device_batch(batch))
+if jax.process_count() > 1:
+  # Gloo gives a process 30 s to reach the first collective; compiling on a busy
+  # 2-core machine can take longer, so meet at the coordinator's barrier first.
+  from jax._src import distributed
+  distributed.global_state.client.wait_at_barrier("compiled", 600_000)
 losses, rows = [], 0
-for _ in range({steps}):
-  batch = next(iterator)
+for step in range({steps}):
+  if step:
+    batch = next(iterator)
   rows += len(batch["values"])
   trainer.state, m = trainer.train_step(trainer.state, trainer.device_batch(batch))
   losses.append(float(m["loss"]))
