@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.sources.detection import FORMATS as SOURCE_FORMATS
@@ -96,7 +98,9 @@ def _bool(text: str) -> bool:
 def subject_key(options: LsmOptions) -> bytes:
   """The HMAC key: required, because an unkeyed hash of a subject id can be guessed."""
   if options.subject_hash_key_file:
-    with open(options.subject_hash_key_file, "rb") as f:
+    # Beam's FileSystems: the key file may live on gs:// (never in the output bucket).
+    with FileSystems.open(options.subject_hash_key_file,
+                          compression_type=CompressionTypes.UNCOMPRESSED) as f:
       key = f.read().strip()
   else:
     key = (options.subject_hash_key or os.environ.get(KEY_ENV, "")).encode("utf-8")

@@ -27,6 +27,7 @@ import zlib
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline import gcs
 from schemas import manifest, record
 from schemas.constants import SPLITS
 from schemas.features import FEATURE_NAMES
@@ -47,18 +48,16 @@ def shard_path(dataset: str, split: str, index: int, count: int) -> str:
 
 
 def _write_array_record(path: str, records) -> None:
-  """ArrayRecord needs a local file: write locally, then copy when the output is remote."""
+  """ArrayRecord needs a local file; pipeline.gcs publishes it whole at `path` (or gs://)."""
   from array_record.python.array_record_module import ArrayRecordWriter
-  local = path if "://" not in path else os.path.join(
-      os.environ.get("TMPDIR", "/tmp"), os.path.basename(path))
-  os.makedirs(os.path.dirname(local) or ".", exist_ok=True)
-  writer = ArrayRecordWriter(local, WRITER_OPTIONS)
-  for data in records:
-    writer.write(data)
-  writer.close()
-  if local != path:
-    FileSystems.copy([local], [path])
-    os.remove(local)
+
+  def write(local: str) -> None:
+    writer = ArrayRecordWriter(local, WRITER_OPTIONS)
+    for data in records:
+      writer.write(data)
+    writer.close()
+
+  gcs.write_via_local_file(path, write)
 
 
 def write_shard(item, output: str, window: int, forced: int, totals: dict):

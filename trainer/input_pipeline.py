@@ -1,10 +1,11 @@
 """Grain input pipeline: ArrayRecord shards from a pipeline output -> masked batches.
 
-MapDataset over the split's shards (manifest.json) -> this process's slice
-(jax.process_index / process_count) -> global shuffle with the seed, a new order
-every epoch -> decode (schemas.record) -> augmentation and masking as Grain
-RandomMap transforms (seeded per element, so the stream is a pure function of the
-seed and the position: that is what makes resume exact) -> batches -> optional
+MapDataset over the split's shards (manifest.json) -> global shuffle with the seed,
+a new order every epoch -> decode (schemas.record) -> augmentation and masking as
+Grain RandomMap transforms (seeded per element, so the stream is a pure function of
+the seed and the position: that is what makes resume exact) -> this process's slice
+(jax.process_index / process_count, taken last, so that the global batches and
+their masks are the same whatever the number of hosts) -> batches -> optional
 worker processes (mp_prefetch) -> device prefetch. The iterator's state goes into
 every checkpoint through grain's Orbax handler.
 """
@@ -153,10 +154,9 @@ def dataset(config: ml_collections.ConfigDict, split: str, *, train: bool,
     raise ValueError(f"batch_size {config.batch_size} is not divisible by "
                      f"{process_count} processes")
   ds = grain.MapDataset.source(split_source(config.data_dir, split, config.dataset))
-  ds = ds[process_index::process_count]
-  if len(ds) == 0:
-    raise EmptySplitError(f"{config.data_dir}: split {split!r} has no records for process "
-                     f"{process_index} of {process_count}")
+  if len(ds) < process_count:
+    raise EmptySplitError(f"{config.data_dir}: split {split!r} has {len(ds)} records, "
+                          f"fewer than the {process_count} processes")
   if train:
     ds = ds.shuffle(seed=config.seed).repeat(None)
   ds = ds.map_with_index(Decode(split))
@@ -165,6 +165,9 @@ def dataset(config: ml_collections.ConfigDict, split: str, *, train: bool,
                                config.augment.max_noise_sigma), seed=config.seed + 1)
   budget = encoder_tokens(config) if train else None
   ds = ds.random_map(Mask(config.mask, config.model.patch, budget), seed=config.seed + 2)
+  # Process p takes global positions p, p + n, ...: its batch k holds its share of
+  # global batch k, and it reads (lazily) only those records.
+  ds = ds[process_index::process_count]
   return ds.batch(config.batch_size // process_count, drop_remainder=train)
 
 

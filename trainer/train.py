@@ -147,9 +147,17 @@ def step_flops(compiled) -> float:
 
 
 def maybe_initialise_distributed(config) -> None:
-  """jax.distributed only when asked (config.distributed or LSM_DISTRIBUTED=1)."""
+  """jax.distributed only when asked (config.distributed or LSM_DISTRIBUTED=1).
+
+  Cloud TPU and SLURM are detected by JAX. Elsewhere (GPU hosts, the CPU test) set
+  JAX_COORDINATOR_ADDRESS=host:port, JAX_NUM_PROCESSES and JAX_PROCESS_ID.
+  """
   if config.distributed or os.environ.get("LSM_DISTRIBUTED") == "1":
-    jax.distributed.initialize()
+    kwargs = {}
+    if "JAX_NUM_PROCESSES" in os.environ:
+      kwargs = {"num_processes": int(os.environ["JAX_NUM_PROCESSES"]),
+                "process_id": int(os.environ["JAX_PROCESS_ID"])}
+    jax.distributed.initialize(**kwargs)
 
 
 def save_config(config, workdir: str) -> None:

@@ -4,6 +4,7 @@ physiology: one subject's 26 per-minute features from (seed, index) alone.
 writers: raw files in schemas.raw's layouts (long/wide; CSV, CSV.gz, Parquet), labels,
   and --dirty fault injection with exact expected accounting.
 beam: GenerateCohort / WriteCohort, the same generator and files as Beam transforms.
+beam_job: those transforms as one Beam job (any runner; the Dataflow rehearsal).
 plot: one subject's day as a PNG. main: the lsm-synth command.
 
 Output directory:

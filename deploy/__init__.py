@@ -1,0 +1,1 @@
+"""Launch scripts for Dataflow and Cloud TPU; each prints what it runs (--dry-run: only prints)."""

@@ -1,0 +1,30 @@
+"""Printing and running shell commands for the launch scripts.
+
+Every launcher builds its commands as argument lists first, prints them in a form a
+person can paste into a shell, and runs them only without --dry-run, so what a user
+reviews is exactly what runs.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sys
+from typing import Sequence
+
+
+def render(command: Sequence[str]) -> str:
+  return " ".join(shlex.quote(part) for part in command)
+
+
+def run_all(commands: Sequence[Sequence[str]], dry_run: bool) -> int:
+  """Prints each command, then runs it unless dry_run; stops at the first failure."""
+  for command in commands:
+    print(("[dry-run] " if dry_run else "+ ") + render(command), flush=True)
+    if dry_run:
+      continue
+    code = subprocess.call(list(command))
+    if code:
+      print(f"command failed with exit status {code}: {render(command)}", file=sys.stderr)
+      return code
+  return 0
