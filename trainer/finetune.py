@@ -16,6 +16,7 @@ sees all observed tokens.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Mapping
 
 import flax.linen as nn
@@ -91,20 +92,12 @@ def _pad(x: np.ndarray, size: int) -> np.ndarray:
   return np.concatenate([x, np.zeros((size - len(x),) + x.shape[1:], x.dtype)])
 
 
-def train_classifier(values: np.ndarray, observed: np.ndarray, labels: np.ndarray,
-                     num_classes: int, model_config: models.ModelConfig, *,
-                     pretrained: Mapping[str, Any] | None = None,
-                     config: FinetuneConfig = FinetuneConfig(), seed: int = 0):
-  """Trains encoder + head; returns a function windows -> class probabilities [N, C]."""
-  labels = np.asarray(labels)
-  if len(labels) == 0 or len(values) != len(labels):
-    raise ValueError(f"{len(values)} windows and {len(labels)} labels to train on")
-  if labels.min() < 0 or labels.max() >= num_classes:
-    raise ValueError(f"labels must be in 0..{num_classes - 1}")
+@functools.lru_cache(maxsize=16)
+def _compiled(model_config: models.ModelConfig, num_classes: int, config: FinetuneConfig):
+  """Module, optimiser, jitted train step and jitted forward, shared by every run of one
+  shape and budget (seeds, few-shot draws), so each compiles once per process."""
   model = Classifier(model_config, num_classes)
-  params = init_params(model, seed, pretrained)
   tx = train.optimizer(config.optimizer_config())
-  opt_state = tx.init(params)
 
   @jax.jit
   def step(params, opt_state, v, m, y):
@@ -115,6 +108,26 @@ def train_classifier(values: np.ndarray, observed: np.ndarray, labels: np.ndarra
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
+  forward = jax.jit(lambda p, v, m: jax.nn.softmax(model.apply({"params": p}, v, m)))
+  return model, tx, step, forward
+
+
+def train_classifier(values: np.ndarray, observed: np.ndarray, labels: np.ndarray,
+                     num_classes: int, model_config: models.ModelConfig, *,
+                     pretrained: Mapping[str, Any] | None = None,
+                     config: FinetuneConfig = FinetuneConfig(), seed: int = 0):
+  """Trains encoder + head; returns a function windows -> class probabilities [N, C]."""
+  labels = np.asarray(labels)
+  if len(labels) == 0 or len(values) != len(labels):
+    raise ValueError(f"{len(values)} windows and {len(labels)} labels to train on")
+  if config.steps < 1:
+    raise ValueError(f"a classifier needs at least one step, got {config.steps}")
+  if labels.min() < 0 or labels.max() >= num_classes:
+    raise ValueError(f"labels must be in 0..{num_classes - 1}")
+  model, tx, step, forward = _compiled(model_config, num_classes, config)
+  params = init_params(model, seed, pretrained)
+  opt_state = tx.init(params)
+
   rng = np.random.default_rng(seed)
   batch = config.batch_size
   for _ in range(config.steps):
@@ -123,8 +136,6 @@ def train_classifier(values: np.ndarray, observed: np.ndarray, labels: np.ndarra
                                    labels[pick])
   if not np.isfinite(float(loss)):
     raise FloatingPointError(f"classifier loss is {float(loss)} after {config.steps} steps")
-
-  forward = jax.jit(lambda p, v, m: jax.nn.softmax(model.apply({"params": p}, v, m)))
 
   def predict(values_: np.ndarray, observed_: np.ndarray) -> np.ndarray:
     out = []
