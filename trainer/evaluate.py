@@ -426,10 +426,12 @@ def evaluate(workdir: str, data_dir: str, tasks: Sequence[str] = ("generative",
       f"{model.step} steps of batch {model.config.batch_size} "
       f"(~{model.step * model.config.batch_size:,} windows seen, masking "
       f"{model.config.mask.strategy}); generative tasks on "
-      f"{notes.get('generative_windows', 0)} windows ({notes.get('generative_split')}); "
-      f"fine-tune / supervised {finetune_steps} steps of batch {finetune_batch}, few-shot "
-      f"fine-tune {few_shot_finetune_steps} steps, {len(seeds)} seeds; MICE max_iter "
-      f"{mice_max_iter}; on {jax.device_count()} {jax.devices()[0].platform} device(s), "
+      f"{notes.get('generative_windows', 0)} windows ({notes.get('generative_split')}), "
+      f"MICE max_iter {mice_max_iter}; "
+      + (f"fine-tune / supervised {finetune_steps} steps of batch {finetune_batch}, few-shot "
+         f"fine-tune {few_shot_finetune_steps} steps, {len(seeds)} seeds; "
+         if discriminative else "discriminative tasks not run; ")
+      + f"on {jax.device_count()} {jax.devices()[0].platform} device(s), "
       f"{os.cpu_count()} CPU cores. "
       + ("A small budget: these numbers say the pipeline works end to end, not how good "
          "LSM is at scale." if model.step * model.config.batch_size < 1_000_000 else ""))
