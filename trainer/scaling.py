@@ -198,7 +198,8 @@ def sweep(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   table = (["## Runs", "", "| run | params | subjects | train windows | windows seen | "
             "training FLOPs | final valid loss | seconds |", "|" + "---|" * 8]
            + ["| " + " | ".join(row) + " |" for row in rows])
-  text = report.render_markdown(results) + "\n" + "\n".join(table) + "\n"
+  text = (report.render_markdown(results).replace("# LSM evaluation report", "# LSM scaling sweep", 1)
+          + "\n" + "\n".join(table) + "\n")
   for name, content in (("scaling.json", json.dumps(results, indent=1, allow_nan=False)),
                         ("scaling.md", text)):
     path = os.path.join(workdir, name)

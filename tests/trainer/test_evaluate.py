@@ -141,3 +141,22 @@ def test_cli_help_exits_zero(python, subprocess_env):
                        env=subprocess_env(), capture_output=True, text=True, timeout=120)
   assert out.returncode == 0, out.stderr
   assert "export_embeddings" in out.stdout and "--max_windows" in out.stdout
+
+
+def test_evaluation_process_never_imports_tensorflow(python, subprocess_env,
+                                                     labelled_data_dir):
+  import subprocess
+  code = f"""
+import sys
+import numpy as np
+from trainer import evaluate, finetune, inference, scaling, metrics
+w = evaluate.read_windows({labelled_data_dir!r}, "labelled", "test", max_windows=4)
+masks = evaluate.task_masks(["interpolation_30m"], 4, 0, (300, 26))
+methods = evaluate.generative_methods(None, 1, 1, 0)
+methods.pop("model")
+metrics.score_tasks(methods, w["values"], w["observed"], masks)
+assert "tensorflow" not in sys.modules, "tensorflow was imported"
+"""
+  out = subprocess.run([python, "-c", code], env=subprocess_env(), capture_output=True,
+                       text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]

@@ -8,8 +8,10 @@ budget (a small subset is seen many times over) and the parameter axis what a bi
 model buys on the same data.
 
 The default grid is sized for 2 CPU cores, about an hour in all (README, Evaluation):
-nano, micro, mini, tiny (0.23M to 2.2M parameters, ~10x) x 2, 5, 10, 20 subjects (10x),
-300 steps of batch 16 each. On accelerators the same command takes LSM's sizes and a
+nano, micro, mini, tiny (0.16M to 2.2M parameters, 13.6x) x 2, 5, 10, 20 subjects (10x),
+500 steps of batch 16 each (measured on the shared 2-core machine: nano ~150,
+micro ~130, mini ~50, tiny ~30 windows/s, plus ~30-50 s of compilation, evaluation and
+checkpoints per run: about 50 minutes for the 16 runs). On accelerators the same command takes LSM's sizes and a
 bigger budget, e.g.
   --config.model_sizes=tiny,xs,s,b --config.subjects=10,30,100,300
   --config.train.num_train_steps=50000 --config.train.batch_size=1024
@@ -28,12 +30,13 @@ def get_config() -> ml_collections.ConfigDict:
   # Overrides of trainer/configs/mae.py applied to every run (flattened keys allowed).
   config.train = ml_collections.ConfigDict(dict(
       batch_size=16,
-      num_train_steps=300,
+      num_train_steps=500,
       learning_rate=1e-3,
       warmup_fraction=0.05,
-      eval_every_steps=100,
+      log_every_steps=25,
+      eval_every_steps=250,
       eval_batches=8,            # 128 fixed validation windows, the same for every run
-      checkpoint_every_steps=100,
+      checkpoint_every_steps=250,
       keep_checkpoints=1,
       plot_windows=0,
       progress_bar=False,
