@@ -50,25 +50,30 @@ GROUPS = {"generative": tuple(GENERATIVE_TASKS), "discriminative": tuple(DISCRIM
 EMBEDDINGS_NAME = "embeddings.npz"
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "lsm-train workdir (config.json + checkpoints); "
-                    "results go to WORKDIR/eval.")
-flags.DEFINE_string("data", None, "Pipeline output directory (manifest.json).")
-flags.DEFINE_list("tasks", ["generative", "discriminative"],
-                  "Task names or groups (generative, discriminative).")
-flags.DEFINE_bool("export_embeddings", False, "Write WORKDIR/eval/embeddings.npz.")
-flags.DEFINE_integer("max_windows", 0, "Evaluate at most N windows per split (a seeded "
-                     "sample; 0 = all).")
-flags.DEFINE_integer("seed", 0, "Seed of the masks, window samples and few-shot draws.")
-flags.DEFINE_string("step", "best", "Checkpoint: best, latest or a step number.")
-flags.DEFINE_integer("mice_max_iter", 5, "IterativeImputer iterations (cheaper: 2).")
-flags.DEFINE_integer("mice_jobs", 2, "Processes for MICE over windows.")
-flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of probe / fine-tune / few-shot runs.")
-flags.DEFINE_list("shots", ["5", "10", "20"], "Few-shot sizes (examples per class).")
-flags.DEFINE_integer("finetune_steps", 200, "Steps of fine-tuning and supervised training.")
-flags.DEFINE_integer("few_shot_finetune_steps", 100, "Steps of each few-shot fine-tune.")
-flags.DEFINE_integer("finetune_batch", 32, "Batch of fine-tuning and supervised training.")
-flags.DEFINE_float("finetune_lr", 3e-4, "Peak learning rate of fine-tuning / supervised.")
-flags.DEFINE_integer("plot_windows", 3, "Windows drawn per reconstruction figure.")
+
+
+def define_flags() -> None:
+  """Flags are defined when the command runs, not on import, so lsm-train, lsm-eval
+  and lsm-scaling can be imported into one process (tests) without clashing."""
+  flags.DEFINE_string("workdir", None, "lsm-train workdir (config.json + checkpoints); "
+                      "results go to WORKDIR/eval.")
+  flags.DEFINE_string("data", None, "Pipeline output directory (manifest.json).")
+  flags.DEFINE_list("tasks", ["generative", "discriminative"],
+                    "Task names or groups (generative, discriminative).")
+  flags.DEFINE_bool("export_embeddings", False, "Write WORKDIR/eval/embeddings.npz.")
+  flags.DEFINE_integer("max_windows", 0, "Evaluate at most N windows per split (a seeded "
+                       "sample; 0 = all).")
+  flags.DEFINE_integer("seed", 0, "Seed of the masks, window samples and few-shot draws.")
+  flags.DEFINE_string("step", "best", "Checkpoint: best, latest or a step number.")
+  flags.DEFINE_integer("mice_max_iter", 5, "IterativeImputer iterations (cheaper: 2).")
+  flags.DEFINE_integer("mice_jobs", 2, "Processes for MICE over windows.")
+  flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of probe / fine-tune / few-shot runs.")
+  flags.DEFINE_list("shots", ["5", "10", "20"], "Few-shot sizes (examples per class).")
+  flags.DEFINE_integer("finetune_steps", 200, "Steps of fine-tuning and supervised training.")
+  flags.DEFINE_integer("few_shot_finetune_steps", 100, "Steps of each few-shot fine-tune.")
+  flags.DEFINE_integer("finetune_batch", 32, "Batch of fine-tuning and supervised training.")
+  flags.DEFINE_float("finetune_lr", 3e-4, "Peak learning rate of fine-tuning / supervised.")
+  flags.DEFINE_integer("plot_windows", 3, "Windows drawn per reconstruction figure.")
 
 
 # ---------------------------------------------------------------------------- data
@@ -466,6 +471,7 @@ def _main(argv) -> None:
 
 
 def main() -> None:
+  define_flags()
   # --export-embeddings is the documented spelling; absl flags use underscores.
   sys.argv = [a.replace("--export-embeddings", "--export_embeddings")
               .replace("--max-windows", "--max_windows") for a in sys.argv]

@@ -37,10 +37,15 @@ from schemas import manifest as manifest_lib
 from schemas import record as record_lib
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Sweep directory (data subsets, runs, fits).")
-config_flags.DEFINE_config_file("config", None, "Sweep config, e.g. "
-                                "trainer/configs/scaling.py.", lock_config=True)
 RUN_RESULT = "run.json"
+
+
+def define_flags() -> None:
+  """Flags are defined when the command runs, not on import, so lsm-train, lsm-eval
+  and lsm-scaling can be imported into one process (tests) without clashing."""
+  flags.DEFINE_string("workdir", None, "Sweep directory (data subsets, runs, fits).")
+  config_flags.DEFINE_config_file("config", None, "Sweep config, e.g. "
+                                  "trainer/configs/scaling.py.", lock_config=True)
 
 
 def _ints(text: str) -> list[int]:
@@ -198,8 +203,9 @@ def sweep(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   table = (["## Runs", "", "| run | params | subjects | train windows | windows seen | "
             "training FLOPs | final valid loss | seconds |", "|" + "---|" * 8]
            + ["| " + " | ".join(row) + " |" for row in rows])
-  text = (report.render_markdown(results).replace("# LSM evaluation report", "# LSM scaling sweep", 1)
-          + "\n" + "\n".join(table) + "\n")
+  text = report.render_markdown(results).replace("# LSM evaluation report",
+                                                 "# LSM scaling sweep", 1)
+  text += "\n" + "\n".join(table) + "\n"
   for name, content in (("scaling.json", json.dumps(results, indent=1, allow_nan=False)),
                         ("scaling.md", text)):
     path = os.path.join(workdir, name)
@@ -220,6 +226,7 @@ def _main(argv) -> None:
 
 
 def main() -> None:
+  define_flags()
   flags.mark_flags_as_required(["config", "workdir"])
   if any(arg in ("-h", "--help", "--helpshort") for arg in sys.argv[1:]):
     print(__doc__)
