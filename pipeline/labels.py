@@ -1,0 +1,124 @@
+"""Stage 5 input, ReadLabels: the session label table to per-subject session arrays.
+
+The table has schemas.raw.LABEL_COLUMNS (lsm-synth's labels/sessions.csv, or a
+study's annotations with the same columns). A bad row is dead-lettered with a
+schemas.raw.ROW_REASONS reason (malformed_row also covers an exercise flag that is
+not 0/1, an exercise activity not in ACTIVITY_CLASSES and end <= start) and counted
+under label_rows; it never stops the run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline import counts
+from pipeline.parse import dead_letter
+from pipeline.read import UnreadableFileError
+from schemas import record
+from schemas.constants import ACTIVITY_CLASSES, UNKNOWN_LABEL
+from schemas.raw import LABEL_COLUMNS
+
+NS_PER_MINUTE = 60_000_000_000
+
+
+def _minute(text: str, ceil: bool) -> int | None:
+  try:
+    ns = pc.cast(pa.array([text.strip()]), pa.timestamp("ns", tz="UTC"))[0].value
+  except (pa.ArrowInvalid, AttributeError):
+    return None
+  return -(-ns // NS_PER_MINUTE) if ceil else ns // NS_PER_MINUTE
+
+
+def parse_session(row: dict):
+  """(reason, None) or (None, (subject id, start minute, end minute, class, exercise))."""
+  if any(row.get(c) is None for c in LABEL_COLUMNS):
+    return "malformed_row", None
+  subject = row["subject_id"].strip()
+  if not subject:
+    return "missing_subject", None
+  start, end = _minute(row["start"], False), _minute(row["end"], True)
+  if start is None or end is None:
+    return "bad_timestamp", None
+  exercise = row["exercise"].strip()
+  activity = row["activity"].strip().lower()
+  if exercise not in ("0", "1") or end <= start or not activity:
+    return "malformed_row", None
+  if exercise == "1" and activity not in ACTIVITY_CLASSES:
+    return "malformed_row", None
+  label = ACTIVITY_CLASSES.index(activity) if activity in ACTIVITY_CLASSES else UNKNOWN_LABEL
+  return None, (subject, start, end, label, int(exercise))
+
+
+def read_sessions(path: str, key: bytes):
+  """Yields (subject hash, session tuple), dead letters and counts."""
+  try:
+    with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as f:
+      text = io.TextIOWrapper(f, encoding="utf-8", errors="replace", newline="").read()
+  except OSError as e:
+    raise UnreadableFileError(f"--labels {path}: cannot read: {e}") from e
+  reader = csv.DictReader(io.StringIO(text))
+  missing = set(LABEL_COLUMNS) - set(reader.fieldnames or ())
+  if missing:
+    raise UnreadableFileError(f"--labels {path}: header lacks columns {sorted(missing)}")
+  tally = {"label_rows_read": 0, "label_rows_parsed": 0}
+  for row in reader:
+    tally["label_rows_read"] += 1
+    reason, session = parse_session(row)
+    if reason:
+      tally[f"label_rows_dead_letter/{reason}"] = tally.get(
+          f"label_rows_dead_letter/{reason}", 0) + 1
+      yield beam.pvalue.TaggedOutput(counts.DEAD_LETTER, dead_letter(
+          path, reader.line_num, reason, row))
+      continue
+    tally["label_rows_parsed"] += 1
+    subject, *rest = session
+    yield record.subject_hash(subject, key), tuple(rest)
+  yield counts.emit(tally)
+
+
+class ReadLabels(beam.PTransform):
+  """Label table path -> main: (subject hash, (start, end, class, exercise)); dead letters; counts."""
+
+  def __init__(self, path: str, key: bytes):
+    super().__init__()
+    self._path, self._key = path, key
+
+  def expand(self, pbegin):
+    return (pbegin
+            | "Path" >> beam.Create([self._path])
+            | "Parse" >> beam.FlatMap(read_sessions, self._key).with_outputs(
+                counts.DEAD_LETTER, counts.COUNTS, main="sessions"))
+
+
+def minute_labels(sessions, first: int, minutes: int) -> tuple[np.ndarray, np.ndarray]:
+  """Per-minute activity class and exercise flag over [first, first + minutes); -1 unknown.
+
+  Sessions are applied in (start, end, class, exercise) order, so where two overlap
+  the later-starting one wins, whatever order the table listed them in.
+  """
+  labels = np.full(minutes, UNKNOWN_LABEL, np.int8)
+  exercise = np.full(minutes, UNKNOWN_LABEL, np.int8)
+  for start, end, label, flag in sorted(sessions):
+    a, b = max(start - first, 0), min(end - first, minutes)
+    if a < b:
+      labels[a:b] = label
+      exercise[a:b] = flag
+  return labels, exercise
+
+
+def dominant(values: np.ndarray, prefer_high: bool = False) -> int:
+  """Most frequent known (>= 0) value; ties to the lowest (or highest); -1 if none known."""
+  known = values[values >= 0].astype(np.int64)
+  if not known.size:
+    return UNKNOWN_LABEL
+  tally = np.bincount(known)
+  best = np.flatnonzero(tally == tally.max())
+  return int(best[-1] if prefer_high else best[0])

@@ -1,0 +1,120 @@
+"""Command-line options of lsm-pipeline, as Beam PipelineOptions (like Beam's examples)."""
+
+from __future__ import annotations
+
+import os
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from schemas.constants import MAX_MISSING_RATIO, SPLITS, WINDOW_MINUTES
+
+FORMATS = ("auto", "csv", "parquet", "jsonl")
+KEY_ENV = "LSM_SUBJECT_HASH_KEY"
+
+
+class LsmOptions(PipelineOptions):
+  """The pipeline's own options; every other flag goes to Beam (runner, workers, GCP)."""
+
+  @classmethod
+  def _add_argparse_args(cls, parser):
+    # Not argparse-required: Beam parses every PipelineOptions subclass it has seen
+    # whenever any options object is built, so run() checks these two instead.
+    parser.add_argument("--input", action="append",
+                        help="raw input file or glob (local or gs://); repeatable; required")
+    parser.add_argument("--output", help="output directory (local or gs://); required")
+    parser.add_argument("--format", default="auto", choices=FORMATS,
+                        help="file format; auto: from the extension (.csv, .csv.gz, "
+                             ".parquet, .jsonl, .jsonl.gz). Long or wide layout is "
+                             "always detected from the header / columns")
+    parser.add_argument("--window_minutes", type=int, default=WINDOW_MINUTES)
+    parser.add_argument("--stride_minutes", type=int, default=0,
+                        help="minutes between window starts; 0: the window length")
+    parser.add_argument("--max_missing", type=float, default=MAX_MISSING_RATIO,
+                        help="windows with a larger missing ratio are dropped (counted)")
+    parser.add_argument("--split", default="0.8,0.1,0.1",
+                        help="train,valid,test fractions of subjects")
+    parser.add_argument("--split_salt", default="lsm-split-v1",
+                        help="salt of the subject hash that assigns splits; change it "
+                             "to draw another split")
+    parser.add_argument("--num_shards", type=int, default=0,
+                        help="ArrayRecord shards per split; 0: about one per 256 MiB")
+    parser.add_argument("--session_labels", default=None,
+                        help="session label table (CSV with schemas.raw.LABEL_COLUMNS); "
+                             "also accepted as --labels PATH (see labels_alias)")
+    parser.add_argument("--labelled_windows", default=True, type=_bool,
+                        help="with --labels, also write dataset 'labelled': one window "
+                             "centred on each labelled session")
+    parser.add_argument("--subject_hash_key", default=None,
+                        help=f"secret key of the subject-id HMAC (or env {KEY_ENV}); "
+                             "prefer --subject_hash_key_file")
+    parser.add_argument("--subject_hash_key_file", default=None,
+                        help="file holding the secret key of the subject-id HMAC")
+
+
+def labels_alias(argv: list[str]) -> list[str]:
+  """--labels PATH -> --session_labels PATH.
+
+  Beam's Dataflow options own --labels (job labels, key=value); a --labels value
+  without '=' is this pipeline's label table, one with '=' stays Beam's.
+  """
+  out, i = [], 0
+  while i < len(argv):
+    arg = argv[i]
+    if arg == "--labels" and i + 1 < len(argv) and "=" not in argv[i + 1]:
+      out += ["--session_labels", argv[i + 1]]
+      i += 2
+      continue
+    if arg.startswith("--labels=") and "=" not in arg[len("--labels="):]:
+      arg = "--session_labels=" + arg[len("--labels="):]
+    out.append(arg)
+    i += 1
+  return out
+
+
+def _bool(text: str) -> bool:
+  if text.lower() in ("1", "true", "yes"):
+    return True
+  if text.lower() in ("0", "false", "no"):
+    return False
+  raise ValueError(f"not a boolean: {text!r}")
+
+
+def subject_key(options: LsmOptions) -> bytes:
+  """The HMAC key: required, because an unkeyed hash of a subject id can be guessed."""
+  if options.subject_hash_key_file:
+    with open(options.subject_hash_key_file, "rb") as f:
+      key = f.read().strip()
+  else:
+    key = (options.subject_hash_key or os.environ.get(KEY_ENV, "")).encode("utf-8")
+  if not key:
+    raise SystemExit("lsm-pipeline: no subject hash key; pass --subject_hash_key_file "
+                     f"(or --subject_hash_key, or set {KEY_ENV}). Raw subject ids are "
+                     "replaced by an HMAC under this key and never written out.")
+  return key
+
+
+def split_fractions(options: LsmOptions) -> tuple[float, ...]:
+  fractions = tuple(float(x) for x in options.split.split(","))
+  if len(fractions) != len(SPLITS) or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
+    raise SystemExit(f"lsm-pipeline: --split {options.split!r} must be {len(SPLITS)} "
+                     f"non-negative fractions ({','.join(SPLITS)}) summing to 1")
+  return fractions
+
+
+def stride(options: LsmOptions) -> int:
+  return options.stride_minutes or options.window_minutes
+
+
+def recorded(options: LsmOptions) -> dict:
+  """The options that shape the output, for the manifest (no key, no paths, no runner)."""
+  return {
+      "window_minutes": options.window_minutes,
+      "stride_minutes": stride(options),
+      "max_missing": options.max_missing,
+      "split": dict(zip(SPLITS, split_fractions(options))),
+      "split_salt": options.split_salt,
+      "num_shards": options.num_shards,
+      "format": options.format,
+      "labels": bool(options.session_labels),
+      "labelled_windows": bool(options.session_labels) and options.labelled_windows,
+  }

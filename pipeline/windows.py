@@ -1,0 +1,133 @@
+"""Stage 4 (with stage 5's labels), CutWindows: subject grids to blocks of windows.
+
+Dataset "pretrain": windows of window_minutes every stride_minutes from the
+subject's first minute (a tail shorter than a window is not a window). Dataset
+"labelled" (with --labels): one window centred on each labelled session, padded
+with missing minutes where it runs past the subject's data. A window whose missing
+ratio (over all 26 features) exceeds max_missing is dropped and counted under
+windows/<dataset>/dropped/missing_ratio_above_max. All windows of one subject and
+dataset travel as one WindowBlock of numpy arrays.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import apache_beam as beam
+import numpy as np
+
+from pipeline import counts, labels
+from schemas.features import FEATURES
+
+F = len(FEATURES)
+DROP_REASON = "missing_ratio_above_max"
+
+
+@dataclasses.dataclass
+class WindowBlock:
+  """Windows of one subject and dataset; values float32 [n, T, F] in physical units, NaN missing."""
+  subject: str
+  split: str
+  dataset: str
+  start: np.ndarray            # int64 [n], UTC minutes since the epoch
+  values: np.ndarray           # float32 [n, T, F]
+  missing_ratio: np.ndarray    # float32 [n]
+  source_missing_ratio: np.ndarray
+  label: np.ndarray            # int16 [n]
+  exercise: np.ndarray         # int16 [n]
+  minute_labels: np.ndarray    # int8 [n, T]
+  minute_exercise: np.ndarray  # int8 [n, T]
+
+  def __len__(self):
+    return len(self.start)
+
+
+def _take(grid, offset: int, length: int) -> np.ndarray:
+  """grid rows [offset, offset + length), NaN where outside the grid."""
+  out = np.full((length, grid.shape[1]), np.nan, np.float32)
+  a, b = max(offset, 0), min(offset + length, len(grid))
+  if a < b:
+    out[a - offset:b - offset] = grid[a:b]
+  return out
+
+
+def cut_subject(item, window: int, stride: int, max_missing: float, labelled: bool):
+  """(subject, {'grids', 'sessions'}) -> the subject's WindowBlocks (pretrain, labelled), counts."""
+  subject, grouped = item
+  grids = list(grouped.get("grids", ()))
+  sessions = sorted(grouped.get("sessions", ()))
+  if not grids:  # labels of a subject without sensor data: nothing to window
+    yield counts.emit({"label_sessions_without_data": len(sessions)})
+    return
+  (split, grid_), = grids
+  first, grid = grid_.start, grid_.values
+  tally = {f"subjects/{split}": 1}
+  provided = ~np.all(np.isnan(grid), axis=0)
+  count = (len(grid) - window) // stride + 1 if len(grid) >= window else 0
+  offsets = np.arange(count, dtype=np.int64) * stride
+  block = _block(subject, split, "pretrain", grid, first, offsets, window, provided,
+                 sessions, max_missing, tally, None)
+  if block is not None:
+    yield block
+  if labelled and sessions:
+    offsets = np.array([(s + e) // 2 - window // 2 - first for s, e, _, _ in sessions],
+                       np.int64)
+    block = _block(subject, split, "labelled", grid, first, offsets, window, provided,
+                   sessions, max_missing, tally, sessions)
+    if block is not None:
+      yield block
+  yield counts.emit(tally)
+
+
+def _block(subject, split, dataset, grid, first, offsets, window, provided, sessions,
+           max_missing, tally, centred):
+  """Cuts the windows at `offsets`, drops too-missing ones, labels the rest."""
+  tally[f"windows/{dataset}/cut"] = len(offsets)
+  if not len(offsets):
+    return None
+  observed = ~np.isnan(grid)
+  per_minute = np.concatenate([[0], np.cumsum(observed.sum(axis=1))])
+  if centred is None:  # strided windows lie inside the grid: observed counts by cumsum
+    seen = per_minute[offsets + window] - per_minute[offsets]
+  else:
+    seen = np.array([(~np.isnan(_take(grid, o, window))).sum() for o in offsets])
+  missing = 1.0 - seen / float(window * F)
+  keep = missing <= max_missing
+  dropped = int((~keep).sum())
+  if dropped:
+    tally[f"windows/{dataset}/dropped/{DROP_REASON}"] = dropped
+  if not keep.any():
+    return None
+  offsets = offsets[keep]
+  values = np.stack([_take(grid, o, window) for o in offsets])
+  mask = ~np.isnan(values)
+  n_provided = max(int(provided.sum()), 1)
+  source_missing = 1.0 - mask[:, :, provided].sum(axis=(1, 2)) / float(window * n_provided)
+  minute_labels, minute_exercise = zip(*(labels.minute_labels(sessions, first + o, window)
+                                         for o in offsets))
+  minute_labels, minute_exercise = np.stack(minute_labels), np.stack(minute_exercise)
+  if centred is None:
+    label = np.array([labels.dominant(m) for m in minute_labels], np.int16)
+    exercise = np.array([labels.dominant(m, prefer_high=True) for m in minute_exercise],
+                        np.int16)
+  else:
+    kept = [s for s, k in zip(centred, keep) if k]
+    label = np.array([s[2] for s in kept], np.int16)
+    exercise = np.array([s[3] for s in kept], np.int16)
+  return WindowBlock(subject, split, dataset, first + offsets, values,
+                     missing[keep].astype(np.float32), source_missing.astype(np.float32),
+                     label, exercise, minute_labels, minute_exercise)
+
+
+class CutWindows(beam.PTransform):
+  """{'grids': (subject, (split, Grid)), 'sessions': (subject, session)} -> WindowBlock; 'counts'."""
+
+  def __init__(self, window: int, stride: int, max_missing: float, labelled: bool):
+    super().__init__()
+    self._args = (window, stride, max_missing, labelled)
+
+  def expand(self, inputs):
+    return (inputs
+            | "Join" >> beam.CoGroupByKey()
+            | "Cut" >> beam.FlatMap(cut_subject, *self._args).with_outputs(
+                counts.COUNTS, main="windows"))

@@ -1,0 +1,191 @@
+"""Stage 8 and 9, WriteShards and WriteManifest.
+
+Shards: a window goes to shard crc32(subject, start) % num_shards of its dataset and
+split, and a shard's records are sorted by (subject, start) before writing, so the
+bytes do not depend on worker count, bundling or input order. ArrayRecord is written
+with group_size:1 (every record its own chunk) for cheap random access from Grain.
+num_shards 0 sizes shards to about 256 MiB each. A shard is sorted in memory, so a
+worker holds one shard: that and the largest subject bound its memory.
+
+The manifest is written last, inside the pipeline (so it works on Dataflow too),
+from the global counts, the shard list and the train statistics; it refuses to be
+written when the row or reading counts do not reconcile.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import zlib
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from schemas import manifest, record
+from schemas.constants import SPLITS
+from schemas.features import FEATURE_NAMES
+from schemas.raw import READING_REASONS, ROW_REASONS
+
+SHARD_BYTES = 256 << 20
+WRITER_OPTIONS = "group_size:1"
+
+
+def shard_count(records: int, window: int, forced: int) -> int:
+  if forced:
+    return forced
+  return max(1, math.ceil(records * record.record_size(t=window) / SHARD_BYTES))
+
+
+def shard_path(dataset: str, split: str, index: int, count: int) -> str:
+  return f"{dataset}/{manifest.shard_name(split, index, count)}"
+
+
+def _write_array_record(path: str, records) -> None:
+  """ArrayRecord needs a local file: write locally, then copy when the output is remote."""
+  from array_record.python.array_record_module import ArrayRecordWriter
+  local = path if "://" not in path else os.path.join(
+      os.environ.get("TMPDIR", "/tmp"), os.path.basename(path))
+  os.makedirs(os.path.dirname(local) or ".", exist_ok=True)
+  writer = ArrayRecordWriter(local, WRITER_OPTIONS)
+  for data in records:
+    writer.write(data)
+  writer.close()
+  if local != path:
+    FileSystems.copy([local], [path])
+    os.remove(local)
+
+
+def write_shard(item, output: str, window: int, forced: int, totals: dict):
+  (dataset, split, index), items = item
+  count = shard_count(totals[(dataset, split)], window, forced)
+  items = sorted(items)
+  path = shard_path(dataset, split, index, count)
+  _write_array_record(os.path.join(output, path), (data for _, _, data in items))
+  yield dataset, split, index, count, len(items)
+
+
+class WriteShards(beam.PTransform):
+  """((dataset, split), (subject, start, bytes)) -> (dataset, split, index, count, records)."""
+
+  def __init__(self, output: str, window: int, num_shards: int):
+    super().__init__()
+    self._output, self._window, self._num_shards = output, window, num_shards
+
+  def expand(self, records):
+    output, window, forced = self._output, self._window, self._num_shards
+    totals = records | "PerSplit" >> beam.combiners.Count.PerKey()
+
+    def assign(item, totals):
+      (dataset, split), (subject, start, data) = item
+      count = shard_count(totals[(dataset, split)], window, forced)
+      index = zlib.crc32(f"{subject}:{start}".encode("ascii")) % count
+      return (dataset, split, index), (subject, start, data)
+
+    return (records
+            | "Assign" >> beam.Map(assign, beam.pvalue.AsDict(totals))
+            | "ByShard" >> beam.GroupByKey()
+            | "Write" >> beam.FlatMap(write_shard, output, window, forced,
+                                           beam.pvalue.AsDict(totals)))
+
+
+def nest_counts(flat: dict, datasets) -> dict:
+  """The flat counter names as the manifest's nested, reconciling counts."""
+  def take(prefix, reasons):
+    return {r: flat.get(f"{prefix}/{r}", 0) for r in reasons}
+  rows = {"read": flat.get("rows_read", 0), "parsed": flat.get("rows_parsed", 0),
+          "dead_lettered": take("rows_dead_letter", ROW_REASONS)}
+  readings = {"read": flat.get("readings_read", 0), "used": flat.get("readings_used", 0),
+              "dead_lettered": take("readings_dead_letter", READING_REASONS)}
+  problems = []
+  if rows["read"] != rows["parsed"] + sum(rows["dead_lettered"].values()):
+    problems.append(f"rows {rows}")
+  if readings["read"] != readings["used"] + sum(readings["dead_lettered"].values()):
+    problems.append(f"readings {readings}")
+  if problems:
+    raise AssertionError("lsm-pipeline: counts do not reconcile (a bug): " + "; ".join(problems))
+  windows = {}
+  for dataset in datasets:
+    windows[dataset] = {
+        "cut": flat.get(f"windows/{dataset}/cut", 0),
+        "dropped": {k.rsplit("/", 1)[1]: v for k, v in flat.items()
+                    if k.startswith(f"windows/{dataset}/dropped/")},
+    }
+  labels = {k.replace("label_", "", 1): v for k, v in flat.items() if k.startswith("label_")}
+  out = {"rows": rows, "readings": readings,
+         "dead_letter": {**take("rows_dead_letter", ROW_REASONS),
+                         **take("readings_dead_letter", READING_REASONS)},
+         "subjects": {s: flat.get(f"subjects/{s}", 0) for s in SPLITS},
+         "windows": windows}
+  if labels:
+    out["labels"] = labels
+  return out
+
+
+def write_manifest(_, output: str, header: dict, flat_counts: dict, shards: list,
+                   statistics: dict, window: int, forced: int):
+  """Writes DIR/manifest.json; creates the empty shards no window was hashed to."""
+  datasets = header["datasets_written"]
+  written = {(d, s, i): (c, n) for d, s, i, c, n in shards}
+  totals = {}
+  for (d, s, _), (_, n) in written.items():
+    totals[(d, s)] = totals.get((d, s), 0) + n
+  listing = {}
+  for dataset in datasets:
+    listing[dataset] = {}
+    for split in SPLITS:
+      count = shard_count(totals.get((dataset, split), 0), window, forced)
+      entries = []
+      for index in range(count):
+        path = shard_path(dataset, split, index, count)
+        records = written.get((dataset, split, index), (count, 0))[1]
+        if (dataset, split, index) not in written:
+          _write_array_record(os.path.join(output, path), ())
+        entries.append({"path": path, "records": records})
+      listing[dataset][split] = entries
+  nested = nest_counts(flat_counts, datasets)
+  for dataset in datasets:
+    nested["windows"][dataset]["written"] = {
+        split: sum(e["records"] for e in listing[dataset][split]) for split in SPLITS}
+    empty = [s for s, n in nested["windows"][dataset]["written"].items() if not n]
+    if empty:  # legal (few subjects, small fractions) but rarely what was meant
+      logging.warning("lsm-pipeline: dataset %s has no windows in split(s) %s; with few "
+                      "subjects try other --split fractions or --split_salt", dataset,
+                      ", ".join(empty))
+  body = {
+      "manifest_version": manifest.MANIFEST_VERSION,
+      "record_version": record.VERSION,
+      "window_minutes": window,
+      "feature_names": list(FEATURE_NAMES),
+      "datasets": listing,
+      "train_statistics": statistics,
+      "transform_dir": "transform",
+      "dead_letter": "dead_letter/dead_letter.jsonl",
+      "counts": nested,
+      **{k: v for k, v in header.items() if k != "datasets_written"},
+  }
+  path = os.path.join(output, manifest.MANIFEST_NAME)
+  with FileSystems.create(path) as f:
+    f.write((json.dumps(body, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+  yield path
+
+
+class WriteManifest(beam.PTransform):
+  """Runs once all counts, shards and statistics are in; yields the manifest's path."""
+
+  def __init__(self, output: str, header: dict, window: int, num_shards: int):
+    super().__init__()
+    self._args = (output, header)
+    self._window, self._num_shards = window, num_shards
+
+  def expand(self, inputs):
+    pbegin = inputs["counts"].pipeline
+    return (pbegin
+            | "Once" >> beam.Create([None])
+            | "Write" >> beam.FlatMap(
+                write_manifest, *self._args,
+                beam.pvalue.AsSingleton(inputs["counts"]),
+                beam.pvalue.AsList(inputs["shards"]),
+                beam.pvalue.AsSingleton(inputs["statistics"]),
+                self._window, self._num_shards))

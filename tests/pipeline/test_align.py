@@ -1,0 +1,61 @@
+"""AlignSubjects: minute grid, aggregation rules, duplicates, the HRV rule, clipping."""
+
+import json
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipeline import counts
+from pipeline.align import AlignSubjects
+from pipeline.parse import Readings
+from schemas.features import FEATURE_INDEX
+
+NS = 1_000_000_000
+T0 = 28_000_000 * 60 * NS  # a minute boundary
+HR, STEPS, GOOD, RMSSD = (FEATURE_INDEX[n] for n in (
+    "HR", "steps", "hrv_percent_good", "rmssd_percentile_0595"))
+
+
+def _readings(source, rows):
+  """rows: (seconds after T0, feature, value)."""
+  t, f, v = zip(*rows)
+  return Readings(source, T0 + np.array(t, np.int64) * NS,
+                  np.arange(len(rows), dtype=np.int64) + 2, np.array(v, float),
+                  np.array(f, np.int16))
+
+
+PARTS = [
+    ("subj", _readings("b.csv", [(10, HR, 60), (40, HR, 70), (10, STEPS, 3), (40, STEPS, 4),
+                                 (70, HR, 99),            # duplicate of a.csv's: dropped
+                                 (125, STEPS, 280)])),    # valid, clipped to 255
+    ("subj", _readings("a.csv", [(70, HR, 80), (61, GOOD, 0.1), (62, RMSSD, 30),
+                                 (63, RMSSD, 40), (121, GOOD, 0.5), (122, RMSSD, 50)])),
+]
+
+
+def _grid(item):
+  subject, grid = item
+  values = grid.values
+  return (subject, grid.start, values.shape, float(values[0, HR]), float(values[0, STEPS]),
+          float(values[1, HR]), bool(np.isnan(values[1, RMSSD])), float(values[2, RMSSD]),
+          float(values[2, STEPS]), int(np.isfinite(values).sum()))
+
+
+def test_grid_rules_and_counts(make_pipeline):
+  for order in (PARTS, PARTS[::-1]):  # the input order never changes the result
+    with make_pipeline() as p:
+      aligned = p | beam.Create(order) | AlignSubjects()
+      assert_that(aligned.grids | beam.Map(_grid), equal_to([
+          ("subj", 28_000_000, (3, 26), 65.0, 7.0, 80.0, True, 50.0, 255.0, 7)]),
+          label="grid")
+      total = aligned[counts.COUNTS] | beam.CombineGlobally(counts.SumCounts())
+      assert_that(total, equal_to([{
+          "readings_dead_letter/duplicate": 1, "readings_dead_letter/hrv_low_quality": 2,
+          "readings_used": 9, "subjects": 1}]), label="counts")
+      letters = aligned[counts.DEAD_LETTER] | beam.Map(json.loads) | beam.Map(
+          lambda e: (e["reason"], e["source"], e["row"], e["subject"],
+                     e["raw"].get("value", e["raw"].get("readings"))))
+      assert_that(letters, equal_to([("duplicate", "b.csv", 6, "subj", 99.0),
+                                     ("hrv_low_quality", None, None, "subj", 2)]),
+                  label="letters")

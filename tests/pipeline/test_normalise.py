@@ -1,0 +1,71 @@
+"""Normalise (tf.Transform): observed-only train statistics, z-score, clip, records."""
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.testing.util import assert_that, equal_to
+
+from pipeline.normalise import Normalise
+from pipeline.windows import WindowBlock
+from schemas import record
+from schemas.features import FEATURE_INDEX, FEATURES
+
+W = 4
+HR = FEATURE_INDEX["HR"]
+STEPS = FEATURE_INDEX["steps"]
+
+
+def _block(subject, split, dataset, values):
+  n = len(values)
+  return WindowBlock(subject, split, dataset, np.arange(n, dtype=np.int64) * W + 1000,
+                     values.astype(np.float32), np.zeros(n, np.float32),
+                     np.zeros(n, np.float32), np.full(n, -1, np.int16),
+                     np.full(n, -1, np.int16), np.full((n, W), -1, np.int8),
+                     np.full((n, W), -1, np.int8))
+
+
+def test_train_only_observed_statistics_and_transform(tmp_path, make_pipeline):
+  rng = np.random.default_rng(1)
+  train = rng.uniform(60, 100, (3, W, len(FEATURES)))
+  train[rng.random(train.shape) < 0.4] = np.nan
+  train[0, 0, STEPS] = 400.0          # clipped to 255 before analysis
+  other = np.full((1, W, len(FEATURES)), 1000.0)  # valid split: never analysed
+  other[0, 1] = np.nan
+  blocks = [_block("a", "train", "pretrain", train[:2]), _block("b", "train", "pretrain", train[2:]),
+            _block("c", "valid", "pretrain", other),
+            _block("a", "train", "labelled", other)]  # labelled windows are not analysed
+  clipped = np.clip(train, *np.array([f.clip_range for f in FEATURES]).T)
+  mean, std = np.nanmean(clipped, axis=(0, 1)), np.nanstd(clipped, axis=(0, 1))
+
+  def check_stats(stats):
+    got = np.array([[stats[f.name]["mean"], stats[f.name]["std"]] for f in FEATURES])
+    np.testing.assert_allclose(got[:, 0], mean, rtol=1e-5)
+    np.testing.assert_allclose(got[:, 1], std, rtol=1e-4)
+    assert [stats[f.name]["count"] for f in FEATURES] == \
+        np.isfinite(train).sum(axis=(0, 1)).tolist()
+
+  def decoded(item):
+    (dataset, split), (subject, start, data) = item
+    r = record.decode(data)
+    return dataset, split, subject, start, r
+
+  raw = {(b.dataset, b.subject, int(s)): v for b in blocks for s, v in zip(b.start, b.values)}
+  low, high = np.array([f.clip_range for f in FEATURES]).T
+  scale = np.where(std > 0, std, 1)
+
+  def check_records(items):
+    assert len(items) == 5
+    for dataset, split, subject, start, r in items:
+      assert (r["subject"], r["split"], r["start"]) == (subject, split, start)
+      values = raw[(dataset, subject, start)]
+      expected = np.clip((np.clip(values, low, high) - mean) / scale, -5, 5)
+      np.testing.assert_array_equal(r["mask"], np.isfinite(values))
+      np.testing.assert_allclose(r["values"], np.nan_to_num(expected), atol=1e-4)
+    assert 5.0 in [r["values"][0, HR] for *_, r in items]  # 1000 bpm: z clipped at +5
+
+  with make_pipeline() as p:
+    out = p | beam.Create(blocks) | Normalise(W, str(tmp_path / "transform"),
+                                               str(tmp_path / "tmp"))
+    out["statistics"] | "CheckStats" >> beam.Map(check_stats)
+    assert_that(out["records"] | beam.Map(decoded) | beam.combiners.ToList()
+                | beam.Map(check_records) | beam.Map(lambda _: True), equal_to([True]))
+  assert (tmp_path / "transform" / "transform_fn" / "saved_model.pb").exists()
