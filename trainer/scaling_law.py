@@ -101,7 +101,8 @@ def fit_power_law(x: Sequence[float], loss: Sequence[float],
     se = np.sqrt(np.diag(jacobian @ cov @ jacobian.T))
     t = float(stats.t.ppf(0.975, dof))
     result["a_ci"] = [float(a - t * se[0]), float(a + t * se[0])]
-    result["b_ci"] = [math.exp(log_b - t * se[1]), math.exp(log_b + t * se[1])]
+    with np.errstate(over="ignore"):  # a flat sweep can give an unbounded interval on b
+      result["b_ci"] = [float(np.exp(log_b - t * se[1])), float(np.exp(log_b + t * se[1]))]
     result["c_ci"] = [float(c - t * se[2]), float(c + t * se[2])]
   return result
 

@@ -1,0 +1,163 @@
+"""lsm-eval end to end on small shards, fine-tuning heads, identical masks."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from trainer import evaluate, finetune, inference, models, train
+
+
+@pytest.fixture(scope="module")
+def trained(labelled_data_dir, make_config, tmp_path_factory):
+  """A nano model pre-trained a few steps (mixture masking) on the labelled fixture."""
+  workdir = str(tmp_path_factory.mktemp("run"))
+  config = make_config(labelled_data_dir, num_train_steps=8, **{"mask.strategy": "mixture"})
+  train.train_and_evaluate(config, workdir)
+  return workdir
+
+
+@pytest.fixture(scope="module")
+def results(trained, labelled_data_dir):
+  return evaluate.evaluate(
+      trained, labelled_data_dir, ["generative", "discriminative"], export=True,
+      mice_max_iter=2, mice_jobs=1, seeds=(0, 1), shots=(5, 10), finetune_steps=4,
+      few_shot_finetune_steps=2, finetune_batch=8, plot_windows=2)
+
+
+def test_results_hold_every_task_and_method(results, trained):
+  assert set(results["generative"]) == set(evaluate.GENERATIVE_TASKS)
+  for task, methods in results["generative"].items():
+    assert set(methods) == {"model", "mean_fill", "linear_interpolation", "nearest", "mice"}
+    for entry in methods.values():
+      assert entry["mae"] > 0 and entry["mse"] > 0 and entry["count"] > 0
+      assert set(entry["per_feature"]) and "steps" in entry["per_feature"]
+    assert task in results["improvement"]["generative"]
+  # The model's numbers come from the model: none equals a baseline's.
+  for task, methods in results["generative"].items():
+    baselines = [methods[m]["mae"] for m in methods if m != "model"]
+    assert all(abs(methods["model"]["mae"] - b) > 1e-9 for b in baselines), task
+  for task in ("exercise_detection", "activity_recognition"):
+    assert set(results["discriminative"][task]) == {"linear_probe", "fine_tune", "supervised"}
+    for entry in results["discriminative"][task].values():
+      assert 0 <= entry["accuracy"] <= 1 and entry["runs"] == 2
+      assert {"accuracy_std", "macro_f1_std", "map_std"} <= set(entry)
+  # Few-shot: 5 per class exists (6 per class in the fixture) with spread over 2 seeds;
+  # 10-shot is skipped for activity (too few examples), and the notes say why.
+  few = results["discriminative"]["activity_recognition_5_shot"]
+  assert set(few) == {"linear_probe", "fine_tune"} and few["linear_probe"]["runs"] == 2
+  assert few["linear_probe"]["accuracy_std"] >= 0
+  assert "activity_recognition_10_shot" not in results["discriminative"]
+  notes = results["meta"]["notes"]["discriminative_tasks"]["activity_recognition"]
+  assert "fewer than the 10" in notes["10_shot_skipped"]
+  assert "exercise_detection_10_shot" in results["discriminative"]
+  eval_dir = os.path.join(trained, "eval")
+  for caption, path in results["figures"].items():
+    assert os.path.getsize(os.path.join(eval_dir, path)) > 1000, caption
+  assert {"training curve", "generative tasks", "discriminative tasks",
+          "reconstructions, interpolation_30m"} <= set(results["figures"])
+  with open(os.path.join(eval_dir, "results.json")) as f:
+    assert json.load(f)["generative"] == results["generative"]
+  report = open(os.path.join(eval_dir, "report.md")).read()
+  assert "interpolation_30m" in report and "Budget" in report
+
+
+def test_embeddings_export_is_keyed_and_readable(results, trained, labelled_data_dir):
+  data = np.load(os.path.join(trained, "eval", "embeddings.npz"), allow_pickle=False)
+  n = len(data["embedding"])
+  assert n == 16 + 96 + 32  # pretrain test, labelled train, labelled test
+  for key in ("subject", "start", "dataset", "split", "label", "exercise"):
+    assert len(data[key]) == n
+  assert data["embedding"].shape[1] == models.ModelConfig.from_config(
+      inference.load_config(trained).model).hidden
+  assert np.isfinite(data["embedding"]).all()
+  keys = set(zip(data["dataset"], data["subject"], data["start"]))
+  assert len(keys) == n  # (dataset, subject hash, start) identifies a window
+  assert all(len(s) == 32 for s in data["subject"])
+
+
+def test_every_method_sees_identical_masks(labelled_data_dir, monkeypatch):
+  windows = evaluate.read_windows(labelled_data_dir, "pretrain", "test")
+  seen = {}
+
+  def recorder(name):
+    def method(values, observed, hidden):
+      seen.setdefault(name, []).append((values.copy(), observed.copy(), hidden.copy()))
+      return np.zeros_like(values)
+    return method
+
+  class FakeModel:
+    reconstruct = staticmethod(recorder("model"))
+
+  monkeypatch.setattr(evaluate, "generative_methods", lambda *a, **k: {
+      "model": FakeModel.reconstruct, "mean_fill": recorder("mean_fill"),
+      "mice": recorder("mice")})
+  tasks = ["interpolation_30m", "sensor_imputation_6"]
+  _, masks = evaluate.run_generative(FakeModel(), windows, tasks, None, seed=3,
+                                     mice_max_iter=1, mice_jobs=1)
+  for i, task in enumerate(tasks):
+    calls = [seen[m][i] for m in ("model", "mean_fill", "mice")]
+    for values, observed, hidden in calls[1:]:
+      np.testing.assert_array_equal(hidden, calls[0][2])
+      np.testing.assert_array_equal(values, calls[0][0])
+    np.testing.assert_array_equal(calls[0][2], masks[task])
+    assert not calls[0][0][masks[task]].any()  # hidden values never reach a method
+  again = evaluate.task_masks(tasks[::-1], len(windows["values"]), 3, (300, 26))
+  for task in tasks:  # same seed: same masks, whatever the task order
+    np.testing.assert_array_equal(again[task], masks[task])
+
+
+def test_classifier_scores_have_the_right_shape(labelled_data_dir, trained):
+  windows = evaluate.read_windows(labelled_data_dir, "labelled", "train")
+  model = inference.load(trained)
+  config = finetune.FinetuneConfig(steps=2, batch_size=8)
+  x, m = windows["values"][:20], windows["observed"][:20]
+  y = np.arange(20) % 8
+  for pretrained in (model.params, None):
+    predict = finetune.train_classifier(x, m, y, 8, model.model_config,
+                                        pretrained=pretrained, config=config)
+    scores = predict(x[:11], m[:11])
+    assert scores.shape == (11, 8)
+    np.testing.assert_allclose(scores.sum(axis=1), 1, rtol=1e-5)
+  # Fine-tuning starts from the checkpoint's encoder, not a random one.
+  classifier = finetune.Classifier(model.model_config, 8)
+  params = finetune.init_params(classifier, 0, model.params)
+  np.testing.assert_array_equal(params["mae"]["patch_embedding"]["kernel"],
+                                model.params["patch_embedding"]["kernel"])
+  scratch = finetune.init_params(classifier, 0, None)
+  assert not np.array_equal(scratch["mae"]["patch_embedding"]["kernel"],
+                            model.params["patch_embedding"]["kernel"])
+
+
+def test_unknown_task_is_an_error():
+  with pytest.raises(ValueError, match="unknown task 'interpolation_7m'"):
+    evaluate.resolve_tasks(["interpolation_7m"])
+
+
+def test_cli_help_exits_zero(python, subprocess_env):
+  import subprocess
+  out = subprocess.run([python, "-c", "from trainer.evaluate import main; main()", "--help"],
+                       env=subprocess_env(), capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0, out.stderr
+  assert "export_embeddings" in out.stdout and "--max_windows" in out.stdout
+
+
+def test_evaluation_process_never_imports_tensorflow(python, subprocess_env,
+                                                     labelled_data_dir):
+  import subprocess
+  code = f"""
+import sys
+import numpy as np
+from trainer import evaluate, finetune, inference, scaling, metrics
+w = evaluate.read_windows({labelled_data_dir!r}, "labelled", "test", max_windows=4)
+masks = evaluate.task_masks(["interpolation_30m"], 4, 0, (300, 26))
+import types
+model = types.SimpleNamespace(reconstruct=lambda v, o, h: np.zeros_like(v))
+methods = evaluate.generative_methods(model, 1, 1, 0)
+metrics.score_tasks(methods, w["values"], w["observed"], masks)
+assert "tensorflow" not in sys.modules, "tensorflow was imported"
+"""
+  out = subprocess.run([python, "-c", code], env=subprocess_env(), capture_output=True,
+                       text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-2000:]
