@@ -20,6 +20,7 @@ import json
 import os
 import pathlib
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -118,6 +119,15 @@ def io_floor(inputs: str, output_bytes: int, scratch: str) -> float:
   return time.perf_counter() - start
 
 
+def _children_cpu() -> float:
+  """User + system CPU seconds of finished child processes (and their waited children).
+
+  Less affected than wall time when other jobs share the machine.
+  """
+  usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+  return usage.ru_utime + usage.ru_stime
+
+
 def run_once(scratch: str, subjects: int, minutes: int, workers: int) -> dict:
   inputs, output = f"{scratch}/in-{subjects}", f"{scratch}/out-{subjects}"
   os.makedirs(inputs)
@@ -127,10 +137,12 @@ def run_once(scratch: str, subjects: int, minutes: int, workers: int) -> dict:
   if workers > 1:
     command += [f"--direct_num_workers={workers}", "--direct_running_mode=multi_processing"]
   start = time.perf_counter()
+  cpu_before = _children_cpu()
   process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
   with PeakRss(process.pid) as rss:
     _, err = process.communicate()
   seconds = time.perf_counter() - start
+  cpu_seconds = _children_cpu() - cpu_before
   if process.returncode:
     raise SystemExit(err.decode()[-3000:])
   shards = list(pathlib.Path(output).glob("*/*.array_record"))
@@ -143,6 +155,8 @@ def run_once(scratch: str, subjects: int, minutes: int, workers: int) -> dict:
       "output_bytes": out_bytes,
       "windows_written": sum(manifest["counts"]["windows"]["pretrain"]["written"].values()),
       "seconds": round(seconds, 1), "minute_rows_per_s": round(rows / seconds),
+      "cpu_seconds": round(cpu_seconds, 1),
+      "minute_rows_per_cpu_s": round(rows / cpu_seconds),
       "peak_rss_mib": round(rss.peak / 2**20),
       "io_floor_seconds": round(floor, 2), "io_floor_minute_rows_per_s": round(rows / floor),
       "ratio_to_io_floor": round(seconds / floor, 1),

@@ -34,7 +34,7 @@ from schemas.features import FEATURE_NAMES
 from schemas.raw import READING_REASONS, ROW_REASONS
 
 SHARD_BYTES = 256 << 20
-WRITER_OPTIONS = "group_size:1"
+WRITER_OPTIONS = "group_size:1,zstd:1"
 
 
 def shard_count(records: int, window: int, forced: int) -> int:
