@@ -32,6 +32,7 @@ from absl import logging
 import numpy as np
 
 from schemas import manifest as manifest_lib
+from trainer import cli
 from schemas import record as record_lib
 from schemas.constants import ACTIVITY_CLASSES
 
@@ -476,11 +477,7 @@ def main() -> None:
   sys.argv = [a.replace("--export-embeddings", "--export_embeddings")
               .replace("--max-windows", "--max_windows") for a in sys.argv]
   flags.mark_flags_as_required(["workdir", "data"])
-  if any(arg in ("-h", "--help", "--helpshort") for arg in sys.argv[1:]):
-    print(__doc__)
-    print(FLAGS.module_help(sys.modules[__name__]))
-    sys.exit(0)
-  app.run(_main)
+  cli.run(_main, __name__)
 
 
 if __name__ == "__main__":

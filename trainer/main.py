@@ -11,14 +11,13 @@ Re-running the same command resumes from the workdir's last intact checkpoint.
 
 from __future__ import annotations
 
-import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from trainer import train
+from trainer import cli, train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard logs and plots.")
@@ -36,12 +35,7 @@ def _main(argv) -> None:
 
 
 def main() -> None:
-  # absl's own --help exits 1 and, under a console-script wrapper, lists no flags.
-  if any(arg in ("-h", "--help", "--helpshort") for arg in sys.argv[1:]):
-    print(__doc__)
-    print(FLAGS.module_help(sys.modules[__name__]))
-    sys.exit(0)
-  app.run(_main)
+  cli.run(_main, __name__)
 
 
 if __name__ == "__main__":

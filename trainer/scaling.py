@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from typing import Any
 
@@ -34,6 +33,7 @@ import ml_collections
 from ml_collections import config_flags
 
 from schemas import manifest as manifest_lib
+from trainer import cli
 from schemas import record as record_lib
 
 FLAGS = flags.FLAGS
@@ -228,11 +228,7 @@ def _main(argv) -> None:
 def main() -> None:
   define_flags()
   flags.mark_flags_as_required(["config", "workdir"])
-  if any(arg in ("-h", "--help", "--helpshort") for arg in sys.argv[1:]):
-    print(__doc__)
-    print(FLAGS.module_help(sys.modules[__name__]))
-    sys.exit(0)
-  app.run(_main)
+  cli.run(_main, __name__)
 
 
 if __name__ == "__main__":
