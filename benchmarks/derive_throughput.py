@@ -7,15 +7,15 @@ Run: .venv/bin/python benchmarks/derive_throughput.py [--hours 6] [--repeats 3]
 """
 
 import argparse
-import json
 import os
 import pathlib
-import platform
 import time
 
 import numpy as np
 
 from pipeline import derive
+
+import results_file  # benchmarks/results_file.py, next to this script
 
 T0 = 1_560_279_840.0
 
@@ -61,16 +61,9 @@ def main():
   beat_t = T0 + np.cumsum(rr) / 1000.0
   seconds = _best(lambda: derive.hrv_per_minute(beat_t, rr), args.repeats)
   result["hrv_beats_per_s_per_core"] = round(len(rr) / seconds)
-  result.update({
-      "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-      "note": "shared 2-core machine (other jobs running); best of repeats",
-      "python": platform.python_version(),
-      "numpy": np.__version__,
-  })
-  out = pathlib.Path(args.output)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(result, indent=2) + "\n")
-  print(json.dumps(result, indent=2))
+  result.update({"note": "shared 2-core machine (other jobs running); best of repeats",
+                 "numpy": np.__version__})
+  results_file.write(result, args.output)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import resource
 import shutil
 import subprocess
@@ -33,6 +32,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from schemas.features import FEATURES, FEATURE_NAMES
+
+import results_file  # benchmarks/results_file.py, next to this script
 
 SUBJECT_MINUTES = 28 * 24 * 60  # four weeks per subject
 START = 28_000_000
@@ -192,14 +193,8 @@ def main():
       "meets_io_floor_target": largest["ratio_to_io_floor"] <= 5,
       "memory_growth_when_doubled": (round(runs[1]["peak_rss_mib"] / first["peak_rss_mib"], 2)
                                      if len(runs) > 1 else None),
-      "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-      "load_average_at_end": os.getloadavg(),
-      "python": platform.python_version(),
   }
-  out = pathlib.Path(args.output)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(result, indent=2) + "\n")
-  print(json.dumps(result, indent=2))
+  results_file.write(result, args.output)
 
 
 if __name__ == "__main__":

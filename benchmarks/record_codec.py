@@ -5,16 +5,16 @@ Run: .venv/bin/python benchmarks/record_codec.py [--seconds 3]
 """
 
 import argparse
-import json
 import os
 import pathlib
-import platform
 import time
 
 import numpy as np
 
 import schemas
 from schemas import record
+
+import results_file  # benchmarks/results_file.py, next to this script
 
 
 def _rate(fn, items, seconds):
@@ -50,15 +50,10 @@ def main():
       "bytes_per_record": len(encoded[0]),
       "raw_float32_bytes": 4 * schemas.WINDOW_MINUTES * schemas.NUM_FEATURES,
       "target_decode_per_s": 50_000,
-      "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
-      "python": platform.python_version(),
       "numpy": np.__version__,
   }
   result["meets_target"] = result["decode_per_s_per_core"] >= result["target_decode_per_s"]
-  out = pathlib.Path(args.output)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(result, indent=2) + "\n")
-  print(json.dumps(result, indent=2))
+  results_file.write(result, args.output)
 
 
 if __name__ == "__main__":
