@@ -12,7 +12,8 @@ from the global counts, the shard list and the train statistics; it refuses to b
 written when the row, reading or per-source entry counts do not reconcile. Beside
 the trainer's keys it holds the inputs with their formats, counts (with
 counts.sources.<format>: entries, extras and dead letters by reason, features
-provided and present), window_ratios (count / min / mean / max of missing_ratio
+provided and present, subjects_without_features, and no_windows when the source has
+none of the 26 features), window_ratios (count / min / mean / max of missing_ratio
 and source_missing_ratio per dataset) and the extras file's path.
 """
 
@@ -35,6 +36,10 @@ from schemas.raw import READING_REASONS, ROW_REASONS
 
 SHARD_BYTES = 256 << 20
 WRITER_OPTIONS = "group_size:1,zstd:1"
+# counts.sources.<format>.no_windows of a source none of whose subjects has any LSM
+# feature (NHANES activity counts): no window can ever be cut from it.
+NO_WINDOWS = ("the source provides none of the 26 LSM features, so no window can be "
+              "cut; its data is kept in the extras")
 
 
 def shard_count(records: int, window: int, forced: int) -> int:
@@ -152,6 +157,8 @@ def source_counts(flat: dict) -> dict:
       raise AssertionError(f"lsm-pipeline: {fmt} entries do not reconcile (a bug): {node}")
     node["features_provided"] = sorted(node["provided"])
     node["features_present"] = sorted(node["present"])
+    if node.get("subjects") and not node["provided"]:
+      node["no_windows"] = NO_WINDOWS
   return out
 
 
@@ -181,7 +188,12 @@ def write_manifest(_, output: str, header: dict, flat_counts: dict, shards: list
     nested["windows"][dataset]["written"] = {
         split: sum(e["records"] for e in listing[dataset][split]) for split in SPLITS}
     empty = [s for s, n in nested["windows"][dataset]["written"].items() if not n]
-    if empty:  # legal (few subjects, small fractions) but rarely what was meant
+    featureless = sorted(f for f, n in nested.get("sources", {}).items()
+                         if "no_windows" in n)
+    if featureless and not nested["windows"][dataset]["cut"]:
+      logging.warning("lsm-pipeline: dataset %s: no window could be cut; %s: %s",
+                      dataset, ", ".join(featureless), NO_WINDOWS)
+    elif empty:  # legal (few subjects, small fractions) but rarely what was meant
       logging.warning("lsm-pipeline: dataset %s has no windows in split(s) %s; with few "
                       "subjects try other --split fractions or --split_salt", dataset,
                       ", ".join(empty))
