@@ -60,6 +60,7 @@ def _summary(out: str, wall: float) -> dict:
                                      if v}},
       "subjects": source.get("subjects", 0),
       "subjects_without_features": source.get("subjects_without_features", 0),
+      "subjects_shorter_than_window": c.get("subjects_shorter_than_window", 0),
       "readings": {"derived": c["readings"]["read"], "used": c["readings"]["used"]},
       "features_provided": source["features_provided"],
       "features_present": source["features_present"],

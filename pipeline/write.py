@@ -13,7 +13,7 @@ written when the row, reading or per-source entry counts do not reconcile. Besid
 the trainer's keys it holds the inputs with their formats, counts (with
 counts.sources.<format>: entries, extras and dead letters by reason, features
 provided and present, subjects_without_features, and no_windows when the source has
-none of the 26 features), window_ratios (count / min / mean / max of missing_ratio
+none of the 26 features; subjects_shorter_than_window), window_ratios (count / min / mean / max of missing_ratio
 and source_missing_ratio per dataset) and the extras file's path.
 """
 
@@ -131,8 +131,9 @@ def nest_counts(flat: dict, datasets) -> dict:
     out["labels"] = labels
   if device:
     out["sources"] = device
-  if flat.get("subjects_without_readings"):
-    out["subjects_without_readings"] = flat["subjects_without_readings"]
+  for name in ("subjects_without_readings", "subjects_shorter_than_window"):
+    if flat.get(name):
+      out[name] = flat[name]
   return out
 
 
@@ -193,6 +194,10 @@ def write_manifest(_, output: str, header: dict, flat_counts: dict, shards: list
     if featureless and not nested["windows"][dataset]["cut"]:
       logging.warning("lsm-pipeline: dataset %s: no window could be cut; %s: %s",
                       dataset, ", ".join(featureless), NO_WINDOWS)
+    elif not nested["windows"][dataset]["cut"] and nested.get("subjects_shorter_than_window"):
+      logging.warning("lsm-pipeline: dataset %s: no window could be cut; %d subject(s) "
+                      "recorded less than one window (%d minutes from first to last "
+                      "reading)", dataset, nested["subjects_shorter_than_window"], window)
     elif empty:  # legal (few subjects, small fractions) but rarely what was meant
       logging.warning("lsm-pipeline: dataset %s has no windows in split(s) %s; with few "
                       "subjects try other --split fractions or --split_salt", dataset,

@@ -17,12 +17,13 @@ Every subject is put in train (--split 1,0,0), where the statistics come from.
 import json
 import logging
 import os
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import devices, main, read, write
+from pipeline import devices, main, read, sources, write
 from schemas import manifest, record
 from schemas.constants import NORMALISED_CLIP
 from schemas.features import FEATURE_INDEX, FEATURE_NAMES, FEATURES
@@ -167,6 +168,7 @@ def test_fitbit_default_windows_match_the_raw_files(fitbit):
   assert counts["written"] == {"train": 9, "valid": 0, "test": 0}
   assert counts["cut"] == 9 + sum(counts["dropped"].values())
   assert set(counts["dropped"]) == {"missing_ratio_above_max"}
+  assert m["counts"]["subjects_shorter_than_window"] == 1  # name5
 
 
 def test_fitbit_spring_forward_windows_are_consecutive_utc_minutes(fitbit):
@@ -258,6 +260,7 @@ def test_short_recordings_counts_reconcile(short):
   _check_counts(short, m)
   assert m["counts"]["sources"]["empatica_e4"]["extras"] == {
       "raw_ppg_waveform_not_an_lsm_feature": 1280}
+  assert "subjects_shorter_than_window" not in m["counts"]  # 14 and 20 minutes
 
 
 def test_offsets_and_unix_times_land_on_utc(short):
@@ -295,6 +298,33 @@ def test_nhanes_yields_no_window_and_says_why(tmp_path, raw, caplog):
   warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
   assert any("2 of 2 subjects provide none of the 26 LSM features" in w for w in warnings)
   assert any("no window could be cut; nhanes" in w for w in warnings)
+
+
+def test_device_exports_on_a_non_local_file_system(remote, raw, tmp_path):
+  """gs://-style inputs: globs, an E4 session folder, detection and adapters all go
+  through Beam's FileSystems; the counts equal those of the same files read locally."""
+  for folder in ("garmin", "empatica_e4"):
+    shutil.copytree(f"{DATA}/{folder}", remote.dir / "bucket" / folder)
+  inputs = [remote.url("bucket/garmin/*.csv"), remote.url("bucket/empatica_e4/")]
+  plan = devices.plan_inputs(read.match_inputs(inputs))
+  assert [(f, folder, len(p)) for f, folder, p in plan.exports] == [
+      ("empatica_e4", remote.url("bucket/empatica_e4"), 6),
+      ("garmin", remote.url("bucket/garmin"), 2)]
+  assert all(e["path"].startswith("fakegs://bucket/") for e in plan.inputs)
+  out = str(tmp_path / "out")
+  main.run(raw.pipeline_args(inputs, out, f"--window_minutes={W_SHORT}", "--max_missing=0.7",
+                             "--split=1,0,0", "--num_shards=1"))
+  m = manifest.load(out)
+  _check_counts(out, m)
+  for fmt, files in (("garmin", ["garmin/acc.csv", "garmin/data.csv"]),
+                     ("empatica_e4", ["empatica_e4/"])):
+    local = sources.read_source([f"{DATA}/{f}" for f in files], format=fmt)
+    got = m["counts"]["sources"][fmt]
+    assert got["entries_read"] == local.entries_read and got["subjects"] == 1
+    assert got["readings"] == len(local.readings)
+    assert set(got["features_provided"]) == PROVIDED[fmt]
+  # The subject is the remote folder's name, as it is for a local folder.
+  assert set(_windows(out, ["empatica_e4", "garmin"])) == {"empatica_e4", "garmin"}
 
 
 def test_unknown_file_fails_naming_it_before_anything_is_written(tmp_path, raw):
