@@ -163,6 +163,28 @@ def source_counts(flat: dict) -> dict:
   return out
 
 
+def _warn_if_empty(dataset: str, nested: dict, window: int):
+  """Says why a dataset (or some of its splits) got no window: legal, rarely meant."""
+  windows = nested["windows"][dataset]
+  cut, written = windows["cut"], windows["written"]
+  featureless = sorted(f for f, n in nested.get("sources", {}).items() if "no_windows" in n)
+  empty = [s for s, n in written.items() if not n]
+  if not cut and featureless:
+    logging.warning("lsm-pipeline: dataset %s: no window could be cut; %s: %s", dataset,
+                    ", ".join(featureless), NO_WINDOWS)
+  elif not cut and nested.get("subjects_shorter_than_window"):
+    logging.warning("lsm-pipeline: dataset %s: no window could be cut; %d subject(s) "
+                    "recorded less than one window (%d minutes from first to last "
+                    "reading)", dataset, nested["subjects_shorter_than_window"], window)
+  elif cut and not sum(written.values()):
+    logging.warning("lsm-pipeline: dataset %s: all %d windows cut were dropped (%s)",
+                    dataset, cut, json.dumps(windows["dropped"], sort_keys=True))
+  elif empty:
+    logging.warning("lsm-pipeline: dataset %s has no windows in split(s) %s; with few "
+                    "subjects try other --split fractions or --split_salt", dataset,
+                    ", ".join(empty))
+
+
 def write_manifest(_, output: str, header: dict, flat_counts: dict, shards: list,
                    statistics: dict, window: int, forced: int, ratios=None):
   """Writes DIR/manifest.json; creates the empty shards no window was hashed to."""
@@ -188,20 +210,7 @@ def write_manifest(_, output: str, header: dict, flat_counts: dict, shards: list
   for dataset in datasets:
     nested["windows"][dataset]["written"] = {
         split: sum(e["records"] for e in listing[dataset][split]) for split in SPLITS}
-    empty = [s for s, n in nested["windows"][dataset]["written"].items() if not n]
-    featureless = sorted(f for f, n in nested.get("sources", {}).items()
-                         if "no_windows" in n)
-    if featureless and not nested["windows"][dataset]["cut"]:
-      logging.warning("lsm-pipeline: dataset %s: no window could be cut; %s: %s",
-                      dataset, ", ".join(featureless), NO_WINDOWS)
-    elif not nested["windows"][dataset]["cut"] and nested.get("subjects_shorter_than_window"):
-      logging.warning("lsm-pipeline: dataset %s: no window could be cut; %d subject(s) "
-                      "recorded less than one window (%d minutes from first to last "
-                      "reading)", dataset, nested["subjects_shorter_than_window"], window)
-    elif empty:  # legal (few subjects, small fractions) but rarely what was meant
-      logging.warning("lsm-pipeline: dataset %s has no windows in split(s) %s; with few "
-                      "subjects try other --split fractions or --split_salt", dataset,
-                      ", ".join(empty))
+    _warn_if_empty(dataset, nested, window)
   body = {
       "manifest_version": manifest.MANIFEST_VERSION,
       "record_version": record.VERSION,
