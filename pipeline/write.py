@@ -13,8 +13,10 @@ written when the row, reading or per-source entry counts do not reconcile. Besid
 the trainer's keys it holds the inputs with their formats, counts (with
 counts.sources.<format>: entries, extras and dead letters by reason, features
 provided and present, subjects_without_features, and no_windows when the source has
-none of the 26 features; subjects_shorter_than_window), window_ratios (count / min / mean / max of missing_ratio
-and source_missing_ratio per dataset) and the extras file's path.
+none of the 26 features; subjects_without_readings, subjects_shorter_than_window),
+window_ratios (count / min / mean / max of missing_ratio and source_missing_ratio
+per dataset) and the extras file's path. When a dataset gets no window, a warning
+says why (no feature, too short, all dropped, or an unlucky split).
 """
 
 from __future__ import annotations
