@@ -157,6 +157,14 @@ def read_export(export, tz, subject_id, key: bytes):
   for name, table in (("extras", result.extras), ("dead_letter", result.dead_letter)):
     for reason, n in table.groupby("reason")["n_rows"].sum().items():
       tally[f"{prefix}{name}/{reason}"] = int(n)
+  featureless = sum(1 for features in result.provided.values() if not features)
+  if featureless:
+    tally[prefix + "subjects_without_features"] = featureless
+    logging.warning(
+        "lsm-pipeline: %s export %s: %d of %d subjects provide none of the 26 LSM "
+        "features, so no window can be cut for them; their data is kept in the extras "
+        "(%s)", fmt, folder or ".", featureless, len(result.provided),
+        ", ".join(sorted(set(result.extras["reason"]))) or "none")
   for subject, features in result.provided.items():
     for feature in features:
       tally[f"{prefix}provided/{feature}"] = tally.get(f"{prefix}provided/{feature}", 0) + 1

@@ -74,7 +74,8 @@ def cut_subject(item, window: int, stride: int, max_missing: float, labelled: bo
     return
   (split, grid_), = grids
   first, grid = grid_.start, grid_.values
-  tally = {f"subjects/{split}": 1}
+  tally = {f"subjects/{split}": 1,
+           "subjects_shorter_than_window": int(len(grid) < window)}
   provided = declared | ~np.all(np.isnan(grid), axis=0)
   count = (len(grid) - window) // stride + 1 if len(grid) >= window else 0
   offsets = np.arange(count, dtype=np.int64) * stride

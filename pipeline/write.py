@@ -12,8 +12,11 @@ from the global counts, the shard list and the train statistics; it refuses to b
 written when the row, reading or per-source entry counts do not reconcile. Beside
 the trainer's keys it holds the inputs with their formats, counts (with
 counts.sources.<format>: entries, extras and dead letters by reason, features
-provided and present), window_ratios (count / min / mean / max of missing_ratio
-and source_missing_ratio per dataset) and the extras file's path.
+provided and present, subjects_without_features, and no_windows when the source has
+none of the 26 features; subjects_without_readings, subjects_shorter_than_window),
+window_ratios (count / min / mean / max of missing_ratio and source_missing_ratio
+per dataset) and the extras file's path. When a dataset gets no window, a warning
+says why (no feature, too short, all dropped, or an unlucky split).
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ from schemas.raw import READING_REASONS, ROW_REASONS
 
 SHARD_BYTES = 256 << 20
 WRITER_OPTIONS = "group_size:1,zstd:1"
+# counts.sources.<format>.no_windows of a source none of whose subjects has any LSM
+# feature (NHANES activity counts): no window can ever be cut from it.
+NO_WINDOWS = ("the source provides none of the 26 LSM features, so no window can be "
+              "cut; its data is kept in the extras")
 
 
 def shard_count(records: int, window: int, forced: int) -> int:
@@ -126,8 +133,9 @@ def nest_counts(flat: dict, datasets) -> dict:
     out["labels"] = labels
   if device:
     out["sources"] = device
-  if flat.get("subjects_without_readings"):
-    out["subjects_without_readings"] = flat["subjects_without_readings"]
+  for name in ("subjects_without_readings", "subjects_shorter_than_window"):
+    if flat.get(name):
+      out[name] = flat[name]
   return out
 
 
@@ -152,7 +160,31 @@ def source_counts(flat: dict) -> dict:
       raise AssertionError(f"lsm-pipeline: {fmt} entries do not reconcile (a bug): {node}")
     node["features_provided"] = sorted(node["provided"])
     node["features_present"] = sorted(node["present"])
+    if node.get("subjects") and not node["provided"]:
+      node["no_windows"] = NO_WINDOWS
   return out
+
+
+def _warn_if_empty(dataset: str, nested: dict, window: int):
+  """Says why a dataset (or some of its splits) got no window: legal, rarely meant."""
+  windows = nested["windows"][dataset]
+  cut, written = windows["cut"], windows["written"]
+  featureless = sorted(f for f, n in nested.get("sources", {}).items() if "no_windows" in n)
+  empty = [s for s, n in written.items() if not n]
+  if not cut and featureless:
+    logging.warning("lsm-pipeline: dataset %s: no window could be cut; %s: %s", dataset,
+                    ", ".join(featureless), NO_WINDOWS)
+  elif not cut and nested.get("subjects_shorter_than_window"):
+    logging.warning("lsm-pipeline: dataset %s: no window could be cut; %d subject(s) "
+                    "recorded less than one window (%d minutes from first to last "
+                    "reading)", dataset, nested["subjects_shorter_than_window"], window)
+  elif cut and not sum(written.values()):
+    logging.warning("lsm-pipeline: dataset %s: all %d windows cut were dropped (%s)",
+                    dataset, cut, json.dumps(windows["dropped"], sort_keys=True))
+  elif empty:
+    logging.warning("lsm-pipeline: dataset %s has no windows in split(s) %s; with few "
+                    "subjects try other --split fractions or --split_salt", dataset,
+                    ", ".join(empty))
 
 
 def write_manifest(_, output: str, header: dict, flat_counts: dict, shards: list,
@@ -180,11 +212,7 @@ def write_manifest(_, output: str, header: dict, flat_counts: dict, shards: list
   for dataset in datasets:
     nested["windows"][dataset]["written"] = {
         split: sum(e["records"] for e in listing[dataset][split]) for split in SPLITS}
-    empty = [s for s, n in nested["windows"][dataset]["written"].items() if not n]
-    if empty:  # legal (few subjects, small fractions) but rarely what was meant
-      logging.warning("lsm-pipeline: dataset %s has no windows in split(s) %s; with few "
-                      "subjects try other --split fractions or --split_salt", dataset,
-                      ", ".join(empty))
+    _warn_if_empty(dataset, nested, window)
   body = {
       "manifest_version": manifest.MANIFEST_VERSION,
       "record_version": record.VERSION,

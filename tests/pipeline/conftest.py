@@ -10,12 +10,15 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import types
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from apache_beam.io.filesystem import FileMetadata
+from apache_beam.io.localfilesystem import LocalFileSystem
 
 from schemas.features import FEATURES, FEATURE_NAMES, HRV_GOOD_FEATURE
 
@@ -106,7 +109,70 @@ def make_pipeline():
 @pytest.fixture(scope="session")
 def raw():
   """The fixture writers above (test files cannot import conftest under importlib mode)."""
-  import types
   return types.SimpleNamespace(
       make_cohort=make_cohort, wide_frame=wide_frame, long_frame=long_frame, write=write,
       iso=iso, pipeline_args=pipeline_args, KEY=KEY, START=START)
+
+
+class FakeRemoteFileSystem(LocalFileSystem):
+  """fakegs://PATH -> ROOT/PATH: a non-local Beam file system, as gs:// is to the code.
+
+  Every answer (match, metadata) keeps the fakegs:// form, as GCS does, so code that
+  takes a local shortcut (os.path.isdir, open) on such a path fails here too; what
+  is created, renamed and deleted is recorded in order. Defined once here: Beam
+  picks a file system by its scheme among all subclasses, so a second class with
+  this scheme would make every fakegs:// path ambiguous.
+  """
+  root = None
+  events = []
+
+  @classmethod
+  def scheme(cls):
+    return "fakegs"
+
+  @classmethod
+  def _local(cls, path):
+    return os.path.join(cls.root, path[len("fakegs://"):])
+
+  @classmethod
+  def _remote(cls, local):
+    return "fakegs://" + os.path.relpath(local, cls.root)
+
+  def create(self, path, *args, **kwargs):
+    self.events.append(("create", path, sorted(os.listdir(self.root))))
+    return super().create(self._local(path), *args, **kwargs)
+
+  def open(self, path, *args, **kwargs):
+    return super().open(self._local(path), *args, **kwargs)
+
+  def rename(self, sources, destinations):
+    self.events.append(("rename", sources[0], destinations[0]))
+    return super().rename([self._local(p) for p in sources],
+                          [self._local(p) for p in destinations])
+
+  def exists(self, path):
+    return super().exists(self._local(path))
+
+  def delete(self, paths):
+    self.events.append(("delete", paths[0]))
+    return super().delete([self._local(p) for p in paths])
+
+  def metadata(self, path):
+    local = self._local(path)
+    return FileMetadata(path, os.path.getsize(local), os.path.getmtime(local))
+
+  def _list(self, dir_or_prefix):
+    for folder, _, files in os.walk(self._local(dir_or_prefix)):
+      for name in files:
+        local = os.path.join(folder, name)
+        yield FileMetadata(self._remote(local), os.path.getsize(local),
+                           os.path.getmtime(local))
+
+
+@pytest.fixture
+def remote(tmp_path):
+  """A fresh fakegs:// bucket: .dir (its local folder), .events, .url(relative path)."""
+  FakeRemoteFileSystem.root = str(tmp_path)
+  FakeRemoteFileSystem.events.clear()
+  return types.SimpleNamespace(dir=tmp_path, events=FakeRemoteFileSystem.events,
+                               url=lambda rel="": "fakegs://" + rel)

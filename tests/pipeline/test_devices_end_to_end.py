@@ -1,28 +1,36 @@
-"""lsm-pipeline end to end on every real device excerpt in tests/data/, in one run.
+"""lsm-pipeline end to end on the real device excerpts in tests/data/.
 
-One in-process run reads all five folders with --format auto (the E4 session as a
-folder), --tz America/New_York for the Fitbit local-time exports, 10-minute
-windows, --max_missing 0.7 and every subject in train. No excerpt holds 300
-contiguous minutes (the longest, the Fitbit heart-rate one, has 108), hence the
-short window; the E4 excerpt's first 10 minutes have under half of its 22
-provided features (ACC covers 2.5 minutes, EDA and TEMP 3.3, and the HRV rule
-removes low-quality minutes), hence 0.7 rather than 0.5.
+Three runs, by what the recordings allow:
+- LSM's defaults (300-minute windows, --max_missing 0.5) on the Fitbit exports,
+  the only excerpts long enough: 36 hours of one Fitabase subject's minute files
+  (across the US spring-forward night) and 12.5 hours of one heartrate_seconds
+  subject; expected windows are computed here independently from the raw files.
+- 10-minute windows (--max_missing 0.7) on the E4 session and the Garmin export:
+  the whole E4 session lasts 20-80 minutes and the Garmin recording 4.5 hours, so
+  no 300-minute window exists in them (nor in their excerpts: E4 14 minutes with
+  2.5 of ACC, Garmin 20 minutes).
+- NHANES alone: its activity counts are no LSM feature, so no window can be cut,
+  and the run must say so.
+Every subject is put in train (--split 1,0,0), where the statistics come from.
 """
 
 import json
+import logging
 import os
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import devices, main, read
+from pipeline import devices, main, read, sources, write
 from schemas import manifest, record
-from schemas.features import FEATURE_INDEX, FEATURE_NAMES
+from schemas.constants import NORMALISED_CLIP
+from schemas.features import FEATURE_INDEX, FEATURE_NAMES, FEATURES
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "data")
-W = 10
-MAX_MISSING = 0.7
+NY = "America/New_York"
+W_SHORT = 10
 HRV = {"hrv_percent_good", "hrv_rr_20th_percentile_mean", "hrv_rr_80th_percentile_mean",
        "hrv_rr_median", "hrv_shannon_entropy_rr", "hrv_shannon_entropy_rrd",
        "rmssd_percentile_0595", "sdnn_percentile_0595"}
@@ -34,86 +42,168 @@ PROVIDED = {
     "empatica_e4": {"HR", "steps", "eda_level_real", "ceda_slope_real_micro_siemens",
                     "wrist_temperatures", "skin_temperature_slope"} | HRV | ACC,
     "garmin": {"HR", "steps", "altim_std"} | HRV | ACC,
-    "nhanes": set(),
 }
-# raw subject id -> format (E4 and Garmin: the folder name; NHANES subjects have no
-# LSM feature, hence no readings and no window).
-SUBJECTS = {"name4": "fitbit_minute", "name5": "fitbit_minute",
-            "2022484408": "fitbit_heartrate_seconds",
-            "2026352035": "fitbit_heartrate_seconds",
-            "empatica_e4": "empatica_e4", "garmin": "garmin"}
+STEPS = f"{DATA}/fitbit_minute/name4_minuteStepsNarrow_20190730_20230830.csv"
+WEAR = f"{DATA}/fitbit_minute/name4_fitbitWearTimeViaHR_20190730_20230830.csv"
+HEART = f"{DATA}/fitbit_heartrate_seconds/heartrate_seconds_2users.csv"
+NHANES = [f"{DATA}/nhanes_minute_counts/example_activity_count_wide.csv",
+          f"{DATA}/nhanes_minute_counts/example_activity_wear_wide.csv"]
 
 
-@pytest.fixture(scope="module")
-def out(tmp_path_factory, raw):
-  out = str(tmp_path_factory.mktemp("devices") / "out")
-  inputs = [f"{DATA}/garmin/*.csv", f"{DATA}/empatica_e4", f"{DATA}/fitbit_minute/*.csv",
-            f"{DATA}/fitbit_heartrate_seconds/*.csv", f"{DATA}/nhanes_minute_counts/*.csv"]
-  main.run(raw.pipeline_args(inputs, out, f"--window_minutes={W}", "--tz=America/New_York",
-                             f"--max_missing={MAX_MISSING}", "--split=1,0,0", "--num_shards=1"))
+def _run(raw, tmp_path_factory, name, inputs, *flags):
+  out = str(tmp_path_factory.mktemp(name) / "out")
+  main.run(raw.pipeline_args(inputs, out, "--split=1,0,0", "--num_shards=1", *flags))
   return out
 
 
-def _windows(out):
-  """{raw subject id: [decoded record, ...]} sorted by start, values in physical units."""
-  import grain.python as grain
-  m = manifest.load(out)
-  stats = m["train_statistics"]
-  mean = np.array([stats[f]["mean"] for f in FEATURE_NAMES])
-  std = np.array([stats[f]["std"] for f in FEATURE_NAMES])
-  by_hash = {record.subject_hash(s, b"test-key"): s for s in SUBJECTS}
-  windows = {}
-  for path, _ in manifest.shards(out, "train", manifest=m):
-    source = grain.ArrayRecordDataSource([path])
-    for i in range(len(source)):
-      w = record.decode(source[i])
-      w["physical"] = np.where(w["mask"], w["values"] * std + mean, np.nan)
-      windows.setdefault(by_hash[w["subject"]], []).append(w)
-  return {s: sorted(ws, key=lambda w: w["start"]) for s, ws in windows.items()}
+@pytest.fixture(scope="module")
+def fitbit(tmp_path_factory, raw):
+  """Defaults: 300-minute windows, --max_missing 0.5."""
+  return _run(raw, tmp_path_factory, "fitbit",
+              [f"{DATA}/fitbit_minute/*.csv", f"{DATA}/fitbit_heartrate_seconds/*.csv"],
+              f"--tz={NY}")
+
+
+@pytest.fixture(scope="module")
+def short(tmp_path_factory, raw):
+  return _run(raw, tmp_path_factory, "short", [f"{DATA}/garmin/*.csv", f"{DATA}/empatica_e4"],
+              f"--window_minutes={W_SHORT}", "--max_missing=0.7")
 
 
 def _minute(text):
   return int(pd.Timestamp(text).value // 60_000_000_000)
 
 
-def test_every_file_detected_and_recorded(out):
-  m = manifest.load(out)
+def _windows(out, ids):
+  """{raw subject id: [decoded record, ...]} sorted by start, for the subjects in ids."""
+  import grain.python as grain
+  by_hash = {record.subject_hash(s, b"test-key"): s for s in ids}
+  windows = {}
+  for path, _ in manifest.shards(out, "train", manifest=manifest.load(out)):
+    source = grain.ArrayRecordDataSource([path])
+    for i in range(len(source)):
+      w = record.decode(source[i])
+      if w["subject"] in by_hash:
+        windows.setdefault(by_hash[w["subject"]], []).append(w)
+  return {s: sorted(ws, key=lambda w: w["start"]) for s, ws in windows.items()}
+
+
+def _expected_windows(minutes: pd.Series, window: int = 300, max_missing: float = 0.5):
+  """The grid from a subject's first to last reading minute, cut every `window`
+  minutes, kept when at most `max_missing` of its minutes lack the one feature.
+  Returns ({start minute: values [window], NaN = missing}, windows cut)."""
+  index = minutes.index.to_numpy(np.int64)
+  grid = np.full(index.max() - index.min() + 1, np.nan)
+  grid[index - index.min()] = minutes.to_numpy(float)
+  cut = (len(grid) - window) // window + 1 if len(grid) >= window else 0
+  kept = {}
+  for k in range(cut):
+    values = grid[k * window:(k + 1) * window]
+    if np.isnan(values).mean() <= max_missing:
+      kept[int(index.min()) + k * window] = values
+  return kept, cut
+
+
+def _utc_minutes(local: pd.Series) -> np.ndarray:
+  utc = local.dt.tz_convert("UTC").dt.floor("min").dt.as_unit("ns")
+  return (utc.astype("int64") // 60_000_000_000).to_numpy()
+
+
+def _expected_steps():
+  """name4's steps per UTC minute, straight from the Fitabase files: local times in New
+  York, the nonexistent 2 AM hour and days with zero wear minutes left out."""
+  steps = pd.read_csv(STEPS)
+  local = pd.to_datetime(steps.ActivityMinute, format="%m/%d/%Y %I:%M:%S %p")
+  wear = pd.read_csv(WEAR)
+  unworn = pd.to_datetime(wear.Day[wear.TotalMinutesWearTime == 0], format="%m/%d/%Y")
+  zoned = local.dt.tz_localize(NY, nonexistent="NaT", ambiguous="raise")
+  keep = zoned.notna() & ~local.dt.normalize().isin(unworn)
+  return pd.Series(steps.Steps[keep].to_numpy(float), index=_utc_minutes(zoned[keep]))
+
+
+def _expected_heart_rate():
+  """Per subject: the mean of the samples of each minute, local times in New York."""
+  hr = pd.read_csv(HEART)
+  hr["minute"] = _utc_minutes(pd.to_datetime(hr.time).dt.tz_localize(NY))
+  return {str(s): g.groupby("minute")["hr"].mean() for s, g in hr.groupby("id")}
+
+
+def _physical_z(values, feature, stats):
+  """The pipeline's documented normalisation (clip, z-score, clip to +-5), applied here."""
+  low, high = FEATURES[FEATURE_INDEX[feature]].clip_range
+  mean, std = stats[feature]["mean"], stats[feature]["std"] or 1.0
+  return np.clip((np.clip(values, low, high) - mean) / std, -NORMALISED_CLIP,
+                 NORMALISED_CLIP)
+
+
+def test_fitbit_default_windows_match_the_raw_files(fitbit):
+  m = manifest.load(fitbit)
+  assert m["window_minutes"] == 300 and m["options"]["max_missing"] == 0.5
+  expected = {"name4": (_expected_steps(), "steps"), "name5": (None, "steps")}
+  expected.update({s: (v, "HR") for s, v in _expected_heart_rate().items()})
+  windows = _windows(fitbit, expected)
+  cut = 0
+  for subject, (minutes, feature) in expected.items():
+    if minutes is None:  # name5: 60 readings (3/12 1:30-3:29 AM less the 2 AM hour)
+      assert subject not in windows
+      continue
+    kept, n = _expected_windows(minutes)
+    cut += n
+    got = windows.get(subject, [])
+    assert [w["start"] for w in got] == list(kept), subject
+    j = FEATURE_INDEX[feature]
+    for w in got:
+      values = kept[w["start"]]
+      np.testing.assert_array_equal(w["mask"][:, j], ~np.isnan(values))
+      assert not np.delete(w["mask"], j, axis=1).any()  # the 25 others: mask 0
+      z = _physical_z(values[~np.isnan(values)], feature, m["train_statistics"])
+      np.testing.assert_allclose(w["values"][w["mask"][:, j], j], z, atol=1e-4)
+      assert w["source_missing_ratio"] == pytest.approx(np.isnan(values).mean())
+      assert w["missing_ratio"] == pytest.approx(1 - (~np.isnan(values)).sum() / (300 * 26))
+  # 36 h of name4 give 7 windows (all of the 3/11-3/12 span); 12.5 h of one heart-rate
+  # subject give 2; the other heart-rate subject's 700 readings spread over 8 days.
+  assert {s: len(w) for s, w in windows.items()} == {"name4": 7, "2022484408": 2}
+  counts = m["counts"]["windows"]["pretrain"]
+  assert counts["cut"] == cut
+  assert counts["written"] == {"train": 9, "valid": 0, "test": 0}
+  assert counts["cut"] == 9 + sum(counts["dropped"].values())
+  assert set(counts["dropped"]) == {"missing_ratio_above_max"}
+  assert m["counts"]["subjects_shorter_than_window"] == 1  # name5
+
+
+def test_fitbit_spring_forward_windows_are_consecutive_utc_minutes(fitbit):
+  """3/11 12:00 PM EST on: the night's 1:59 AM EST is followed by 3:00 AM EDT, no gap."""
+  starts = [w["start"] for w in _windows(fitbit, ["name4"])["name4"]]
+  assert starts == [_minute("2023-03-11T17:00Z") + 300 * i for i in range(7)]
+  # 5/18 (zero wear minutes) is dead-lettered; 5/17 11 PM EDT alone makes no window.
+  m = manifest.load(fitbit)
+  assert m["counts"]["sources"]["fitbit_minute"]["dead_letter"] == {
+      "nonexistent_local_time": 120, "off_wrist": 60}
+
+
+def test_fitbit_counts_and_features(fitbit):
+  m = manifest.load(fitbit)
+  _check_counts(fitbit, m)
+  sources = m["counts"]["sources"]
+  assert {f: set(n["features_provided"]) for f, n in sources.items()} == {
+      f: PROVIDED[f] for f in ("fitbit_minute", "fitbit_heartrate_seconds")}
+  assert sources["fitbit_minute"]["entries_read"] == 2280 + 360 + 4
+  assert sources["fitbit_minute"]["extras"] == {"not_an_lsm_feature": 240}
+  heart = pd.read_csv(HEART)
+  assert sources["fitbit_heartrate_seconds"]["entries_read"] == len(heart)
+  assert sources["fitbit_heartrate_seconds"]["readings"] == sum(
+      len(v) for v in _expected_heart_rate().values())
+  assert not any("no_windows" in n for n in sources.values())
   formats = {os.path.relpath(e["path"], DATA): e["format"] for e in m["inputs"]}
-  assert formats["garmin/acc.csv"] == formats["garmin/data.csv"] == "garmin"
-  assert formats["empatica_e4/ACC.csv"] == "empatica_e4"
-  assert "empatica_e4/info.txt" not in formats  # a folder stands for its sensor files
   assert formats["fitbit_heartrate_seconds/heartrate_seconds_2users.csv"] == \
       "fitbit_heartrate_seconds"
   assert {f for p, f in formats.items() if p.startswith("fitbit_minute/")} == \
       {"fitbit_minute"}
-  assert {f for p, f in formats.items() if p.startswith("nhanes")} == {"nhanes"}
-  assert m["options"]["tz"] == "America/New_York"
+  assert m["options"]["tz"] == NY
 
 
-def test_features_provided_and_missing_elsewhere(out):
-  m = manifest.load(out)
-  found = m["counts"]["sources"]
-  assert {f: set(n["features_provided"]) for f, n in found.items()} == PROVIDED
-  assert m["counts"]["subjects_without_readings"] == 2  # the NHANES subjects
-  windows = _windows(out)
-  assert set(windows) == set(SUBJECTS)  # every subject with readings gave a window
-  for subject, ws in windows.items():
-    provided = [FEATURE_INDEX[f] for f in PROVIDED[SUBJECTS[subject]]]
-    absent = np.setdiff1d(np.arange(len(FEATURE_NAMES)), provided)
-    for w in ws:
-      assert not w["mask"][:, absent].any(), subject  # mask 0, whatever the minute
-      assert np.all(w["values"][:, absent] == 0)
-      seen = w["mask"][:, provided].sum()
-      assert w["source_missing_ratio"] == pytest.approx(1 - seen / (W * len(provided)))
-      assert w["missing_ratio"] == pytest.approx(1 - seen / w["mask"].size)
-      assert w["source_missing_ratio"] <= MAX_MISSING
-  ratios = m["window_ratios"]["pretrain"]
-  assert ratios["source_missing_ratio"]["count"] == sum(len(w) for w in windows.values())
-  assert ratios["missing_ratio"]["min"] > 0.5  # no source has even half the 26 features
-
-
-def test_counts_reconcile(out):
-  m = manifest.load(out)
+def _check_counts(out, m):
+  """Entries, readings, extras and dead letters reconcile; only hashes leave."""
   c = m["counts"]
   extras = [json.loads(l) for l in open(os.path.join(out, m["extras"]))]
   letters = [json.loads(l) for l in open(os.path.join(out, m["dead_letter"]))]
@@ -121,44 +211,120 @@ def test_counts_reconcile(out):
     assert n["entries_read"] == (n["entries_used"] + sum(n["extras"].values())
                                  + sum(n["dead_letter"].values())), fmt
     assert n.get("readings", 0) == sum(n["present"].values())
-  assert c["sources"]["nhanes"]["extras"] == {"not_an_lsm_feature": 3}
-  assert c["sources"]["empatica_e4"]["extras"] == {"raw_ppg_waveform_not_an_lsm_feature": 1280}
-  assert c["sources"]["fitbit_minute"]["dead_letter"] == {"nonexistent_local_time": 120,
-                                                          "off_wrist": 60}
   total_extras = sum(sum(n["extras"].values()) for n in c["sources"].values())
   assert sum(e["n_rows"] for e in extras) == total_extras
   adapter = [e for e in letters if "n_rows" in e]
   assert sum(e["n_rows"] for e in adapter) == sum(
       sum(n["dead_letter"].values()) for n in c["sources"].values())
-  raw_ids = set(SUBJECTS) | {"21074", "21257"}
-  assert not any(e.get("subject") in raw_ids for e in extras + letters)  # hashes only
   assert c["readings"]["read"] == sum(n.get("readings", 0) for n in c["sources"].values())
   assert c["readings"]["read"] == c["readings"]["used"] + sum(
       c["readings"]["dead_lettered"].values())
+  raw_ids = {"name4", "name5", "2022484408", "2026352035", "empatica_e4", "garmin",
+             "21074", "21257"}
+  assert not any(e.get("subject") in raw_ids for e in extras + letters)  # hashes only
+  return extras
 
 
-def test_fitbit_spring_forward_lands_on_consecutive_utc_minutes(out):
-  """Local 1:00-1:59 EST then 3:00-3:29 EDT (2 AM does not exist) are 90 UTC minutes."""
-  frame = pd.read_csv(f"{DATA}/fitbit_minute/name4_minuteStepsNarrow_20190730_20230830.csv")
-  night = frame[frame.ActivityMinute.str.startswith("3/12/2023 ")
-                & ~frame.ActivityMinute.str.contains(" 2:\\d\\d:00 AM")]
-  ws = [w for w in _windows(out)["name4"] if w["start"] < _minute("2023-03-13T00:00Z")]
-  assert [w["start"] for w in ws] == [_minute("2023-03-12T06:00Z") + W * i for i in range(9)]
-  steps = np.concatenate([w["physical"][:, FEATURE_INDEX["steps"]] for w in ws])
-  np.testing.assert_allclose(steps, night.Steps.to_numpy(float), atol=1e-2)
-  may = [w["start"] for w in _windows(out)["name4"] if w["start"] >= _minute("2023-05-01T00:00Z")]
-  # 5/17 11 PM EDT = 03:00 UTC on 5/18; 5/18 itself is off-wrist (dead-lettered).
-  assert may == [_minute("2023-05-18T03:00Z") + W * i for i in range(6)]
+def test_short_recordings_every_file_detected(short):
+  m = manifest.load(short)
+  formats = {os.path.relpath(e["path"], DATA): e["format"] for e in m["inputs"]}
+  assert formats["garmin/acc.csv"] == formats["garmin/data.csv"] == "garmin"
+  assert formats["empatica_e4/ACC.csv"] == "empatica_e4"
+  assert "empatica_e4/info.txt" not in formats  # a folder stands for its sensor files
 
 
-def test_offsets_and_unix_times_land_on_utc(out):
-  windows = _windows(out)
+def test_short_recordings_features_provided_and_missing_elsewhere(short):
+  m = manifest.load(short)
+  found = m["counts"]["sources"]
+  assert {f: set(n["features_provided"]) for f, n in found.items()} == {
+      f: PROVIDED[f] for f in ("empatica_e4", "garmin")}
+  windows = _windows(short, ["empatica_e4", "garmin"])
+  assert set(windows) == {"empatica_e4", "garmin"}
+  for subject, ws in windows.items():
+    provided = [FEATURE_INDEX[f] for f in PROVIDED[subject]]
+    absent = np.setdiff1d(np.arange(len(FEATURE_NAMES)), provided)
+    for w in ws:
+      assert not w["mask"][:, absent].any(), subject  # mask 0, whatever the minute
+      assert np.all(w["values"][:, absent] == 0)
+      seen = w["mask"][:, provided].sum()
+      assert w["source_missing_ratio"] == pytest.approx(1 - seen / (W_SHORT * len(provided)))
+      assert w["missing_ratio"] == pytest.approx(1 - seen / w["mask"].size)
+      assert w["source_missing_ratio"] <= 0.7
+  ratios = m["window_ratios"]["pretrain"]
+  assert ratios["source_missing_ratio"]["count"] == sum(len(w) for w in windows.values())
+  assert ratios["missing_ratio"]["min"] > 0.5  # no source has even half the 26 features
+
+
+def test_short_recordings_counts_reconcile(short):
+  m = manifest.load(short)
+  _check_counts(short, m)
+  assert m["counts"]["sources"]["empatica_e4"]["extras"] == {
+      "raw_ppg_waveform_not_an_lsm_feature": 1280}
+  assert "subjects_shorter_than_window" not in m["counts"]  # 14 and 20 minutes
+
+
+def test_offsets_and_unix_times_land_on_utc(short):
+  windows = _windows(short, ["empatica_e4", "garmin"])
   # 12:08 +02:00 is 10:08 UTC, the grid's first minute: windows start there or 10:18.
   assert windows["garmin"][0]["start"] in (_minute("2019-10-16T10:08Z"),
                                            _minute("2019-10-16T10:18Z"))
   e4_start = pd.Timestamp(1560279835, unit="s", tz="UTC").floor("min")  # HR.csv row 1
   assert windows["empatica_e4"][0]["start"] <= _minute(e4_start.isoformat())
   assert windows["empatica_e4"][0]["start"] >= _minute("2019-06-11T19:03Z")
+
+
+def test_nhanes_yields_no_window_and_says_why(tmp_path, raw, caplog):
+  """Activity counts are no LSM feature: nothing to window, said in the log and manifest."""
+  out = str(tmp_path / "out")
+  with caplog.at_level(logging.WARNING):
+    main.run(raw.pipeline_args(NHANES, out, "--split=1,0,0", "--num_shards=1"))
+  m = manifest.load(out)
+  nhanes = m["counts"]["sources"]["nhanes"]
+  assert nhanes["no_windows"] == write.NO_WINDOWS
+  assert nhanes["subjects"] == nhanes["subjects_without_features"] == 2
+  assert nhanes["features_provided"] == nhanes["features_present"] == []
+  # 3 count rows kept as extras, 3 wear-flag rows read and applied.
+  assert nhanes["entries_read"] == 6 and nhanes["entries_used"] == 3
+  assert nhanes["extras"] == {"not_an_lsm_feature": 3} and nhanes["dead_letter"] == {}
+  assert m["counts"]["subjects_without_readings"] == 2
+  assert m["counts"]["readings"]["read"] == 0
+  assert m["counts"]["windows"]["pretrain"]["cut"] == 0
+  assert m["counts"]["windows"]["pretrain"]["written"] == {"train": 0, "valid": 0, "test": 0}
+  extras = _check_counts(out, m)
+  counts = pd.read_csv(NHANES[0])
+  assert len(extras) == len(counts)
+  assert {e["field"] for e in extras} == {"activity_counts"}
+  assert [e["raw"].split(":")[0] for e in extras] == [f"Day {d}" for d in counts.Day]
+  warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+  assert any("2 of 2 subjects provide none of the 26 LSM features" in w for w in warnings)
+  assert any("no window could be cut; nhanes" in w for w in warnings)
+
+
+def test_device_exports_on_a_non_local_file_system(remote, raw, tmp_path):
+  """gs://-style inputs: globs, an E4 session folder, detection and adapters all go
+  through Beam's FileSystems; the counts equal those of the same files read locally."""
+  for folder in ("garmin", "empatica_e4"):
+    shutil.copytree(f"{DATA}/{folder}", remote.dir / "bucket" / folder)
+  inputs = [remote.url("bucket/garmin/*.csv"), remote.url("bucket/empatica_e4/")]
+  plan = devices.plan_inputs(read.match_inputs(inputs))
+  assert [(f, folder, len(p)) for f, folder, p in plan.exports] == [
+      ("empatica_e4", remote.url("bucket/empatica_e4"), 6),
+      ("garmin", remote.url("bucket/garmin"), 2)]
+  assert all(e["path"].startswith("fakegs://bucket/") for e in plan.inputs)
+  out = str(tmp_path / "out")
+  main.run(raw.pipeline_args(inputs, out, f"--window_minutes={W_SHORT}", "--max_missing=0.7",
+                             "--split=1,0,0", "--num_shards=1"))
+  m = manifest.load(out)
+  _check_counts(out, m)
+  for fmt, files in (("garmin", ["garmin/acc.csv", "garmin/data.csv"]),
+                     ("empatica_e4", ["empatica_e4/"])):
+    local = sources.read_source([f"{DATA}/{f}" for f in files], format=fmt)
+    got = m["counts"]["sources"][fmt]
+    assert got["entries_read"] == local.entries_read and got["subjects"] == 1
+    assert got["readings"] == len(local.readings)
+    assert set(got["features_provided"]) == PROVIDED[fmt]
+  # The subject is the remote folder's name, as it is for a local folder.
+  assert set(_windows(out, ["empatica_e4", "garmin"])) == {"empatica_e4", "garmin"}
 
 
 def test_unknown_file_fails_naming_it_before_anything_is_written(tmp_path, raw):

@@ -20,13 +20,13 @@ def fitabase(data_dir):
 def test_fitabase_excerpt_counts_reconcile(data_dir):
   r = read_source(fitabase(data_dir), tz=NY)
   assert r.format == "fitbit_minute"
-  # 270 + 120 step rows, 3 wear rows, 240 METs/calories rows.
-  assert r.entries_read == 633
-  assert r.counts()["readings"] == 210
+  # 2280 + 120 step rows, 4 wear rows, 240 METs/calories rows.
+  assert r.entries_read == 2644
+  assert r.counts()["readings"] == 2220
   assert r.counts()["extras.not_an_lsm_feature"] == 240
   assert r.counts()["dead_letter.nonexistent_local_time"] == 120
   assert r.counts()["dead_letter.off_wrist"] == 60
-  assert r.entries_used == 210 + 3
+  assert r.entries_used == 2220 + 4
   assert set(r.extras["field"]) == {"METs", "Calories"}
   assert r.provided == {"name4": frozenset({"steps"}), "name5": frozenset({"steps"})}
   assert set(r.readings["feature"]) == {"steps"}
@@ -36,8 +36,9 @@ def test_fitabase_spring_forward_lands_on_consecutive_utc_minutes(data_dir):
   r = read_source(fitabase(data_dir), tz=NY)
   name4 = r.readings[r.readings["subject_id"] == "name4"].set_index("timestamp")["value"]
   march = name4[name4.index < ts("2023-04-01")]
-  # 1:00-1:59 EST and 3:00-3:29 EDT: 90 minutes with no hole and no overlap in UTC.
-  assert list(march.index) == list(pd.date_range("2023-03-12 06:00", periods=90,
+  # 3/11 12:00 PM EST to 3/12 1:59 AM EST, then 3:00 AM EDT to 11:59 PM EDT: 2100
+  # minutes with no hole and no overlap in UTC.
+  assert list(march.index) == list(pd.date_range("2023-03-11 17:00", periods=2100,
                                                  freq="min", tz="UTC"))
   assert march[ts("2023-03-12 06:00")] == 34.0  # '3/12/2023 1:00:00 AM,34'
   dead = r.dead_letter[r.dead_letter["reason"] == "nonexistent_local_time"]
