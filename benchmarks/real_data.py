@@ -20,11 +20,11 @@ import argparse
 import json
 import os
 import pathlib
-import platform
 import shutil
-import sys
 import tempfile
 import time
+
+import results_file  # benchmarks/results_file.py, next to this script
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "real"
@@ -114,15 +114,10 @@ def main():
       "data": str(data),
       "options": "defaults (300-minute windows, stride 300, --max_missing 0.5, split "
                  "0.8/0.1/0.1) plus --tz for Fitbit; local FnApiRunner, one process",
-      "machine": f"{platform.machine()}, {os.cpu_count()} cores, shared with other "
-                 "jobs (run under nice)",
-      "python": sys.version.split()[0],
+      "note": "machine shared with other jobs (run under nice)",
       "folders": results,
   }
-  with open(args.output, "w") as f:
-    json.dump(record, f, indent=2, sort_keys=True)
-    f.write("\n")
-  print(f"wrote {args.output}")
+  results_file.write(record, args.output)
 
 
 if __name__ == "__main__":
