@@ -10,7 +10,8 @@ baselines) is scored on exactly those masks through metrics.score_tasks.
 Discriminative tasks run on the "labelled" dataset (windows centred on labelled
 sessions): exercise detection (binary) and activity recognition (8 classes) with a
 linear probe on mean-pooled embeddings, full fine-tuning, a supervised baseline
-(the same encoder from scratch) and few-shot probe / fine-tune runs over seeds.
+(the same encoder from scratch) and few-shot probe / fine-tune / supervised runs
+over seeds, every method of a few-shot size training on the same k-per-class draws.
 Writes RUN/eval/results.json, RUN/eval/report.md and PNG figures beside them;
 --export-embeddings also writes RUN/eval/embeddings.npz. TensorFlow is never
 imported: the pipeline's training statistics invert the normalisation.
@@ -227,14 +228,15 @@ def run_discriminative(model, train_windows, test_windows, tasks, *, seeds: Sequ
     results[task] = entry
     for k in shots:
       name = f"{task}_{k}_shot"
+      # pick(seed): that seed's k-per-class draw, the same one the probe trains on
+      pick = functools.partial(probe.few_shot_indices, y_tr, k, num_classes=num_classes,
+                               class_names=names)
       try:
         few = {"linear_probe": probe.probe_over_seeds(
-            train_embed[tr], y_tr, test_embed[te], y_te, num_classes, seeds=seeds, shots=k,
-            class_names=names)}
-        few["fine_tune"] = classifier_runs(
-            model.params,
-            lambda seed: probe.few_shot_indices(y_tr, k, seed, num_classes, names),
-            few_shot_config)
+                   train_embed[tr], y_tr, test_embed[te], y_te, num_classes, seeds=seeds,
+                   shots=k, class_names=names),
+               "fine_tune": classifier_runs(model.params, pick, few_shot_config),
+               "supervised": classifier_runs(None, pick, few_shot_config)}
       except ValueError as e:  # a class with fewer than k examples: say so, go on
         notes[task][f"{k}_shot_skipped"] = str(e)
         continue
@@ -244,17 +246,42 @@ def run_discriminative(model, train_windows, test_windows, tasks, *, seeds: Sequ
 
 # ------------------------------------------------------------------------- figures
 
+def new_figure(size=(6, 3.6)):
+  """A matplotlib Figure outside pyplot's global state (nothing to close)."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+  figure = Figure(figsize=size, dpi=100)
+  FigureCanvasAgg(figure)
+  return figure
+
+
+def bar_chart(results: Mapping[str, Mapping[str, Mapping]], metric: str, *, ylabel: str,
+              title: str, spread: bool = False):
+  """Grouped bars of results[task][method][metric], one group per task; a method a
+  task lacks (a skipped few-shot run) leaves a gap rather than shifting the others.
+  With `spread`, the std over seeds (METRIC_std) as error bars."""
+  tasks = list(results)
+  methods = list(dict.fromkeys(m for entries in results.values() for m in entries))
+  figure = new_figure((max(6, 0.8 * len(tasks) + 2), 3.8))
+  axes = figure.add_subplot()
+  width = 0.8 / len(methods)
+  for i, m in enumerate(methods):
+    present = [t for t in tasks if m in results[t]]
+    axes.bar([tasks.index(t) + i * width for t in present],
+             [results[t][m][metric] for t in present], width, label=m,
+             yerr=[results[t][m][metric + "_std"] for t in present] if spread else None)
+  axes.set_xticks(np.arange(len(tasks)) + 0.4 - width / 2, tasks, rotation=45,
+                  ha="right", fontsize=7)
+  axes.set_ylabel(ylabel)
+  axes.legend(fontsize=7)
+  axes.set_title(title)
+  return figure
+
+
 def figure_paths(eval_dir: str, workdir: str, model, windows, masks, generative,
                  discriminative, plot_windows: int) -> dict[str, str]:
   """PNG figures: training curve, reconstructions, generative table, probe results."""
-  from matplotlib.backends.backend_agg import FigureCanvasAgg
-  from matplotlib.figure import Figure
   from trainer import plots, summaries
-
-  def new(size=(6, 3.6)):
-    figure = Figure(figsize=size, dpi=100)
-    FigureCanvasAgg(figure)
-    return figure
 
   def save(figure, name):
     figure.tight_layout()
@@ -266,7 +293,7 @@ def figure_paths(eval_dir: str, workdir: str, model, windows, masks, generative,
   train_log = summaries.read_jsonl(os.path.join(workdir, "metrics_train.jsonl"))
   valid_log = summaries.read_jsonl(os.path.join(workdir, "metrics_valid.jsonl"))
   if train_log:
-    figure = new()
+    figure = new_figure()
     axes = figure.add_subplot()
     steps = sorted(train_log)
     axes.plot(steps, [train_log[s]["loss"] for s in steps], label="train loss")
@@ -290,37 +317,13 @@ def figure_paths(eval_dir: str, workdir: str, model, windows, masks, generative,
       plots.save(fig, path)
       out[f"reconstructions, {task}"] = path
   if generative:
-    tasks = list(generative)
-    methods = list(next(iter(generative.values())))
-    figure = new((max(6, 0.7 * len(tasks) + 2), 3.8))
-    axes = figure.add_subplot()
-    width = 0.8 / len(methods)
-    for i, m in enumerate(methods):
-      axes.bar(np.arange(len(tasks)) + i * width,
-               [generative[t][m]["mae"] for t in tasks], width, label=m)
-    axes.set_xticks(np.arange(len(tasks)) + 0.4 - width / 2, tasks, rotation=45,
-                    ha="right", fontsize=7)
-    axes.set_ylabel("MAE (normalised)")
-    axes.legend(fontsize=7)
-    axes.set_title("generative tasks: model vs baselines")
-    out["generative tasks"] = save(figure, "generative.png")
+    out["generative tasks"] = save(bar_chart(
+        generative, "mae", ylabel="MAE (normalised)",
+        title="generative tasks: model vs baselines"), "generative.png")
   if discriminative:
-    tasks = list(discriminative)
-    methods = sorted({m for e in discriminative.values() for m in e})
-    figure = new((max(6, 0.8 * len(tasks) + 2), 3.8))
-    axes = figure.add_subplot()
-    width = 0.8 / len(methods)
-    for i, m in enumerate(methods):
-      present = [t for t in tasks if m in discriminative[t]]
-      x = [tasks.index(t) + i * width for t in present]
-      axes.bar(x, [discriminative[t][m]["macro_f1"] for t in present], width,
-               yerr=[discriminative[t][m]["macro_f1_std"] for t in present], label=m)
-    axes.set_xticks(np.arange(len(tasks)) + 0.4 - width / 2, tasks, rotation=45,
-                    ha="right", fontsize=7)
-    axes.set_ylabel("macro-F1 (mean ± std over seeds)")
-    axes.legend(fontsize=7)
-    axes.set_title("discriminative tasks")
-    out["discriminative tasks"] = save(figure, "discriminative.png")
+    out["discriminative tasks"] = save(bar_chart(
+        discriminative, "macro_f1", ylabel="macro-F1 (mean ± std over seeds)",
+        title="discriminative tasks", spread=True), "discriminative.png")
   return out
 
 
