@@ -1,7 +1,8 @@
 """lsm-eval: generative and discriminative evaluation of a trained model against baselines.
 
 usage: lsm-eval --workdir=RUN --data=PIPELINE_OUTPUT [--tasks=generative,discriminative]
-           [--export-embeddings] [--max_windows=N] [--seed=S] [--mice_max_iter=5]
+           [--export-embeddings] [--max_windows=N] [--generative_windows=N] [--seed=S]
+           [--mice_max_iter=5] [--seeds=0,1,2] [--shots=5,10,20] [--finetune_steps=200]
 
 Generative tasks run on the pipeline's held-out "pretrain" test split (valid when
 test is empty; the report says so). Every task's hidden masks are drawn once from
@@ -19,6 +20,7 @@ imported: the pipeline's training statistics invert the normalisation.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -50,6 +52,14 @@ DISCRIMINATIVE_TASKS: dict[str, tuple[str, int, Sequence[str]]] = {
 }
 GROUPS = {"generative": tuple(GENERATIVE_TASKS), "discriminative": tuple(DISCRIMINATIVE_TASKS)}
 EMBEDDINGS_NAME = "embeddings.npz"
+# Under a million windows seen, the report says plainly what its numbers can and cannot
+# show, and where the measurement that can is.
+SMALL_BUDGET = (
+    "A small budget: these numbers show the whole job working end to end, not how good "
+    "the model is; a model this briefly trained can lose to the simple baselines. "
+    "benchmarks/generative_quality.py (about an hour on 2 CPU cores) is the measurement "
+    "of the model against linear interpolation and MICE; LSM's own numbers need LSM's "
+    "model sizes and data (deploy/README.md).")
 
 FLAGS = flags.FLAGS
 
@@ -65,6 +75,8 @@ def define_flags() -> None:
   flags.DEFINE_bool("export_embeddings", False, "Write WORKDIR/eval/embeddings.npz.")
   flags.DEFINE_integer("max_windows", 0, "Evaluate at most N windows per split (a seeded "
                        "sample; 0 = all).")
+  flags.DEFINE_integer("generative_windows", 0, "At most N windows for the generative tasks "
+                       "(a seeded sample; 0 = --max_windows): MICE costs per window.")
   flags.DEFINE_integer("seed", 0, "Seed of the masks, window samples and few-shot draws.")
   flags.DEFINE_string("step", "best", "Checkpoint: best, latest or a step number.")
   flags.DEFINE_integer("mice_max_iter", 5, "IterativeImputer iterations (cheaper: 2).")
@@ -346,7 +358,60 @@ def export_embeddings(path: str, model, parts: Sequence[tuple[str, str, Mapping]
   return path
 
 
+# ------------------------------------------------------------------- data summary
+
+def data_summary(data_dir: str, manifest: Mapping[str, Any], notes: Mapping[str, Any]
+                 ) -> dict[str, Any]:
+  """What the numbers rest on, for the report: the pipeline's subjects, windows and
+  dead-lettered input (from its manifest, where recorded) and the windows and class
+  counts each task actually used (from the evaluation's notes)."""
+  counts = manifest.get("counts", {})
+  summary: dict[str, Any] = {"pipeline output": os.path.abspath(data_dir)}
+  if counts.get("subjects"):
+    summary["subjects per split"] = counts["subjects"]
+  summary["windows per split"] = {
+      dataset: {split: sum(e["records"] for e in entries) for split, entries in splits.items()}
+      for dataset, splits in manifest["datasets"].items()}
+  dropped = {dataset: w["dropped"] for dataset, w in counts.get("windows", {}).items()
+             if any(w.get("dropped", {}).values())}
+  if dropped:
+    summary["windows dropped"] = dropped
+  for unit in ("rows", "readings"):
+    if counts.get(unit, {}).get("dead_lettered"):
+      summary[f"raw {unit}"] = {"read": counts[unit]["read"], "dead-lettered (with a reason)":
+                                sum(counts[unit]["dead_lettered"].values())}
+  ratios = {dataset: r["missing_ratio"]["mean"]
+            for dataset, r in manifest.get("window_ratios", {}).items() if "missing_ratio" in r}
+  if ratios:
+    summary["mean missing ratio per window"] = ratios
+  if "generative_windows" in notes:
+    summary["generative tasks"] = (f"{notes['generative_windows']} windows of the pretrain "
+                                   f"{notes['generative_split']} split")
+  for task, note in notes.get("discriminative_tasks", {}).items():
+    names = DISCRIMINATIVE_TASKS[task][2]
+    summary[task] = {"train windows": note["train_windows"],
+                     "test windows": note["test_windows"],
+                     "train class counts": dict(zip(names, note["train_class_counts"]))}
+    if "skipped" in note:
+      summary[task]["not run"] = note["skipped"]
+    few_shot = [f"{k.split('_')[0]}-shot ({v})" for k, v in note.items()
+                if k.endswith("_shot_skipped")]
+    if few_shot:
+      summary[task]["few-shot not run"] = "; ".join(few_shot)
+  return summary
+
+
 # ---------------------------------------------------------------------------- main
+
+@contextlib.contextmanager
+def timed(seconds: dict[str, float], phase: str):
+  """Adds the block's wall time to seconds[phase]: the report says where time went."""
+  start = time.perf_counter()
+  try:
+    yield
+  finally:
+    seconds[phase] = round(seconds.get(phase, 0) + time.perf_counter() - start, 1)
+
 
 def resolve_tasks(names: Sequence[str]) -> tuple[list[str], list[str]]:
   """(generative tasks, discriminative tasks) from task names and group names."""
@@ -366,7 +431,8 @@ def resolve_tasks(names: Sequence[str]) -> tuple[list[str], list[str]]:
 
 def evaluate(workdir: str, data_dir: str, tasks: Sequence[str] = ("generative",
                                                                   "discriminative"), *,
-             export: bool = False, max_windows: int = 0, seed: int = 0,
+             export: bool = False, max_windows: int = 0, generative_windows: int = 0,
+             seed: int = 0,
              step: str = "best", mice_max_iter: int = 5, mice_jobs: int = 2,
              seeds: Sequence[int] = (0, 1, 2), shots: Sequence[int] = (5, 10, 20),
              finetune_steps: int = 200, few_shot_finetune_steps: int = 100,
@@ -377,14 +443,17 @@ def evaluate(workdir: str, data_dir: str, tasks: Sequence[str] = ("generative",
   generative_tasks, discriminative_tasks = resolve_tasks(tasks)
   manifest = manifest_lib.load(data_dir)
   started = time.perf_counter()
-  model = inference.load(workdir, step if step in ("best", "latest") else int(step))
+  seconds: dict[str, float] = {}
+  with timed(seconds, "load"):
+    model = inference.load(workdir, step if step in ("best", "latest") else int(step))
   eval_dir = os.path.join(workdir, "eval")
   os.makedirs(eval_dir, exist_ok=True)
   params = models.count_params(model.model_config)
   notes: dict[str, Any] = {}
   exported = []
 
-  split, test = first_split(data_dir, "pretrain", ("test", "valid"), max_windows, seed)
+  split, test = first_split(data_dir, "pretrain", ("test", "valid"),
+                            generative_windows or max_windows, seed)
   generative, masks = {}, {}
   if split is None:
     notes["generative"] = "skipped: the pretrain dataset has no test or valid windows"
@@ -394,9 +463,10 @@ def evaluate(workdir: str, data_dir: str, tasks: Sequence[str] = ("generative",
     notes["generative_windows"] = int(len(test["values"]))
     exported.append(("pretrain", split, test))
     if generative_tasks:
-      generative, masks = run_generative(
-          model, test, generative_tasks, manifest.get("train_statistics"), seed=seed,
-          mice_max_iter=mice_max_iter, mice_jobs=mice_jobs)
+      with timed(seconds, "generative"):
+        generative, masks = run_generative(
+            model, test, generative_tasks, manifest.get("train_statistics"), seed=seed,
+            mice_max_iter=mice_max_iter, mice_jobs=mice_jobs)
 
   discriminative = {}
   labelled_train = read_windows(data_dir, "labelled", "train", max_windows, seed)
@@ -417,18 +487,21 @@ def evaluate(workdir: str, data_dir: str, tasks: Sequence[str] = ("generative",
       few_config = finetune.FinetuneConfig(steps=few_shot_finetune_steps,
                                            batch_size=finetune_batch,
                                            learning_rate=finetune_lr)
-      discriminative, notes["discriminative_tasks"] = run_discriminative(
-          model, labelled_train, labelled_test, discriminative_tasks, seeds=seeds,
-          shots=shots, finetune_config=fconfig, few_shot_config=few_config)
+      with timed(seconds, "discriminative"):
+        discriminative, notes["discriminative_tasks"] = run_discriminative(
+            model, labelled_train, labelled_test, discriminative_tasks, seeds=seeds,
+            shots=shots, finetune_config=fconfig, few_shot_config=few_config)
 
   embeddings_path = None
   if export:
     if not exported:
       raise ValueError(f"{data_dir}: no windows to embed")
-    embeddings_path = export_embeddings(os.path.join(eval_dir, EMBEDDINGS_NAME), model,
-                                        exported)
-  figures = figure_paths(eval_dir, workdir, model, test or {"values": []}, masks,
-                         generative, discriminative, plot_windows)
+    with timed(seconds, "embeddings"):
+      embeddings_path = export_embeddings(os.path.join(eval_dir, EMBEDDINGS_NAME), model,
+                                          exported)
+  with timed(seconds, "figures"):
+    figures = figure_paths(eval_dir, workdir, model, test or {"values": []}, masks,
+                           generative, discriminative, plot_windows)
   import jax
   budget_note = (
       f"model {model.config.size} ({params:,} parameters) pre-trained "
@@ -442,15 +515,17 @@ def evaluate(workdir: str, data_dir: str, tasks: Sequence[str] = ("generative",
          if discriminative else "discriminative tasks not run; ")
       + f"on {jax.device_count()} {jax.devices()[0].platform} device(s), "
       f"{os.cpu_count()} CPU cores. "
-      + ("A small budget: these numbers say the pipeline works end to end, not how good "
-         "LSM is at scale." if model.step * model.config.batch_size < 1_000_000 else ""))
+      + (SMALL_BUDGET if model.step * model.config.batch_size < 1_000_000 else ""))
   meta = {"workdir": os.path.abspath(workdir), "data": os.path.abspath(data_dir),
           "checkpoint_step": model.step, "model_size": model.config.size,
           "parameters": params, "seed": seed, "max_windows": max_windows,
+          "generative_windows": generative_windows,
           "seeds": list(seeds), "shots": list(shots), "notes": notes,
-          "embeddings": embeddings_path, "seconds": round(time.perf_counter() - started, 1)}
+          "embeddings": embeddings_path, "seconds": round(time.perf_counter() - started, 1),
+          "seconds_by_phase": seconds}
   report.write_report(workdir, generative, discriminative, budget_note=budget_note,
-                      meta=meta, figures=figures)
+                      meta=meta, figures=figures,
+                      data=data_summary(data_dir, manifest, notes))
   with open(os.path.join(eval_dir, report.RESULTS_NAME)) as f:
     return json.load(f)
 
@@ -460,7 +535,8 @@ def _main(argv) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   results = evaluate(
       FLAGS.workdir, FLAGS.data, FLAGS.tasks, export=FLAGS.export_embeddings,
-      max_windows=FLAGS.max_windows, seed=FLAGS.seed, step=FLAGS.step,
+      max_windows=FLAGS.max_windows, generative_windows=FLAGS.generative_windows,
+      seed=FLAGS.seed, step=FLAGS.step,
       mice_max_iter=FLAGS.mice_max_iter, mice_jobs=FLAGS.mice_jobs,
       seeds=[int(s) for s in FLAGS.seeds], shots=[int(s) for s in FLAGS.shots],
       finetune_steps=FLAGS.finetune_steps,

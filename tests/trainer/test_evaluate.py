@@ -62,6 +62,14 @@ def test_results_hold_every_task_and_method(results, trained):
     assert json.load(f)["generative"] == results["generative"]
   report = open(os.path.join(eval_dir, "report.md")).read()
   assert "interpolation_30m" in report and "Budget" in report
+  # The data summary: the windows and class counts behind the numbers, and what was
+  # skipped; the time each phase took.
+  assert "## Data" in report
+  assert "few-shot not run 10-shot (class 0 (weightlifting) has 6 training" in report
+  assert results["data"]["activity_recognition"]["train class counts"]["swim"] == 6
+  assert results["data"]["windows per split"]["labelled"] == {"train": 96, "test": 32}
+  assert {"load", "generative", "discriminative", "figures"} <= set(
+      results["meta"]["seconds_by_phase"])
 
 
 def test_embeddings_export_is_keyed_and_readable(results, trained, labelled_data_dir):
