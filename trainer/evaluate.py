@@ -220,9 +220,11 @@ def run_discriminative(model, train_windows, test_windows, tasks, *, seeds: Sequ
       continue
 
     def classifier_runs(pretrained, pick_fn, config):
+      started = time.perf_counter()
       runs = []
       for seed in seeds:
         pick = pick_fn(seed)
+        windows = len(y_tr[pick])
         predict = finetune.train_classifier(
             train_windows["values"][tr][pick], train_windows["observed"][tr][pick],
             y_tr[pick], num_classes, model_config, pretrained=pretrained, config=config,
@@ -230,6 +232,10 @@ def run_discriminative(model, train_windows, test_windows, tasks, *, seeds: Sequ
         runs.append(metrics.classification_metrics(
             y_te, predict(test_windows["values"][te], test_windows["observed"][te]),
             num_classes))
+      logging.info("%s %s, %d windows x %d steps x %d seeds: %.0f s", task,
+                   "fine-tune" if pretrained is not None else "supervised",
+                   windows, config.steps, len(seeds),
+                   time.perf_counter() - started)
       return metrics.mean_and_spread(runs)
 
     everything = lambda seed: slice(None)
