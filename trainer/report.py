@@ -231,21 +231,39 @@ def _scaling_section(results: Mapping[str, Any]) -> list[str]:
   return lines + _table(["axis", "a", "b", "c", "R^2", "points"], rows) + [""]
 
 
+# Figures shown inside a section, by caption prefix (lsm-eval's captions); any other
+# figure goes to the closing "Figures" section.
+SECTION_FIGURES = {"training": ("training curve",),
+                   "generative": ("reconstructions", "generative"),
+                   "discriminative": ("discriminative",)}
+
+
 def render_markdown(results: Mapping[str, Any]) -> str:
+  """Budget, data, training curve, generative tables and reconstructions,
+  discriminative tables, scaling fits, then any remaining figures."""
+  unplaced = dict(results["figures"])
+
+  def figures(section: str) -> list[str]:
+    chosen = [c for c in unplaced if c.startswith(SECTION_FIGURES.get(section, ()))]
+    return [line for c in chosen for line in (f"![{c}]({unplaced.pop(c)})", "")]
+
   lines = ["# LSM evaluation report", "", "**Budget.** " + results["budget_note"], ""]
   if results["data"]:
     lines += _data_section(results)
   if results["meta"]:
     lines += ["## Run", ""] + [f"- {k}: {v}" for k, v in results["meta"].items()] + [""]
+  training = figures("training")
+  if training:
+    lines += ["## Training", ""] + training
   if results["generative"]:
-    lines += _generative_section(results)
+    lines += _generative_section(results) + figures("generative")
   if results["discriminative"]:
-    lines += _discriminative_section(results)
+    lines += _discriminative_section(results) + figures("discriminative")
   if results["scaling"]:
     lines += _scaling_section(results)
-  if results["figures"]:
+  if unplaced:
     lines += ["## Figures", ""]
-    for caption, path in results["figures"].items():
+    for caption, path in unplaced.items():
       lines += [f"![{caption}]({path})", ""]
   return "\n".join(lines)
 
