@@ -516,8 +516,9 @@ def evaluate(workdir: str, data_dir: str, tasks: Sequence[str] = ("generative",
       f"{model.config.mask.strategy}); generative tasks on "
       f"{notes.get('generative_windows', 0)} windows ({notes.get('generative_split')}), "
       f"MICE max_iter {mice_max_iter}; "
-      + (f"fine-tune / supervised {finetune_steps} steps of batch {finetune_batch}, few-shot "
-         f"fine-tune {few_shot_finetune_steps} steps, {len(seeds)} seeds; "
+      + (f"fine-tune / supervised {finetune_steps} steps of batch {finetune_batch} at "
+         f"peak learning rate {finetune_lr:g}, few-shot {few_shot_finetune_steps} steps, "
+         f"{len(seeds)} seed{'' if len(seeds) == 1 else 's'}; "
          if discriminative else "discriminative tasks not run; ")
       + f"on {jax.device_count()} {jax.devices()[0].platform} device(s), "
       f"{os.cpu_count()} CPU cores. "
