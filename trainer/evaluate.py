@@ -1,7 +1,8 @@
 """lsm-eval: generative and discriminative evaluation of a trained model against baselines.
 
 usage: lsm-eval --workdir=RUN --data=PIPELINE_OUTPUT [--tasks=generative,discriminative]
-           [--export-embeddings] [--max_windows=N] [--seed=S] [--mice_max_iter=5]
+           [--export-embeddings] [--max_windows=N] [--generative_windows=N] [--seed=S]
+           [--mice_max_iter=5] [--seeds=0,1,2] [--shots=5,10,20] [--finetune_steps=200]
 
 Generative tasks run on the pipeline's held-out "pretrain" test split (valid when
 test is empty; the report says so). Every task's hidden masks are drawn once from
@@ -10,7 +11,8 @@ baselines) is scored on exactly those masks through metrics.score_tasks.
 Discriminative tasks run on the "labelled" dataset (windows centred on labelled
 sessions): exercise detection (binary) and activity recognition (8 classes) with a
 linear probe on mean-pooled embeddings, full fine-tuning, a supervised baseline
-(the same encoder from scratch) and few-shot probe / fine-tune runs over seeds.
+(the same encoder from scratch) and few-shot probe / fine-tune / supervised runs
+over seeds, every method of a few-shot size training on the same k-per-class draws.
 Writes RUN/eval/results.json, RUN/eval/report.md and PNG figures beside them;
 --export-embeddings also writes RUN/eval/embeddings.npz. TensorFlow is never
 imported: the pipeline's training statistics invert the normalisation.
@@ -18,6 +20,7 @@ imported: the pipeline's training statistics invert the normalisation.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -49,6 +52,14 @@ DISCRIMINATIVE_TASKS: dict[str, tuple[str, int, Sequence[str]]] = {
 }
 GROUPS = {"generative": tuple(GENERATIVE_TASKS), "discriminative": tuple(DISCRIMINATIVE_TASKS)}
 EMBEDDINGS_NAME = "embeddings.npz"
+# Under a million windows seen, the report says plainly what its numbers can and cannot
+# show, and where the measurement that can is.
+SMALL_BUDGET = (
+    "A small budget: these numbers show the whole job working end to end, not how good "
+    "the model is; a model this briefly trained can lose to the simple baselines. "
+    "benchmarks/generative_quality.py (about an hour on 2 CPU cores) is the measurement "
+    "of the model against linear interpolation and MICE; LSM's own numbers need LSM's "
+    "model sizes and data (deploy/README.md).")
 
 FLAGS = flags.FLAGS
 
@@ -64,6 +75,8 @@ def define_flags() -> None:
   flags.DEFINE_bool("export_embeddings", False, "Write WORKDIR/eval/embeddings.npz.")
   flags.DEFINE_integer("max_windows", 0, "Evaluate at most N windows per split (a seeded "
                        "sample; 0 = all).")
+  flags.DEFINE_integer("generative_windows", 0, "At most N windows for the generative tasks "
+                       "(a seeded sample; 0 = --max_windows): MICE costs per window.")
   flags.DEFINE_integer("seed", 0, "Seed of the masks, window samples and few-shot draws.")
   flags.DEFINE_string("step", "best", "Checkpoint: best, latest or a step number.")
   flags.DEFINE_integer("mice_max_iter", 5, "IterativeImputer iterations (cheaper: 2).")
@@ -207,9 +220,11 @@ def run_discriminative(model, train_windows, test_windows, tasks, *, seeds: Sequ
       continue
 
     def classifier_runs(pretrained, pick_fn, config):
+      started = time.perf_counter()
       runs = []
       for seed in seeds:
         pick = pick_fn(seed)
+        windows = len(y_tr[pick])
         predict = finetune.train_classifier(
             train_windows["values"][tr][pick], train_windows["observed"][tr][pick],
             y_tr[pick], num_classes, model_config, pretrained=pretrained, config=config,
@@ -217,6 +232,10 @@ def run_discriminative(model, train_windows, test_windows, tasks, *, seeds: Sequ
         runs.append(metrics.classification_metrics(
             y_te, predict(test_windows["values"][te], test_windows["observed"][te]),
             num_classes))
+      logging.info("%s %s, %d windows x %d steps x %d seeds: %.0f s", task,
+                   "fine-tune" if pretrained is not None else "supervised",
+                   windows, config.steps, len(seeds),
+                   time.perf_counter() - started)
       return metrics.mean_and_spread(runs)
 
     everything = lambda seed: slice(None)
@@ -227,14 +246,15 @@ def run_discriminative(model, train_windows, test_windows, tasks, *, seeds: Sequ
     results[task] = entry
     for k in shots:
       name = f"{task}_{k}_shot"
+      # pick(seed): that seed's k-per-class draw, the same one the probe trains on
+      pick = functools.partial(probe.few_shot_indices, y_tr, k, num_classes=num_classes,
+                               class_names=names)
       try:
         few = {"linear_probe": probe.probe_over_seeds(
-            train_embed[tr], y_tr, test_embed[te], y_te, num_classes, seeds=seeds, shots=k,
-            class_names=names)}
-        few["fine_tune"] = classifier_runs(
-            model.params,
-            lambda seed: probe.few_shot_indices(y_tr, k, seed, num_classes, names),
-            few_shot_config)
+                   train_embed[tr], y_tr, test_embed[te], y_te, num_classes, seeds=seeds,
+                   shots=k, class_names=names),
+               "fine_tune": classifier_runs(model.params, pick, few_shot_config),
+               "supervised": classifier_runs(None, pick, few_shot_config)}
       except ValueError as e:  # a class with fewer than k examples: say so, go on
         notes[task][f"{k}_shot_skipped"] = str(e)
         continue
@@ -244,17 +264,42 @@ def run_discriminative(model, train_windows, test_windows, tasks, *, seeds: Sequ
 
 # ------------------------------------------------------------------------- figures
 
+def new_figure(size=(6, 3.6)):
+  """A matplotlib Figure outside pyplot's global state (nothing to close)."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+  figure = Figure(figsize=size, dpi=100)
+  FigureCanvasAgg(figure)
+  return figure
+
+
+def bar_chart(results: Mapping[str, Mapping[str, Mapping]], metric: str, *, ylabel: str,
+              title: str, spread: bool = False):
+  """Grouped bars of results[task][method][metric], one group per task; a method a
+  task lacks (a skipped few-shot run) leaves a gap rather than shifting the others.
+  With `spread`, the std over seeds (METRIC_std) as error bars."""
+  tasks = list(results)
+  methods = list(dict.fromkeys(m for entries in results.values() for m in entries))
+  figure = new_figure((max(6, 0.8 * len(tasks) + 2), 3.8))
+  axes = figure.add_subplot()
+  width = 0.8 / len(methods)
+  for i, m in enumerate(methods):
+    present = [t for t in tasks if m in results[t]]
+    axes.bar([tasks.index(t) + i * width for t in present],
+             [results[t][m][metric] for t in present], width, label=m,
+             yerr=[results[t][m][metric + "_std"] for t in present] if spread else None)
+  axes.set_xticks(np.arange(len(tasks)) + 0.4 - width / 2, tasks, rotation=45,
+                  ha="right", fontsize=7)
+  axes.set_ylabel(ylabel)
+  axes.legend(fontsize=7)
+  axes.set_title(title)
+  return figure
+
+
 def figure_paths(eval_dir: str, workdir: str, model, windows, masks, generative,
                  discriminative, plot_windows: int) -> dict[str, str]:
   """PNG figures: training curve, reconstructions, generative table, probe results."""
-  from matplotlib.backends.backend_agg import FigureCanvasAgg
-  from matplotlib.figure import Figure
   from trainer import plots, summaries
-
-  def new(size=(6, 3.6)):
-    figure = Figure(figsize=size, dpi=100)
-    FigureCanvasAgg(figure)
-    return figure
 
   def save(figure, name):
     figure.tight_layout()
@@ -266,7 +311,7 @@ def figure_paths(eval_dir: str, workdir: str, model, windows, masks, generative,
   train_log = summaries.read_jsonl(os.path.join(workdir, "metrics_train.jsonl"))
   valid_log = summaries.read_jsonl(os.path.join(workdir, "metrics_valid.jsonl"))
   if train_log:
-    figure = new()
+    figure = new_figure()
     axes = figure.add_subplot()
     steps = sorted(train_log)
     axes.plot(steps, [train_log[s]["loss"] for s in steps], label="train loss")
@@ -290,37 +335,13 @@ def figure_paths(eval_dir: str, workdir: str, model, windows, masks, generative,
       plots.save(fig, path)
       out[f"reconstructions, {task}"] = path
   if generative:
-    tasks = list(generative)
-    methods = list(next(iter(generative.values())))
-    figure = new((max(6, 0.7 * len(tasks) + 2), 3.8))
-    axes = figure.add_subplot()
-    width = 0.8 / len(methods)
-    for i, m in enumerate(methods):
-      axes.bar(np.arange(len(tasks)) + i * width,
-               [generative[t][m]["mae"] for t in tasks], width, label=m)
-    axes.set_xticks(np.arange(len(tasks)) + 0.4 - width / 2, tasks, rotation=45,
-                    ha="right", fontsize=7)
-    axes.set_ylabel("MAE (normalised)")
-    axes.legend(fontsize=7)
-    axes.set_title("generative tasks: model vs baselines")
-    out["generative tasks"] = save(figure, "generative.png")
+    out["generative tasks"] = save(bar_chart(
+        generative, "mae", ylabel="MAE (normalised)",
+        title="generative tasks: model vs baselines"), "generative.png")
   if discriminative:
-    tasks = list(discriminative)
-    methods = sorted({m for e in discriminative.values() for m in e})
-    figure = new((max(6, 0.8 * len(tasks) + 2), 3.8))
-    axes = figure.add_subplot()
-    width = 0.8 / len(methods)
-    for i, m in enumerate(methods):
-      present = [t for t in tasks if m in discriminative[t]]
-      x = [tasks.index(t) + i * width for t in present]
-      axes.bar(x, [discriminative[t][m]["macro_f1"] for t in present], width,
-               yerr=[discriminative[t][m]["macro_f1_std"] for t in present], label=m)
-    axes.set_xticks(np.arange(len(tasks)) + 0.4 - width / 2, tasks, rotation=45,
-                    ha="right", fontsize=7)
-    axes.set_ylabel("macro-F1 (mean ± std over seeds)")
-    axes.legend(fontsize=7)
-    axes.set_title("discriminative tasks")
-    out["discriminative tasks"] = save(figure, "discriminative.png")
+    out["discriminative tasks"] = save(bar_chart(
+        discriminative, "macro_f1", ylabel="macro-F1 (mean ± std over seeds)",
+        title="discriminative tasks", spread=True), "discriminative.png")
   return out
 
 
@@ -343,7 +364,60 @@ def export_embeddings(path: str, model, parts: Sequence[tuple[str, str, Mapping]
   return path
 
 
+# ------------------------------------------------------------------- data summary
+
+def data_summary(data_dir: str, manifest: Mapping[str, Any], notes: Mapping[str, Any]
+                 ) -> dict[str, Any]:
+  """What the numbers rest on, for the report: the pipeline's subjects, windows and
+  dead-lettered input (from its manifest, where recorded) and the windows and class
+  counts each task actually used (from the evaluation's notes)."""
+  counts = manifest.get("counts", {})
+  summary: dict[str, Any] = {"pipeline output": os.path.abspath(data_dir)}
+  if counts.get("subjects"):
+    summary["subjects per split"] = counts["subjects"]
+  summary["windows per split"] = {
+      dataset: {split: sum(e["records"] for e in entries) for split, entries in splits.items()}
+      for dataset, splits in manifest["datasets"].items()}
+  dropped = {dataset: w["dropped"] for dataset, w in counts.get("windows", {}).items()
+             if any(w.get("dropped", {}).values())}
+  if dropped:
+    summary["windows dropped"] = dropped
+  for unit in ("rows", "readings"):
+    if counts.get(unit, {}).get("dead_lettered"):
+      summary[f"raw {unit}"] = {"read": counts[unit]["read"], "dead-lettered (with a reason)":
+                                sum(counts[unit]["dead_lettered"].values())}
+  ratios = {dataset: r["missing_ratio"]["mean"]
+            for dataset, r in manifest.get("window_ratios", {}).items() if "missing_ratio" in r}
+  if ratios:
+    summary["mean missing ratio per window"] = ratios
+  if "generative_windows" in notes:
+    summary["generative tasks"] = (f"{notes['generative_windows']} windows of the pretrain "
+                                   f"{notes['generative_split']} split")
+  for task, note in notes.get("discriminative_tasks", {}).items():
+    names = DISCRIMINATIVE_TASKS[task][2]
+    summary[task] = {"train windows": note["train_windows"],
+                     "test windows": note["test_windows"],
+                     "train class counts": dict(zip(names, note["train_class_counts"]))}
+    if "skipped" in note:
+      summary[task]["not run"] = note["skipped"]
+    few_shot = [f"{k.split('_')[0]}-shot ({v})" for k, v in note.items()
+                if k.endswith("_shot_skipped")]
+    if few_shot:
+      summary[task]["few-shot not run"] = "; ".join(few_shot)
+  return summary
+
+
 # ---------------------------------------------------------------------------- main
+
+@contextlib.contextmanager
+def timed(seconds: dict[str, float], phase: str):
+  """Adds the block's wall time to seconds[phase]: the report says where time went."""
+  start = time.perf_counter()
+  try:
+    yield
+  finally:
+    seconds[phase] = round(seconds.get(phase, 0) + time.perf_counter() - start, 1)
+
 
 def resolve_tasks(names: Sequence[str]) -> tuple[list[str], list[str]]:
   """(generative tasks, discriminative tasks) from task names and group names."""
@@ -363,7 +437,8 @@ def resolve_tasks(names: Sequence[str]) -> tuple[list[str], list[str]]:
 
 def evaluate(workdir: str, data_dir: str, tasks: Sequence[str] = ("generative",
                                                                   "discriminative"), *,
-             export: bool = False, max_windows: int = 0, seed: int = 0,
+             export: bool = False, max_windows: int = 0, generative_windows: int = 0,
+             seed: int = 0,
              step: str = "best", mice_max_iter: int = 5, mice_jobs: int = 2,
              seeds: Sequence[int] = (0, 1, 2), shots: Sequence[int] = (5, 10, 20),
              finetune_steps: int = 200, few_shot_finetune_steps: int = 100,
@@ -374,14 +449,17 @@ def evaluate(workdir: str, data_dir: str, tasks: Sequence[str] = ("generative",
   generative_tasks, discriminative_tasks = resolve_tasks(tasks)
   manifest = manifest_lib.load(data_dir)
   started = time.perf_counter()
-  model = inference.load(workdir, step if step in ("best", "latest") else int(step))
+  seconds: dict[str, float] = {}
+  with timed(seconds, "load"):
+    model = inference.load(workdir, step if step in ("best", "latest") else int(step))
   eval_dir = os.path.join(workdir, "eval")
   os.makedirs(eval_dir, exist_ok=True)
   params = models.count_params(model.model_config)
   notes: dict[str, Any] = {}
   exported = []
 
-  split, test = first_split(data_dir, "pretrain", ("test", "valid"), max_windows, seed)
+  split, test = first_split(data_dir, "pretrain", ("test", "valid"),
+                            generative_windows or max_windows, seed)
   generative, masks = {}, {}
   if split is None:
     notes["generative"] = "skipped: the pretrain dataset has no test or valid windows"
@@ -391,9 +469,10 @@ def evaluate(workdir: str, data_dir: str, tasks: Sequence[str] = ("generative",
     notes["generative_windows"] = int(len(test["values"]))
     exported.append(("pretrain", split, test))
     if generative_tasks:
-      generative, masks = run_generative(
-          model, test, generative_tasks, manifest.get("train_statistics"), seed=seed,
-          mice_max_iter=mice_max_iter, mice_jobs=mice_jobs)
+      with timed(seconds, "generative"):
+        generative, masks = run_generative(
+            model, test, generative_tasks, manifest.get("train_statistics"), seed=seed,
+            mice_max_iter=mice_max_iter, mice_jobs=mice_jobs)
 
   discriminative = {}
   labelled_train = read_windows(data_dir, "labelled", "train", max_windows, seed)
@@ -414,18 +493,21 @@ def evaluate(workdir: str, data_dir: str, tasks: Sequence[str] = ("generative",
       few_config = finetune.FinetuneConfig(steps=few_shot_finetune_steps,
                                            batch_size=finetune_batch,
                                            learning_rate=finetune_lr)
-      discriminative, notes["discriminative_tasks"] = run_discriminative(
-          model, labelled_train, labelled_test, discriminative_tasks, seeds=seeds,
-          shots=shots, finetune_config=fconfig, few_shot_config=few_config)
+      with timed(seconds, "discriminative"):
+        discriminative, notes["discriminative_tasks"] = run_discriminative(
+            model, labelled_train, labelled_test, discriminative_tasks, seeds=seeds,
+            shots=shots, finetune_config=fconfig, few_shot_config=few_config)
 
   embeddings_path = None
   if export:
     if not exported:
       raise ValueError(f"{data_dir}: no windows to embed")
-    embeddings_path = export_embeddings(os.path.join(eval_dir, EMBEDDINGS_NAME), model,
-                                        exported)
-  figures = figure_paths(eval_dir, workdir, model, test or {"values": []}, masks,
-                         generative, discriminative, plot_windows)
+    with timed(seconds, "embeddings"):
+      embeddings_path = export_embeddings(os.path.join(eval_dir, EMBEDDINGS_NAME), model,
+                                          exported)
+  with timed(seconds, "figures"):
+    figures = figure_paths(eval_dir, workdir, model, test or {"values": []}, masks,
+                           generative, discriminative, plot_windows)
   import jax
   budget_note = (
       f"model {model.config.size} ({params:,} parameters) pre-trained "
@@ -434,20 +516,23 @@ def evaluate(workdir: str, data_dir: str, tasks: Sequence[str] = ("generative",
       f"{model.config.mask.strategy}); generative tasks on "
       f"{notes.get('generative_windows', 0)} windows ({notes.get('generative_split')}), "
       f"MICE max_iter {mice_max_iter}; "
-      + (f"fine-tune / supervised {finetune_steps} steps of batch {finetune_batch}, few-shot "
-         f"fine-tune {few_shot_finetune_steps} steps, {len(seeds)} seeds; "
+      + (f"fine-tune / supervised {finetune_steps} steps of batch {finetune_batch} at "
+         f"peak learning rate {finetune_lr:g}, few-shot {few_shot_finetune_steps} steps, "
+         f"{len(seeds)} seed{'' if len(seeds) == 1 else 's'}; "
          if discriminative else "discriminative tasks not run; ")
       + f"on {jax.device_count()} {jax.devices()[0].platform} device(s), "
       f"{os.cpu_count()} CPU cores. "
-      + ("A small budget: these numbers say the pipeline works end to end, not how good "
-         "LSM is at scale." if model.step * model.config.batch_size < 1_000_000 else ""))
+      + (SMALL_BUDGET if model.step * model.config.batch_size < 1_000_000 else ""))
   meta = {"workdir": os.path.abspath(workdir), "data": os.path.abspath(data_dir),
           "checkpoint_step": model.step, "model_size": model.config.size,
           "parameters": params, "seed": seed, "max_windows": max_windows,
+          "generative_windows": generative_windows,
           "seeds": list(seeds), "shots": list(shots), "notes": notes,
-          "embeddings": embeddings_path, "seconds": round(time.perf_counter() - started, 1)}
+          "embeddings": embeddings_path, "seconds": round(time.perf_counter() - started, 1),
+          "seconds_by_phase": seconds}
   report.write_report(workdir, generative, discriminative, budget_note=budget_note,
-                      meta=meta, figures=figures)
+                      meta=meta, figures=figures,
+                      data=data_summary(data_dir, manifest, notes))
   with open(os.path.join(eval_dir, report.RESULTS_NAME)) as f:
     return json.load(f)
 
@@ -457,7 +542,8 @@ def _main(argv) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   results = evaluate(
       FLAGS.workdir, FLAGS.data, FLAGS.tasks, export=FLAGS.export_embeddings,
-      max_windows=FLAGS.max_windows, seed=FLAGS.seed, step=FLAGS.step,
+      max_windows=FLAGS.max_windows, generative_windows=FLAGS.generative_windows,
+      seed=FLAGS.seed, step=FLAGS.step,
       mice_max_iter=FLAGS.mice_max_iter, mice_jobs=FLAGS.mice_jobs,
       seeds=[int(s) for s in FLAGS.seeds], shots=[int(s) for s in FLAGS.shots],
       finetune_steps=FLAGS.finetune_steps,

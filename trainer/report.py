@@ -11,6 +11,8 @@ results.json (RESULTS_VERSION 1):
       method that is not a discriminative baseline, against the best baseline;
   scaling (optional): scaling_law.fit_sweep's output;
   budget_note: the caller's plain statement of the compute/data budget;
+  data: the caller's summary of the data the numbers rest on ({name: number, text or
+      a flat/nested mapping}, e.g. windows per split, subjects, dead-lettered rows);
   meta: whatever the caller records (model config, data dir, seeds, commit);
   figures: {caption: path relative to RUN/eval}.
 Task names: generative tasks follow GENERATIVE_TASK (interpolation_30m,
@@ -75,6 +77,7 @@ def build_results(generative: Mapping[str, Mapping[str, Mapping[str, Any]]],
                   budget_note: str, meta: Mapping[str, Any] | None = None,
                   scaling: Mapping[str, Any] | None = None,
                   figures: Mapping[str, str] | None = None,
+                  data: Mapping[str, Any] | None = None,
                   discriminative_baselines: Sequence[str] = DISCRIMINATIVE_BASELINES
                   ) -> dict[str, Any]:
   """Validates the per-task entries and adds the model-versus-baseline comparisons."""
@@ -100,6 +103,7 @@ def build_results(generative: Mapping[str, Mapping[str, Mapping[str, Any]]],
   return _plain({
       "results_version": RESULTS_VERSION,
       "budget_note": budget_note.strip(),
+      "data": data or {},
       "generative": generative,
       "discriminative": discriminative,
       "improvement": improvement,
@@ -120,6 +124,22 @@ def _percent(value: Any) -> str:
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
   return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
           + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def _inline(value: Any) -> str:
+  """One line for a data-summary value: mappings as "key value, ...", nested ones in
+  brackets, so windows per dataset and split stay readable in a bullet."""
+  if isinstance(value, Mapping):
+    return ", ".join(f"{k} ({_inline(v)})" if isinstance(v, Mapping) else f"{k} {_inline(v)}"
+                     for k, v in value.items())
+  if isinstance(value, float):
+    return _number(value, 3)
+  return str(value)
+
+
+def _data_section(results: Mapping[str, Any]) -> list[str]:
+  return (["## Data", ""] + [f"- {name}: {_inline(v)}" for name, v in results["data"].items()]
+          + [""])
 
 
 def _method_order(tasks: Mapping[str, Mapping[str, Any]], first: Sequence[str]) -> list[str]:
@@ -151,6 +171,10 @@ def _generative_section(results: Mapping[str, Any]) -> list[str]:
       rows.append(row)
     header = ["task"] + methods + (["model vs best baseline"] if metric == "mae" else [])
     lines += [f"### {metric.upper()}", ""] + _table(header, rows) + [""]
+  gains = [g["relative_improvement"] for g in results["improvement"]["generative"].values()]
+  if gains:
+    wins = sum(g is not None and g > 0 for g in gains)
+    lines += [f"The model's MAE beats the best baseline on {wins} of {len(gains)} tasks.", ""]
   model_tasks = [t for t, e in tasks.items() if "per_feature" in e.get(MODEL, {})]
   if model_tasks:
     features = list(tasks[model_tasks[0]][MODEL]["per_feature"])
@@ -207,19 +231,39 @@ def _scaling_section(results: Mapping[str, Any]) -> list[str]:
   return lines + _table(["axis", "a", "b", "c", "R^2", "points"], rows) + [""]
 
 
+# Figures shown inside a section, by caption prefix (lsm-eval's captions); any other
+# figure goes to the closing "Figures" section.
+SECTION_FIGURES = {"training": ("training curve",),
+                   "generative": ("reconstructions", "generative"),
+                   "discriminative": ("discriminative",)}
+
+
 def render_markdown(results: Mapping[str, Any]) -> str:
+  """Budget, data, training curve, generative tables and reconstructions,
+  discriminative tables, scaling fits, then any remaining figures."""
+  unplaced = dict(results["figures"])
+
+  def figures(section: str) -> list[str]:
+    chosen = [c for c in unplaced if c.startswith(SECTION_FIGURES.get(section, ()))]
+    return [line for c in chosen for line in (f"![{c}]({unplaced.pop(c)})", "")]
+
   lines = ["# LSM evaluation report", "", "**Budget.** " + results["budget_note"], ""]
+  if results["data"]:
+    lines += _data_section(results)
   if results["meta"]:
     lines += ["## Run", ""] + [f"- {k}: {v}" for k, v in results["meta"].items()] + [""]
+  training = figures("training")
+  if training:
+    lines += ["## Training", ""] + training
   if results["generative"]:
-    lines += _generative_section(results)
+    lines += _generative_section(results) + figures("generative")
   if results["discriminative"]:
-    lines += _discriminative_section(results)
+    lines += _discriminative_section(results) + figures("discriminative")
   if results["scaling"]:
     lines += _scaling_section(results)
-  if results["figures"]:
+  if unplaced:
     lines += ["## Figures", ""]
-    for caption, path in results["figures"].items():
+    for caption, path in unplaced.items():
       lines += [f"![{caption}]({path})", ""]
   return "\n".join(lines)
 
@@ -229,6 +273,7 @@ def write_report(run_dir: str, generative: Mapping[str, Any],
                  meta: Mapping[str, Any] | None = None,
                  scaling: Mapping[str, Any] | None = None,
                  figures: Mapping[str, str] | None = None,
+                 data: Mapping[str, Any] | None = None,
                  discriminative_baselines: Sequence[str] = DISCRIMINATIVE_BASELINES
                  ) -> tuple[str, str]:
   """Writes RUN/eval/results.json and RUN/eval/report.md; returns their paths.
@@ -253,7 +298,7 @@ def write_report(run_dir: str, generative: Mapping[str, Any],
       fit["figure"] = link(f"{axis} scaling", fit["figure"])
       links.setdefault(f"{axis} scaling", fit["figure"])
   results = build_results(generative, discriminative, budget_note=budget_note, meta=meta,
-                          scaling=scaling, figures=links,
+                          scaling=scaling, figures=links, data=data,
                           discriminative_baselines=discriminative_baselines)
   results_path = os.path.join(eval_dir, RESULTS_NAME)
   report_path = os.path.join(eval_dir, REPORT_NAME)

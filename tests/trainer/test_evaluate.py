@@ -46,7 +46,8 @@ def test_results_hold_every_task_and_method(results, trained):
   # Few-shot: 5 per class exists (6 per class in the fixture) with spread over 2 seeds;
   # 10-shot is skipped for activity (too few examples), and the notes say why.
   few = results["discriminative"]["activity_recognition_5_shot"]
-  assert set(few) == {"linear_probe", "fine_tune"} and few["linear_probe"]["runs"] == 2
+  assert set(few) == {"linear_probe", "fine_tune", "supervised"}
+  assert few["linear_probe"]["runs"] == few["supervised"]["runs"] == 2
   assert few["linear_probe"]["accuracy_std"] >= 0
   assert "activity_recognition_10_shot" not in results["discriminative"]
   notes = results["meta"]["notes"]["discriminative_tasks"]["activity_recognition"]
@@ -61,6 +62,14 @@ def test_results_hold_every_task_and_method(results, trained):
     assert json.load(f)["generative"] == results["generative"]
   report = open(os.path.join(eval_dir, "report.md")).read()
   assert "interpolation_30m" in report and "Budget" in report
+  # The data summary: the windows and class counts behind the numbers, and what was
+  # skipped; the time each phase took.
+  assert "## Data" in report
+  assert "few-shot not run 10-shot (class 0 (weightlifting) has 6 training" in report
+  assert results["data"]["activity_recognition"]["train class counts"]["swim"] == 6
+  assert results["data"]["windows per split"]["labelled"] == {"train": 96, "test": 32}
+  assert {"load", "generative", "discriminative", "figures"} <= set(
+      results["meta"]["seconds_by_phase"])
 
 
 def test_embeddings_export_is_keyed_and_readable(results, trained, labelled_data_dir):
@@ -106,6 +115,60 @@ def test_every_method_sees_identical_masks(labelled_data_dir, monkeypatch):
   again = evaluate.task_masks(tasks[::-1], len(windows["values"]), 3, (300, 26))
   for task in tasks:  # same seed: same masks, whatever the task order
     np.testing.assert_array_equal(again[task], masks[task])
+
+
+def test_few_shot_methods_train_on_the_same_draws(labelled_data_dir, make_config,
+                                                  monkeypatch):
+  """Pre-trained and from-scratch few-shot runs (and the probe) see, seed by seed,
+  the same k examples per class; no JAX training: the classifier is recorded."""
+  from trainer import probe
+  train = evaluate.read_windows(labelled_data_dir, "labelled", "train")
+  test = evaluate.read_windows(labelled_data_dir, "labelled", "test")
+  pretrained = {"encoder": "checkpoint parameters"}
+  model = type("FakeModel", (), {
+      "config": make_config(labelled_data_dir), "params": pretrained,
+      "embed": staticmethod(lambda values, observed: values.mean(axis=1))})()
+  classifier_calls, probe_calls = [], []
+
+  def fake_classifier(values, observed, labels, num_classes, model_config, *,
+                      pretrained=None, config=None, seed=0):
+    classifier_calls.append({"scratch": pretrained is None, "steps": config.steps,
+                             "seed": seed, "labels": labels.copy(),
+                             "embedding": values.mean(axis=1), "classes": num_classes})
+    return lambda v, o: np.full((len(v), num_classes), 1 / num_classes)
+
+  real_probe = probe.linear_probe
+
+  def recording_probe(train_x, train_y, *args, seed=0, **kwargs):
+    probe_calls.append({"seed": seed, "embedding": train_x.copy(), "labels": train_y})
+    return real_probe(train_x, train_y, *args, seed=seed, **kwargs)
+
+  monkeypatch.setattr(finetune, "train_classifier", fake_classifier)
+  monkeypatch.setattr(probe, "linear_probe", recording_probe)
+  full, few = finetune.FinetuneConfig(steps=3), finetune.FinetuneConfig(steps=2)
+  results, _ = evaluate.run_discriminative(
+      model, train, test, ["activity_recognition"], seeds=(0, 1), shots=(5, 10),
+      finetune_config=full, few_shot_config=few)
+  assert set(results["activity_recognition_5_shot"]) == {"linear_probe", "fine_tune",
+                                                         "supervised"}
+  assert "activity_recognition_10_shot" not in results  # 6 per class: skipped
+  assert results["activity_recognition_5_shot"]["supervised"]["runs"] == 2
+  shot_runs = [c for c in classifier_calls if c["steps"] == 2]
+  assert len(shot_runs) == 4  # (pre-trained, scratch) x 2 seeds
+  draws = {}
+  for seed in (0, 1):
+    pre, scratch = (next(c for c in shot_runs if c["seed"] == seed and c["scratch"] == s)
+                    for s in (False, True))
+    np.testing.assert_array_equal(pre["labels"], scratch["labels"])
+    np.testing.assert_array_equal(pre["embedding"], scratch["embedding"])
+    assert np.bincount(pre["labels"], minlength=8).tolist() == [5] * 8
+    probe_draw = next(c for c in probe_calls if c["seed"] == seed and len(c["labels"]) == 40)
+    np.testing.assert_array_equal(probe_draw["embedding"], pre["embedding"])
+    draws[seed] = pre["embedding"]
+  assert not np.array_equal(draws[0], draws[1])  # a new draw per seed
+  # Full-data runs: every training window, pre-trained and scratch.
+  assert sorted(c["scratch"] for c in classifier_calls if c["steps"] == 3) == [
+      False, False, True, True]
 
 
 def test_classifier_scores_have_the_right_shape(labelled_data_dir, trained):

@@ -50,11 +50,15 @@ def test_report_files_hold_the_expected_keys(tmp_path):
       str(tmp_path), generative, discriminative,
       budget_note="Tiny model, 600 steps of batch 32 on 2 CPU cores; not LSM's budget.",
       meta={"checkpoint": "step 600"}, scaling=fits,
-      figures={"loss curve": figure})
+      figures={"loss curve": figure},
+      data={"subjects per split": {"train": 14, "test": 5},
+            "windows per split": {"pretrain": {"train": 214, "test": 85}},
+            "mean missing ratio": 0.29676})
   assert results_path == str(tmp_path / "eval" / "results.json")
   with open(results_path) as f:
     results = json.load(f)  # strict JSON: NaN became null
-  assert set(results) == {"results_version", "budget_note", "generative", "discriminative",
+  assert set(results) == {"results_version", "budget_note", "data", "generative",
+                          "discriminative",
                           "improvement", "scaling", "meta", "figures"}
   model = results["generative"]["interpolation_30m"]["model"]
   assert {"mae", "mse", "per_feature"} <= set(model)
@@ -78,6 +82,10 @@ def test_report_files_hold_the_expected_keys(tmp_path):
   assert "| interpolation_30m | **0.5** | 0.9 | 0.625 | 0.7 | 0.8 | +20.0% vs " \
          "linear_interpolation |" in text
   assert "-12.5% vs mean_fill" in text
+  assert "beats the best baseline on 1 of 2 tasks" in text
+  assert "- subjects per split: train 14, test 5" in text
+  assert "- windows per split: pretrain (train 214, test 85)" in text
+  assert "- mean missing ratio: 0.297" in text
   assert "| steps | steps/min | n/a | n/a |" in text
   assert "0.9 ± 0.02 (3)" in text
   assert "not fitted: compute scaling" in text
