@@ -301,6 +301,8 @@ def figure_paths(eval_dir: str, workdir: str, model, windows, masks, generative,
   """PNG figures: training curve, reconstructions, generative table, probe results."""
   from trainer import plots, summaries
 
+  eval_dir = os.path.abspath(eval_dir)  # write_report reads relative paths from RUN/eval
+
   def save(figure, name):
     figure.tight_layout()
     path = os.path.join(eval_dir, name)

@@ -20,10 +20,16 @@ def trained(labelled_data_dir, make_config, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def results(trained, labelled_data_dir):
-  return evaluate.evaluate(
-      trained, labelled_data_dir, ["generative", "discriminative"], export=True,
-      mice_max_iter=2, mice_jobs=1, seeds=(0, 1), shots=(5, 10), finetune_steps=4,
-      few_shot_finetune_steps=2, finetune_batch=8, plot_windows=2)
+  """Run with a workdir relative to the current directory, as `make demo` gives it."""
+  cwd = os.getcwd()
+  os.chdir(os.path.dirname(trained))
+  try:
+    return evaluate.evaluate(
+        os.path.basename(trained), labelled_data_dir, ["generative", "discriminative"],
+        export=True, mice_max_iter=2, mice_jobs=1, seeds=(0, 1), shots=(5, 10),
+        finetune_steps=4, few_shot_finetune_steps=2, finetune_batch=8, plot_windows=2)
+  finally:
+    os.chdir(cwd)
 
 
 def test_results_hold_every_task_and_method(results, trained):
