@@ -7,6 +7,7 @@ reviews is exactly what runs.
 
 from __future__ import annotations
 
+import argparse
 import shlex
 import subprocess
 import sys
@@ -28,3 +29,20 @@ def run_all(commands: Sequence[Sequence[str]], dry_run: bool) -> int:
       print(f"command failed with exit status {code}: {render(command)}", file=sys.stderr)
       return code
   return 0
+
+
+def add_step_arguments(parser: argparse.ArgumentParser, steps: Sequence[str]) -> None:
+  """The flags every step-by-step launcher shares: which steps, --dry-run, and lsm-train
+  flags passed through after `--`."""
+  parser.add_argument("--steps", default=",".join(steps))
+  parser.add_argument("--dry-run", action="store_true", help="print, do not run")
+  parser.add_argument("extra", nargs=argparse.REMAINDER, help="after --, more lsm-train flags")
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None
+               ) -> argparse.Namespace:
+  """parser.parse_args without the `--` that separates pass-through flags."""
+  args = parser.parse_args(argv)
+  if getattr(args, "extra", None) and args.extra[0] == "--":
+    args.extra = args.extra[1:]
+  return args

@@ -142,9 +142,7 @@ def main(argv: list[str] | None = None) -> int:
   _worker_args(synth)
   for name in ("build-image", "build-template"):
     _common_args(sub.add_parser(name, help=f"{name.replace('-', ' ')} for Dataflow"))
-  args = parser.parse_args(argv)
-  if getattr(args, "extra", None) and args.extra[0] == "--":
-    args.extra = args.extra[1:]
+  args = commands.parse_args(parser, argv)
   if args.what == "pipeline":
     todo = [pipeline_command(args)]
   elif args.what == "synth":

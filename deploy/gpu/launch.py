@@ -54,12 +54,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--steps_to_train", type=int, default=50000)
   parser.add_argument("--workers", type=int, default=32, help="Grain worker processes")
   parser.add_argument("--jax_version", default="0.10.2")
-  parser.add_argument("--steps", default=",".join(STEPS))
-  parser.add_argument("--dry-run", action="store_true", help="print, do not run")
-  parser.add_argument("extra", nargs=argparse.REMAINDER, help="after --, more lsm-train flags")
-  args = parser.parse_args(argv)
-  if args.extra and args.extra[0] == "--":
-    args.extra = args.extra[1:]
+  commands.add_step_arguments(parser, STEPS)
+  args = commands.parse_args(parser, argv)
   if args.batch_size % args.gpus:
     raise SystemExit(f"--batch_size {args.batch_size} must be divisible by --gpus {args.gpus}")
   todo = [c for step in args.steps.split(",") for c in step_commands(args, step.strip())]

@@ -85,12 +85,8 @@ def main(argv: list[str] | None = None) -> int:
   parser.add_argument("--data", required=True, help="gs:// pipeline output (with manifest.json)")
   parser.add_argument("--config", default="trainer/configs/mae.py:b")
   parser.add_argument("--workdir", required=True, help="gs:// directory for checkpoints and logs")
-  parser.add_argument("--steps", default=",".join(STEPS))
-  parser.add_argument("--dry-run", action="store_true", help="print, do not run")
-  parser.add_argument("extra", nargs=argparse.REMAINDER, help="after --, more lsm-train flags")
-  args = parser.parse_args(argv)
-  if args.extra and args.extra[0] == "--":
-    args.extra = args.extra[1:]
+  commands.add_step_arguments(parser, STEPS)
+  args = commands.parse_args(parser, argv)
   for url in (args.bucket, args.data, args.workdir):
     if not url.startswith("gs://"):
       raise SystemExit(f"{url!r} must be a gs:// URL: TPU workers share data through GCS")
