@@ -264,15 +264,6 @@ def run_discriminative(model, train_windows, test_windows, tasks, *, seeds: Sequ
 
 # ------------------------------------------------------------------------- figures
 
-def new_figure(size=(6, 3.6)):
-  """A matplotlib Figure outside pyplot's global state (nothing to close)."""
-  from matplotlib.backends.backend_agg import FigureCanvasAgg
-  from matplotlib.figure import Figure
-  figure = Figure(figsize=size, dpi=100)
-  FigureCanvasAgg(figure)
-  return figure
-
-
 def bar_chart(results: Mapping[str, Mapping[str, Mapping]], metric: str, *, ylabel: str,
               title: str, spread: bool = False):
   """Grouped bars of results[task][method][metric], one group per task; a method a
@@ -280,7 +271,8 @@ def bar_chart(results: Mapping[str, Mapping[str, Mapping]], metric: str, *, ylab
   With `spread`, the std over seeds (METRIC_std) as error bars."""
   tasks = list(results)
   methods = list(dict.fromkeys(m for entries in results.values() for m in entries))
-  figure = new_figure((max(6, 0.8 * len(tasks) + 2), 3.8))
+  from trainer import plots
+  figure = plots.new_figure((max(6, 0.8 * len(tasks) + 2), 3.8))
   axes = figure.add_subplot()
   width = 0.8 / len(methods)
   for i, m in enumerate(methods):
@@ -313,7 +305,7 @@ def figure_paths(eval_dir: str, workdir: str, model, windows, masks, generative,
   train_log = summaries.read_jsonl(os.path.join(workdir, "metrics_train.jsonl"))
   valid_log = summaries.read_jsonl(os.path.join(workdir, "metrics_valid.jsonl"))
   if train_log:
-    figure = new_figure()
+    figure = plots.new_figure()
     axes = figure.add_subplot()
     steps = sorted(train_log)
     axes.plot(steps, [train_log[s]["loss"] for s in steps], label="train loss")

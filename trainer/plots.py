@@ -47,6 +47,15 @@ def reconstruction_figure(values: np.ndarray, observed: np.ndarray, hidden: np.n
   return fig
 
 
+def new_figure(size=(6, 3.6)):
+  """A matplotlib Figure outside pyplot's global state (nothing to close)."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
+  from matplotlib.figure import Figure
+  figure = Figure(figsize=size, dpi=100)
+  FigureCanvasAgg(figure)
+  return figure
+
+
 def save(fig, path: str) -> None:
   fig.savefig(path, dpi=80)
   plt.close(fig)

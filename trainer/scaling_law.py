@@ -111,11 +111,9 @@ def plot_power_law(path: str, x: Sequence[float], loss: Sequence[float],
                    fit: Mapping[str, Any] | None, xlabel: str, title: str = "",
                    other_x: Sequence[float] = (), other_loss: Sequence[float] = ()) -> str:
   """Log-log PNG of the fitted points, the fitted curve and (faint) the other runs."""
-  from matplotlib.backends.backend_agg import FigureCanvasAgg
-  from matplotlib.figure import Figure
+  from trainer import plots
 
-  figure = Figure(figsize=(5, 3.6), dpi=100)
-  FigureCanvasAgg(figure)
+  figure = plots.new_figure((5, 3.6))
   axes = figure.add_subplot()
   if len(other_x):
     axes.scatter(other_x, other_loss, s=14, color="0.75", label="other runs")
