@@ -1,8 +1,10 @@
 """Stage 3, AlignSubjects: all readings of a subject onto one UTC minute grid.
 
 A subject's readings arrive in any order, from any number of files; they are
-grouped by subject hash and handled as one set of numpy arrays, so a worker holds
-one subject at a time (the largest subject bounds memory). Per subject:
+grouped by subject hash (with the subject's device-declared features and label
+sessions, so that nothing has to be joined again later) and handled as one set of
+numpy arrays, so a worker holds one subject at a time (the largest subject bounds
+memory). The readings cross the shuffle as pipeline.exchange references. Per subject:
   1. sort by (minute, feature, instant, source, row): deterministic whatever the
      file order or the bundling;
   2. a second reading of the same (instant, feature) is a duplicate: the first in
@@ -22,7 +24,7 @@ import dataclasses
 import apache_beam as beam
 import numpy as np
 
-from pipeline import counts
+from pipeline import counts, exchange
 from pipeline.parse import dead_letter
 from schemas.features import (FEATURE_INDEX, FEATURE_NAMES, FEATURES, HRV_GOOD_FEATURE,
                               HRV_GOOD_THRESHOLD, feature_array)
@@ -37,26 +39,43 @@ _RULES = np.array([f.aggregation for f in FEATURES])
 
 @dataclasses.dataclass
 class Grid:
-  """A subject's minute grid: values float32 [M, F] from `start` (UTC minutes), NaN missing."""
+  """A subject's minute grid: values float32 [M, F] from `start` (UTC minutes), NaN missing.
+
+  declared: bool [F], the features the subject's device exports provide (the rest
+  of the drop rule's provided features come from the grid); sessions: the subject's
+  label sessions (start, end, activity, exercise), sorted.
+  """
   start: int
   values: np.ndarray
+  declared: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(F, bool))
+  sessions: list = dataclasses.field(default_factory=list)
 
 
 def _iso(minute: int) -> str:
   return str(np.datetime64(int(minute), "m")) + "Z"
 
 
-def align_subject(subject: str, parts):
-  """Yields (subject, Grid), dead-letter lines (tagged) and counts (tagged)."""
-  parts = sorted(parts, key=lambda p: (p.source, int(p.row[0]) if len(p.row) else 0))
+def align_subject(item):
+  """(subject, {'readings', 'provided', 'sessions'}) -> (subject, Grid), dead-letter
+  lines (tagged) and counts (tagged)."""
+  subject, grouped = item
+  parts = sorted((exchange.fetch(r) for r in grouped.get("readings", ())),
+                 key=lambda p: (p.source, int(p.row[0]) if len(p.row) else 0))
+  sessions = sorted(grouped.get("sessions", ()))
+  declared = np.zeros(F, bool)
+  for mask in grouped.get("provided", ()):
+    declared |= mask
   tally = {}
   grid = _whole_minute_rows(parts)
   if grid is not None:  # fast path: wide rows, one per whole minute, nothing to reduce
     first, grid = grid
     readings = (~np.isnan(grid)).astype(np.int64)
   else:
-    aligned = yield from _reduce(subject, parts, tally)
-    if aligned is None:
+    aligned = (yield from _reduce(subject, parts, tally)) if parts else None
+    if aligned is None:  # no sensor data: labels or a device subject, nothing to align
+      tally.update({"label_sessions_without_data": len(sessions),
+                    "subjects_without_readings": int(bool(grouped.get("provided")))})
+      yield counts.emit(tally)
       return
     first, grid, readings = aligned
   yield from _gate_hrv(subject, first, grid, readings, tally)
@@ -65,7 +84,7 @@ def align_subject(subject: str, parts):
       "readings_dead_letter/hrv_low_quality", 0)
   tally["subjects"] = 1
   yield counts.emit(tally)
-  yield subject, Grid(first, grid)
+  yield subject, Grid(first, grid, declared, sessions)
 
 
 def _whole_minute_rows(parts):
@@ -159,10 +178,21 @@ def _gate_hrv(subject, first, grid, readings, tally):
 
 
 class AlignSubjects(beam.PTransform):
-  """(subject, Readings) -> main: (subject, Grid); 'dead_letter'; 'counts'."""
+  """{'readings': (subject, Readings), optional 'provided': (subject, bool[F]) and
+  'sessions': (subject, session)} -> main: (subject, Grid); 'dead_letter'; 'counts'.
 
-  def expand(self, readings):
-    return (readings
-            | "BySubject" >> beam.GroupByKey()
-            | "Align" >> beam.FlatMapTuple(align_subject).with_outputs(
+  exchange_dir: where pipeline.exchange writes the readings for the shuffle (None:
+  through the runner).
+  """
+
+  def __init__(self, exchange_dir: str | None = None):
+    super().__init__()
+    self._exchange_dir = exchange_dir
+
+  def expand(self, inputs):
+    inputs = dict(inputs)
+    inputs["readings"] = inputs["readings"] | "Stash" >> exchange.Stash(self._exchange_dir)
+    return (inputs
+            | "BySubject" >> beam.CoGroupByKey()
+            | "Align" >> beam.FlatMap(align_subject).with_outputs(
                 counts.DEAD_LETTER, counts.COUNTS, main="grids"))

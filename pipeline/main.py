@@ -39,28 +39,31 @@ def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str], key
   labelled = bool(opts.session_labels) and opts.labelled_windows
   output = opts.output
   plan = devices.plan_inputs(inputs, opts.format)  # fails naming a file, before any work
+  exchange_dir = lsm_options.exchange_dir(opts)
   parsed = (p | "ReadRaw" >> ReadRaw(plan.canonical, plan.file_format)
             | "ParseReadings" >> ParseReadings(key))
   device = p | "ReadDevices" >> devices.ReadDevices(plan.exports, opts.tz, opts.subject_id,
                                                     key)
-  aligned = ((parsed.readings, device.readings) | "AllReadings" >> beam.Flatten()
-             | "AlignSubjects" >> AlignSubjects())
-  grids = aligned.grids | "AssignSplit" >> AssignSplit(fractions, opts.split_salt)
-  count_parts = [parsed[counts.COUNTS], device[counts.COUNTS], aligned[counts.COUNTS]]
-  letter_parts = [parsed[counts.DEAD_LETTER], device[counts.DEAD_LETTER],
-                  aligned[counts.DEAD_LETTER]]
-  joined = {"grids": grids, "provided": device[devices.PROVIDED]}
+  readings = (parsed.readings, device.readings) | "AllReadings" >> beam.Flatten()
+  subjects = {"readings": readings, "provided": device[devices.PROVIDED]}
+  count_parts = [parsed[counts.COUNTS], device[counts.COUNTS]]
+  letter_parts = [parsed[counts.DEAD_LETTER], device[counts.DEAD_LETTER]]
   if opts.session_labels:
     sessions = p | "ReadLabels" >> ReadLabels(opts.session_labels, key)
-    joined["sessions"] = sessions.sessions
+    subjects["sessions"] = sessions.sessions
     count_parts.append(sessions[counts.COUNTS])
     letter_parts.append(sessions[counts.DEAD_LETTER])
-  windows = joined | "CutWindows" >> CutWindows(window, stride, opts.max_missing, labelled)
+  aligned = subjects | "AlignSubjects" >> AlignSubjects(exchange_dir)
+  count_parts.append(aligned[counts.COUNTS])
+  letter_parts.append(aligned[counts.DEAD_LETTER])
+  windows = (aligned.grids
+             | "AssignSplit" >> AssignSplit(fractions, opts.split_salt)
+             | "CutWindows" >> CutWindows(window, stride, opts.max_missing, labelled))
   count_parts.append(windows[counts.COUNTS])
-  normalised = windows.windows | "Normalise" >> Normalise(
+  transform = windows.windows | "Normalise" >> Normalise(
       window, os.path.join(output, "transform"), os.path.join(output, "tmp"))
-  shards = normalised["records"] | "WriteShards" >> WriteShards(output, window,
-                                                                opts.num_shards)
+  written = {"windows": windows.windows, "transform": transform} | "WriteShards" >> \
+      WriteShards(output, window, opts.num_shards, exchange_dir)
   _ = (letter_parts | "AllDeadLetters" >> beam.Flatten()
        | "WriteDeadLetters" >> beam.io.WriteToText(
            os.path.join(output, "dead_letter", "dead_letter"), file_name_suffix=".jsonl",
@@ -74,8 +77,8 @@ def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str], key
   header = {"options": lsm_options.recorded(opts), "inputs": plan.inputs,
             "labels_input": opts.session_labels,
             "datasets_written": ["pretrain"] + (["labelled"] if labelled else [])}
-  return {"counts": total, "shards": shards, "statistics": normalised["statistics"],
-          "ratios": ratios} \
+  return {"counts": total, "shards": written["shards"],
+          "statistics": written["statistics"], "ratios": ratios} \
       | "WriteManifest" >> WriteManifest(output, header, window, opts.num_shards)
 
 

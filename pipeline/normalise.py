@@ -1,4 +1,4 @@
-"""Stage 7 and 8, Normalise: tf.Transform z-scores, then schemas.record bytes.
+"""Stage 7, Normalise: tf.Transform analysis; its graph makes the records' values.
 
 Analysis runs over the pretrain dataset's train split only. Each feature's mean and
 standard deviation are taken over its observed values only (float64 sums in which
@@ -9,9 +9,12 @@ the manifest reports exactly the numbers the graph applies, and so that they can
 inverted to report errors in physical units. The graph is saved under transform/.
 
 Analysis: train windows reach TFT as Arrow RecordBatches (TFXIO) of up to
-BATCH_WINDOWS windows. Transform: the graph WriteTransformFn saved is loaded once
-per worker and applied to each subject's block of windows (ApplyTransform), so the
-records come out of exactly the graph written with the output.
+BATCH_WINDOWS windows, in the same fused stage that cuts them (TFT's partial sums are
+lifted there), so windows never cross the runner for analysis. Transform: the shard
+writer (pipeline.write) loads the graph WriteTransformFn saved with `Transformer`
+and applies it to batches of windows just before encoding them, so the records come
+out of exactly the graph written with the output and no window crosses the runner
+twice.
 """
 
 from __future__ import annotations
@@ -85,7 +88,7 @@ def preprocessing_fn(inputs):
 
 
 def encode_block(block, z: np.ndarray):
-  """A block's windows as ((dataset, split), (subject, start, record bytes)).
+  """A block's windows as (start, schemas.record bytes).
 
   z: the transformed values [n, T, F]; missing positions are 0 already (the graph's
   rule), the mask comes from the block's NaNs.
@@ -93,13 +96,13 @@ def encode_block(block, z: np.ndarray):
   mask = ~np.isnan(block.values)
   for i in range(len(block)):
     start = int(block.start[i])
-    yield ((block.dataset, block.split), (block.subject, start, record.encode({
+    yield start, record.encode({
         "values": z[i], "mask": mask[i], "subject": block.subject, "split": block.split,
         "start": start, "missing_ratio": block.missing_ratio[i],
         "source_missing_ratio": block.source_missing_ratio[i],
         "label": block.label[i], "exercise": block.exercise[i],
         "minute_labels": block.minute_labels[i],
-        "minute_exercise": block.minute_exercise[i]})))
+        "minute_exercise": block.minute_exercise[i]})
 
 
 def statistics(outputs) -> dict:
@@ -109,37 +112,29 @@ def statistics(outputs) -> dict:
           for i, name in enumerate(FEATURE_NAMES)}
 
 
-def _first(stats):
-  return next((s for s in stats if s), {})
+class Transformer:
+  """The saved transform graph as a function of [n, T, F] windows; loaded on first use.
 
-
-class ApplyTransform(beam.DoFn):
-  """WindowBlock -> records (main) and 'statistics': the saved transform graph applied.
-
-  The graph written by WriteTransformFn is loaded once per DoFn instance (the
-  side input only says it has been published) and called on one block's windows at
-  a time as dense [n, T] tensors. Calling the saved graph directly costs ~0.04 s a
-  call where TransformDataset's per-batch machinery (Arrow <-> tensors, one TF
-  session per bundle) costs ~0.4 s, and no window metadata has to be packed into
-  Arrow to ride through TF. Rows never interact in the graph, so how blocks are
-  grouped cannot change a byte.
+  Calling the saved graph directly costs ~0.04 s a call where TransformDataset's
+  per-batch machinery (Arrow <-> tensors, one TF session per bundle) costs ~0.4 s,
+  and no window metadata has to be packed into Arrow to ride through TF. Rows never
+  interact in the graph, so how windows are batched cannot change a byte.
   """
 
   def __init__(self, transform_dir: str):
     self._transform_dir = transform_dir
     self._layer = None
 
-  def process(self, block, unused_published):
+  def __call__(self, values: np.ndarray):
+    """(z [n, T, F], the statistics the graph applies)."""
     import tensorflow as tf
     if self._layer is None:
       import tensorflow_transform as tft
       self._layer = tft.TFTransformOutput(self._transform_dir).transform_features_layer()
-    outputs = self._layer({f.name: tf.constant(block.values[:, :, i])
+    outputs = self._layer({f.name: tf.constant(values[:, :, i])
                            for i, f in enumerate(FEATURES)})
     z = np.stack([outputs[name].numpy() for name in FEATURE_NAMES], axis=2)
-    yield from encode_block(block, z)
-    yield beam.pvalue.TaggedOutput("statistics", statistics(
-        {name: outputs[name].numpy() for name in STATISTICS}))
+    return z, statistics({name: outputs[name].numpy() for name in STATISTICS})
 
 
 class _RecordBatches(beam.PTransform):
@@ -161,7 +156,11 @@ class _RecordBatches(beam.PTransform):
 
 
 class Normalise(beam.PTransform):
-  """WindowBlock -> {'records': ((dataset, split), (subject, start, bytes)), 'statistics'}."""
+  """WindowBlock -> the transform directory, once the analysed graph is written there.
+
+  The result is a one-element PCollection for consumers (the shard writer) to take
+  as a side input, so that they run only once the graph exists.
+  """
 
   def __init__(self, window: int, transform_dir: str, temp_dir: str):
     super().__init__()
@@ -180,12 +179,8 @@ class Normalise(beam.PTransform):
              | "TrainOnly" >> beam.Filter(lambda b: b.dataset == "pretrain"
                                           and b.split == "train")
              | "TrainToRecordBatch" >> _RecordBatches())
+    transform_dir = self._transform_dir
     with tft_beam.Context(temp_dir=self._temp_dir):
       transform_fn = (train, config) | "Analyse" >> tft_beam.AnalyzeDataset(preprocessing_fn)
-      published = transform_fn | "WriteTransform" >> tft_beam.WriteTransformFn(
-          self._transform_dir)
-    applied = blocks | "Transform" >> beam.ParDo(
-        ApplyTransform(self._transform_dir), beam.pvalue.AsSingleton(published)
-    ).with_outputs("statistics", main="records")
-    stats = applied.statistics | "OneCopy" >> beam.CombineGlobally(_first)
-    return {"records": applied.records, "statistics": stats}
+      published = transform_fn | "WriteTransform" >> tft_beam.WriteTransformFn(transform_dir)
+    return published | "Directory" >> beam.Map(lambda _: transform_dir)

@@ -6,7 +6,7 @@ import os
 
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipeline.sources.detection import FORMATS as SOURCE_FORMATS
 from schemas.constants import MAX_MISSING_RATIO, SPLITS, WINDOW_MINUTES
@@ -14,6 +14,10 @@ from schemas.constants import MAX_MISSING_RATIO, SPLITS, WINDOW_MINUTES
 FILE_FORMATS = ("csv", "parquet", "jsonl")
 FORMATS = ("auto",) + FILE_FORMATS + SOURCE_FORMATS
 KEY_ENV = "LSM_SUBJECT_HASH_KEY"
+EXCHANGES = ("auto", "files", "runner")
+# Runners that run on this machine (their shuffle is the runner process's memory).
+LOCAL_RUNNERS = (None, "FnApiRunner", "DirectRunner", "SwitchingDirectRunner",
+                 "BundleBasedDirectRunner", "PrismRunner")
 
 
 class LsmOptions(PipelineOptions):
@@ -60,6 +64,11 @@ class LsmOptions(PipelineOptions):
     parser.add_argument("--labelled_windows", default=True, type=_bool,
                         help="with --labels, also write dataset 'labelled': one window "
                              "centred on each labelled session")
+    parser.add_argument("--exchange", default="auto", choices=EXCHANGES,
+                        help="how readings and windows cross shuffles: files (Arrow IPC "
+                             "under OUTPUT/tmp/exchange, references through the runner; "
+                             "flat runner memory), runner (the arrays themselves); auto: "
+                             "files on a local runner, runner elsewhere (Dataflow)")
     parser.add_argument("--subject_hash_key", default=None,
                         help=f"secret key of the subject-id HMAC (or env {KEY_ENV}); "
                              "prefer --subject_hash_key_file")
@@ -121,6 +130,16 @@ def split_fractions(options: LsmOptions) -> tuple[float, ...]:
 
 def stride(options: LsmOptions) -> int:
   return options.stride_minutes or options.window_minutes
+
+
+def exchange_dir(options: LsmOptions) -> str | None:
+  """Where pipeline.exchange writes, or None to send arrays through the runner."""
+  choice = options.exchange
+  if choice == "auto":
+    runner = options.view_as(StandardOptions).runner
+    local = runner in LOCAL_RUNNERS or getattr(runner, "__name__", "") in LOCAL_RUNNERS
+    choice = "files" if local else "runner"
+  return os.path.join(options.output, "tmp", "exchange") if choice == "files" else None
 
 
 def recorded(options: LsmOptions) -> dict:

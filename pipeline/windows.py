@@ -6,8 +6,8 @@ subject's first minute (a tail shorter than a window is not a window). Dataset
 with missing minutes where it runs past the subject's data.
 
 Drop rule. A subject's *provided* features are those its sources can provide: for
-a device export, the set its adapter declares (pipeline.sources, joined here as
-'provided'); for canonical files, the features with at least one used reading of
+a device export, the set its adapter declares (pipeline.sources, grouped with the
+readings in AlignSubjects: Grid.declared); for canonical files, the features with at least one used reading of
 that subject; the union when a subject has both. A window whose missing ratio over
 the provided features (source_missing_ratio) exceeds max_missing is dropped and
 counted under windows/<dataset>/dropped/missing_ratio_above_max; every window of a
@@ -61,22 +61,12 @@ def _take(grid, offset: int, length: int) -> np.ndarray:
 
 
 def cut_subject(item, window: int, stride: int, max_missing: float, labelled: bool):
-  """(subject, {'grids', 'sessions'}) -> the subject's WindowBlocks (pretrain, labelled), counts."""
-  subject, grouped = item
-  grids = list(grouped.get("grids", ()))
-  sessions = sorted(grouped.get("sessions", ()))
-  declared = np.zeros(F, bool)
-  for mask in grouped.get("provided", ()):
-    declared |= mask
-  if not grids:  # no sensor data: labels or a device subject, nothing to window
-    yield counts.emit({"label_sessions_without_data": len(sessions),
-                       "subjects_without_readings": int(bool(grouped.get("provided")))})
-    return
-  (split, grid_), = grids
-  first, grid = grid_.start, grid_.values
+  """(subject, (split, Grid)) -> the subject's WindowBlocks (pretrain, labelled), counts."""
+  subject, (split, grid_) = item
+  first, grid, sessions = grid_.start, grid_.values, grid_.sessions
   tally = {f"subjects/{split}": 1,
            "subjects_shorter_than_window": int(len(grid) < window)}
-  provided = declared | ~np.all(np.isnan(grid), axis=0)
+  provided = grid_.declared | ~np.all(np.isnan(grid), axis=0)
   count = (len(grid) - window) // stride + 1 if len(grid) >= window else 0
   offsets = np.arange(count, dtype=np.int64) * stride
   block = _block(subject, split, "pretrain", grid, first, offsets, window, provided,
@@ -172,15 +162,12 @@ def _merge(a, b):
 
 
 class CutWindows(beam.PTransform):
-  """{'grids': (subject, (split, Grid)), 'sessions': (subject, session), optional
-  'provided': (subject, bool[F])} -> WindowBlock; 'counts'."""
+  """(subject, (split, Grid)) -> WindowBlock; 'counts'."""
 
   def __init__(self, window: int, stride: int, max_missing: float, labelled: bool):
     super().__init__()
     self._args = (window, stride, max_missing, labelled)
 
-  def expand(self, inputs):
-    return (inputs
-            | "Join" >> beam.CoGroupByKey()
-            | "Cut" >> beam.FlatMap(cut_subject, *self._args).with_outputs(
-                counts.COUNTS, main="windows"))
+  def expand(self, grids):
+    return grids | "Cut" >> beam.FlatMap(cut_subject, *self._args).with_outputs(
+        counts.COUNTS, main="windows")

@@ -1,11 +1,14 @@
 """Stage 8 and 9, WriteShards and WriteManifest.
 
-Shards: a window goes to shard crc32(subject, start) % num_shards of its dataset and
-split, and a shard's records are sorted by (subject, start) before writing, so the
-bytes do not depend on worker count, bundling or input order. ArrayRecord is written
-with group_size:1 (every record its own chunk) for cheap random access from Grain.
-num_shards 0 sizes shards to about 256 MiB each. A shard is sorted in memory, so a
-worker holds one shard: that and the largest subject bound its memory.
+Shards: a subject's windows of a dataset and split go to shard crc32(subject) %
+num_shards, and a shard's records are written in (subject, start) order, so the
+bytes do not depend on worker count, bundling or input order. The shard writer
+also applies stage 7's transform graph (pipeline.normalise.Transformer) to batches
+of about BATCH_WINDOWS windows right before encoding them: each window crosses the
+runner once (as a pipeline.exchange reference with exchange "files"), and a
+worker holds one such batch, not a shard. ArrayRecord is written with group_size:1
+(every record its own chunk) for cheap random access from Grain. num_shards 0 sizes
+shards to about 256 MiB each.
 
 The manifest is written last, inside the pipeline (so it works on Dataflow too),
 from the global counts, the shard list and the train statistics; it refuses to be
@@ -28,9 +31,10 @@ import os
 import zlib
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import gcs
+from pipeline import exchange, gcs, normalise
 from schemas import manifest, record
 from schemas.constants import SPLITS
 from schemas.features import FEATURE_NAMES
@@ -54,50 +58,111 @@ def shard_path(dataset: str, split: str, index: int, count: int) -> str:
   return f"{dataset}/{manifest.shard_name(split, index, count)}"
 
 
-def _write_array_record(path: str, records) -> None:
-  """ArrayRecord needs a local file; pipeline.gcs publishes it whole at `path` (or gs://)."""
+def _write_array_record(path: str, records) -> int:
+  """ArrayRecord needs a local file; pipeline.gcs publishes it whole at `path` (or gs://).
+
+  Returns the number of records written.
+  """
   from array_record.python.array_record_module import ArrayRecordWriter
+  written = []
 
   def write(local: str) -> None:
     writer = ArrayRecordWriter(local, WRITER_OPTIONS)
     for data in records:
       writer.write(data)
+      written.append(None)
     writer.close()
 
   gcs.write_via_local_file(path, write)
+  return len(written)
 
 
-def write_shard(item, output: str, window: int, forced: int, totals: dict):
-  (dataset, split, index), items = item
-  count = shard_count(totals[(dataset, split)], window, forced)
-  items = sorted(items)
-  path = shard_path(dataset, split, index, count)
-  _write_array_record(os.path.join(output, path), (data for _, _, data in items))
-  yield dataset, split, index, count, len(items)
+def _batches(blocks):
+  """Consecutive (subject, windows, ref) runs of about normalise.BATCH_WINDOWS windows."""
+  batch, size = [], 0
+  for block in blocks:
+    batch.append(block)
+    size += block[1]
+    if size >= normalise.BATCH_WINDOWS:
+      yield batch
+      batch, size = [], 0
+  if batch:
+    yield batch
+
+
+class _WriteShard(beam.DoFn):
+  """((dataset, split, index, count), [(subject, windows, block ref)]) -> the shard
+  written, yielding (dataset, split, index, count, records); 'statistics'."""
+
+  def __init__(self, output: str):
+    self._output = output
+    self._transformers = {}
+
+  def process(self, item, transform_dir):
+    (dataset, split, index, count), blocks = item
+    transform = self._transformers.setdefault(transform_dir,
+                                              normalise.Transformer(transform_dir))
+    applied = []
+
+    def records():
+      for batch in _batches(sorted(blocks, key=lambda b: b[0])):
+        fetched = [exchange.fetch(ref) for _, _, ref in batch]
+        z, stats = transform(np.concatenate([b.values for b in fetched]))
+        applied.append(stats)
+        offset = 0
+        for block in fetched:
+          for _, data in sorted(normalise.encode_block(block,
+                                                       z[offset:offset + len(block)])):
+            yield data
+          offset += len(block)
+
+    path = shard_path(dataset, split, index, count)
+    n = _write_array_record(os.path.join(self._output, path), records())
+    yield dataset, split, index, count, n
+    yield beam.pvalue.TaggedOutput("statistics", applied[0])
+
+
+def _first(stats):
+  return next((s for s in stats if s), {})
 
 
 class WriteShards(beam.PTransform):
-  """((dataset, split), (subject, start, bytes)) -> (dataset, split, index, count, records)."""
+  """{'windows': WindowBlock, 'transform': the transform directory (one element)} ->
+  {'shards': (dataset, split, index, count, records), 'statistics': what the graph
+  applies}.
 
-  def __init__(self, output: str, window: int, num_shards: int):
+  exchange_dir: where pipeline.exchange writes the blocks (None: through the runner).
+  """
+
+  def __init__(self, output: str, window: int, num_shards: int,
+               exchange_dir: str | None = None):
     super().__init__()
     self._output, self._window, self._num_shards = output, window, num_shards
+    self._exchange_dir = exchange_dir
 
-  def expand(self, records):
-    output, window, forced = self._output, self._window, self._num_shards
-    totals = records | "PerSplit" >> beam.combiners.Count.PerKey()
+  def expand(self, inputs):
+    window, forced = self._window, self._num_shards
+    stored = (inputs["windows"]
+              | "Key" >> beam.Map(lambda b: ((b.dataset, b.split, b.subject, len(b)), b))
+              | "Stash" >> exchange.Stash(self._exchange_dir))
+    totals = (stored
+              | "Sizes" >> beam.MapTuple(lambda key, _: (key[:2], key[3]))
+              | "PerSplit" >> beam.CombinePerKey(sum))
 
     def assign(item, totals):
-      (dataset, split), (subject, start, data) = item
+      (dataset, split, subject, n), ref = item
       count = shard_count(totals[(dataset, split)], window, forced)
-      index = zlib.crc32(f"{subject}:{start}".encode("ascii")) % count
-      return (dataset, split, index), (subject, start, data)
+      index = zlib.crc32(subject.encode("ascii")) % count
+      return (dataset, split, index, count), (subject, n, ref)
 
-    return (records
-            | "Assign" >> beam.Map(assign, beam.pvalue.AsDict(totals))
-            | "ByShard" >> beam.GroupByKey()
-            | "Write" >> beam.FlatMap(write_shard, output, window, forced,
-                                           beam.pvalue.AsDict(totals)))
+    written = (stored
+               | "Assign" >> beam.Map(assign, beam.pvalue.AsDict(totals))
+               | "ByShard" >> beam.GroupByKey()
+               | "Write" >> beam.ParDo(_WriteShard(self._output),
+                                       beam.pvalue.AsSingleton(inputs["transform"])
+                                       ).with_outputs("statistics", main="shards"))
+    return {"shards": written.shards,
+            "statistics": written.statistics | "OneCopy" >> beam.CombineGlobally(_first)}
 
 
 def nest_counts(flat: dict, datasets) -> dict:

@@ -4,6 +4,7 @@ import json
 
 import apache_beam as beam
 import numpy as np
+import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline import counts
@@ -42,10 +43,12 @@ def _grid(item):
           float(values[2, STEPS]), int(np.isfinite(values).sum()))
 
 
-def test_grid_rules_and_counts(make_pipeline):
+@pytest.mark.parametrize("exchange", ["runner", "files"])
+def test_grid_rules_and_counts(make_pipeline, tmp_path, exchange):
+  directory = str(tmp_path / "exchange") if exchange == "files" else None
   for order in (PARTS, PARTS[::-1]):  # the input order never changes the result
     with make_pipeline() as p:
-      aligned = p | beam.Create(order) | AlignSubjects()
+      aligned = {"readings": p | beam.Create(order)} | AlignSubjects(directory)
       assert_that(aligned.grids | beam.Map(_grid), equal_to([
           ("subj", 28_000_000, (3, 26), 65.0, 7.0, 80.0, True, 50.0, 255.0, 7)]),
           label="grid")
@@ -59,3 +62,23 @@ def test_grid_rules_and_counts(make_pipeline):
       assert_that(letters, equal_to([("duplicate", "b.csv", 6, "subj", 99.0),
                                      ("hrv_low_quality", None, None, "subj", 2)]),
                   label="letters")
+
+
+def test_sessions_and_declared_features_travel_with_the_grid(make_pipeline):
+  declared = np.zeros(26, bool)
+  declared[HR] = True
+  session = (28_000_001, 28_000_002, 3, 1)
+  with make_pipeline() as p:
+    aligned = {"readings": p | "Readings" >> beam.Create(PARTS),
+               "sessions": p | "Sessions" >> beam.Create([("subj", session),
+                                                          ("nobody", session)]),
+               "provided": p | "Provided" >> beam.Create([("subj", declared),
+                                                          ("device-only", declared)])
+               } | AlignSubjects()
+    assert_that(aligned.grids | beam.MapTuple(
+        lambda s, g: (s, g.sessions, np.flatnonzero(g.declared).tolist())),
+        equal_to([("subj", [session], [HR])]), label="grid")
+    total = aligned[counts.COUNTS] | beam.CombineGlobally(counts.SumCounts())
+    assert_that(total | beam.Map(lambda c: (c["label_sessions_without_data"],
+                                            c["subjects_without_readings"])),
+                equal_to([(1, 1)]), label="counts")

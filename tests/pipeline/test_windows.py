@@ -62,12 +62,12 @@ def test_minute_labels_and_dominant():
   assert labels.dominant(np.array([0, 1], np.int8), prefer_high=True) == 1
 
 
-def _grid(minutes=35, missing_from=20):
+def _grid(minutes=35, missing_from=20, sessions=()):
   rng = np.random.default_rng(0)
   values = rng.uniform(1, 2, (minutes, 26)).astype(np.float32)
   values[:, 5] = np.nan                       # a feature this source never provides
   values[missing_from:, :20] = np.nan         # the third window is mostly missing
-  return Grid(FIRST, values)
+  return Grid(FIRST, values, sessions=sorted(sessions))
 
 
 def _summary(block):
@@ -81,12 +81,10 @@ def _summary(block):
 
 def test_cut_windows_drops_and_labels(make_pipeline):
   run = ACTIVITY_CLASSES.index("run")
-  sessions = [("s", (FIRST + 2, FIRST + 4, run, 1)), ("s", (FIRST + 30, FIRST + 40, -1, 0)),
-              ("nobody", (FIRST, FIRST + 5, run, 1))]
+  sessions = [(FIRST + 30, FIRST + 40, -1, 0), (FIRST + 2, FIRST + 4, run, 1)]
   with make_pipeline() as p:
-    grids = p | "Grids" >> beam.Create([("s", ("valid", _grid()))])
-    sess = p | "Sessions" >> beam.Create(sessions)
-    out = {"grids": grids, "sessions": sess} | CutWindows(W, W, 0.5, labelled=True)
+    grids = p | "Grids" >> beam.Create([("s", ("valid", _grid(sessions=sessions)))])
+    out = grids | CutWindows(W, W, 0.5, labelled=True)
     assert_that(out.windows | beam.Map(_summary), equal_to([
         ("pretrain", "valid", [FIRST, FIRST + 10], [0.0385, 0.0385], [0.0, 0.0],
          [run, -1], [1, -1], [[-1, -1, run], [-1, -1, -1]], 2 * 250),
@@ -97,15 +95,16 @@ def test_cut_windows_drops_and_labels(make_pipeline):
     assert_that(total, equal_to([{
         "subjects/valid": 1, "windows/pretrain/cut": 3,
         "windows/pretrain/dropped/missing_ratio_above_max": 1, "windows/labelled/cut": 2,
-        "windows/labelled/dropped/missing_ratio_above_max": 1,
-        "label_sessions_without_data": 1}]), label="counts")
+        "windows/labelled/dropped/missing_ratio_above_max": 1}]), label="counts")
 
 
 def _cut(grid, provided=(), max_missing=0.5):
   from pipeline.windows import cut_subject
-  grouped = {"grids": [("train", Grid(FIRST, grid))], "sessions": [],
-             "provided": list(provided)}
-  out = list(cut_subject(("s", grouped), W, W, max_missing, False))
+  declared = np.zeros(26, bool)
+  for mask in provided:
+    declared |= mask
+  out = list(cut_subject(("s", ("train", Grid(FIRST, grid, declared))), W, W, max_missing,
+                         False))
   blocks = [o for o in out if not isinstance(o, beam.pvalue.TaggedOutput)]
   tally = collections.Counter()
   for o in out:

@@ -1,6 +1,7 @@
 """WriteShards and WriteManifest: deterministic shard contents, listing and counts."""
 
 import json
+import zlib
 
 import apache_beam as beam
 import grain.python as grain
@@ -8,40 +9,49 @@ import numpy as np
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
+from pipeline.normalise import Normalise
+from pipeline.windows import WindowBlock
 from pipeline.write import WriteManifest, WriteShards, nest_counts
 from schemas import manifest, record
 
 
-def _record(subject, start):
-  mask = np.zeros((4, 26), bool)
-  mask[0, 0] = True
-  return record.encode({"values": np.where(mask, 1.5, 0), "mask": mask, "subject": subject,
-                        "split": "train", "start": start, "missing_ratio": 0.99})
+def _block(subject, starts):
+  n = len(starts)
+  values = np.full((n, 4, 26), np.nan, np.float32)
+  values[:, 0, 0] = 1.5
+  return WindowBlock(subject, "train", "pretrain", np.array(starts, np.int64), values,
+                     np.full(n, 0.99, np.float32), np.full(n, 0.99, np.float32),
+                     np.full(n, -1, np.int16), np.full(n, -1, np.int16),
+                     np.full((n, 4), -1, np.int8), np.full((n, 4), -1, np.int8))
 
 
 def test_shards_sorted_and_manifest_lists_them(tmp_path, make_pipeline):
-  items = [(("pretrain", "train"), (s, t, _record(s, t)))
-           for s in ("b", "a", "c") for t in (30, 10, 20)]
+  subjects = ("b", "a", "c", "d")
+  blocks = [_block(s, [30, 10, 20]) for s in subjects]
+  expected = sorted({zlib.crc32(s.encode()) % 2 for s in subjects})
   flat = {"rows_read": 3, "rows_parsed": 3, "readings_read": 5, "readings_used": 4,
-          "readings_dead_letter/duplicate": 1, "subjects/train": 3,
-          "windows/pretrain/cut": 9}
+          "readings_dead_letter/duplicate": 1, "subjects/train": 4,
+          "windows/pretrain/cut": 12}
   with make_pipeline() as p:
-    shards = p | "Records" >> beam.Create(items[::-1]) | WriteShards(str(tmp_path), 4, 2)
-    assert_that(shards | beam.Map(lambda s: s[:4]),
-                equal_to([("pretrain", "train", 0, 2), ("pretrain", "train", 1, 2)]))
+    windows = p | "Windows" >> beam.Create(blocks)
+    transform = windows | Normalise(4, str(tmp_path / "transform"), str(tmp_path / "tmp"))
+    written = {"windows": windows, "transform": transform} | WriteShards(
+        str(tmp_path), 4, 2, str(tmp_path / "exchange"))
+    assert_that(written["shards"] | beam.Map(lambda s: s[:4]),
+                equal_to([("pretrain", "train", i, 2) for i in expected]))
     counts = p | "Counts" >> beam.Create([flat])
-    stats = p | "Stats" >> beam.Create([{"HR": {"mean": 1.0, "std": 2.0, "count": 3}}])
-    _ = ({"counts": counts, "shards": shards, "statistics": stats}
+    _ = ({"counts": counts, "shards": written["shards"],
+          "statistics": written["statistics"]}
          | WriteManifest(str(tmp_path), {"datasets_written": ["pretrain"], "inputs": ["x"]},
                          4, 2))
   m = manifest.load(str(tmp_path))
   entries = m["datasets"]["pretrain"]
   assert [e["path"] for e in entries["valid"]] == [
       "pretrain/valid-00000-of-00002.array_record", "pretrain/valid-00001-of-00002.array_record"]
-  assert sum(e["records"] for e in entries["train"]) == 9
-  assert m["counts"]["windows"]["pretrain"]["written"] == {"train": 9, "valid": 0, "test": 0}
+  assert sum(e["records"] for e in entries["train"]) == 12
+  assert m["counts"]["windows"]["pretrain"]["written"] == {"train": 12, "valid": 0, "test": 0}
   assert m["counts"]["readings"]["dead_lettered"]["duplicate"] == 1
-  assert m["train_statistics"]["HR"]["std"] == 2.0 and m["inputs"] == ["x"]
+  assert m["train_statistics"]["HR"]["count"] == 12 and m["inputs"] == ["x"]
   for split in ("train", "valid"):
     paths = [path for path, _ in manifest.shards(str(tmp_path), split)]
     source = grain.ArrayRecordDataSource(paths)
@@ -52,7 +62,8 @@ def test_shards_sorted_and_manifest_lists_them(tmp_path, make_pipeline):
       shard_keys = [(record.decode(part[i])["subject"], record.decode(part[i])["start"])
                     for i in range(len(part))]
       assert shard_keys == sorted(shard_keys) and len(part) == n
-    assert len(keys) == (9 if split == "train" else 0)
+    assert sorted(keys) == ([(s, t) for s in sorted(subjects) for t in (10, 20, 30)]
+                            if split == "train" else [])
 
 
 def test_counts_that_do_not_reconcile_are_refused():
