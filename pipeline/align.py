@@ -4,7 +4,7 @@ A subject's readings arrive in any order, from any number of files; they are
 grouped by subject hash (with the subject's device-declared features and label
 sessions, so that nothing has to be joined again later) and handled as one set of
 numpy arrays, so a worker holds one subject at a time (the largest subject bounds
-memory). The readings cross the shuffle as pipeline.exchange references. Per subject:
+memory). The readings may cross the shuffle as pipeline.exchange references. Per subject:
   1. sort by (minute, feature, instant, source, row): deterministic whatever the
      file order or the bundling;
   2. a second reading of the same (instant, feature) is a duplicate: the first in
@@ -178,20 +178,11 @@ def _gate_hrv(subject, first, grid, readings, tally):
 
 
 class AlignSubjects(beam.PTransform):
-  """{'readings': (subject, Readings), optional 'provided': (subject, bool[F]) and
-  'sessions': (subject, session)} -> main: (subject, Grid); 'dead_letter'; 'counts'.
-
-  exchange_dir: where pipeline.exchange writes the readings for the shuffle (None:
-  through the runner).
-  """
-
-  def __init__(self, exchange_dir: str | None = None):
-    super().__init__()
-    self._exchange_dir = exchange_dir
+  """{'readings': (subject, Readings or its exchange.Stored reference), optional
+  'provided': (subject, bool[F]) and 'sessions': (subject, session)} -> main:
+  (subject, Grid); 'dead_letter'; 'counts'."""
 
   def expand(self, inputs):
-    inputs = dict(inputs)
-    inputs["readings"] = inputs["readings"] | "Stash" >> exchange.Stash(self._exchange_dir)
     return (inputs
             | "BySubject" >> beam.CoGroupByKey()
             | "Align" >> beam.FlatMap(align_subject).with_outputs(

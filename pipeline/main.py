@@ -19,7 +19,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipeline import counts, devices, options as lsm_options
+from pipeline import counts, devices, exchange, options as lsm_options
 from pipeline.align import AlignSubjects
 from pipeline.labels import ReadLabels
 from pipeline.normalise import Normalise
@@ -44,7 +44,10 @@ def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str], key
             | "ParseReadings" >> ParseReadings(key))
   device = p | "ReadDevices" >> devices.ReadDevices(plan.exports, opts.tz, opts.subject_id,
                                                     key)
-  readings = (parsed.readings, device.readings) | "AllReadings" >> beam.Flatten()
+  # Stashed before the Flatten: the local runner materialises a Flatten of two stages.
+  readings = ((parsed.readings | "StashReadings" >> exchange.Stash(exchange_dir),
+               device.readings | "StashDeviceReadings" >> exchange.Stash(exchange_dir))
+              | "AllReadings" >> beam.Flatten())
   subjects = {"readings": readings, "provided": device[devices.PROVIDED]}
   count_parts = [parsed[counts.COUNTS], device[counts.COUNTS]]
   letter_parts = [parsed[counts.DEAD_LETTER], device[counts.DEAD_LETTER]]
@@ -53,7 +56,7 @@ def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str], key
     subjects["sessions"] = sessions.sessions
     count_parts.append(sessions[counts.COUNTS])
     letter_parts.append(sessions[counts.DEAD_LETTER])
-  aligned = subjects | "AlignSubjects" >> AlignSubjects(exchange_dir)
+  aligned = subjects | "AlignSubjects" >> AlignSubjects()
   count_parts.append(aligned[counts.COUNTS])
   letter_parts.append(aligned[counts.DEAD_LETTER])
   windows = (aligned.grids

@@ -28,6 +28,9 @@ from schemas.constants import NORMALISED_CLIP
 from schemas.features import FEATURE_NAMES, FEATURES
 
 BATCH_WINDOWS = 2048
+# Windows per call of the saved graph: per window, 256 costs half of what 2048 does
+# (the batch's tensors stay in cache) and the fixed cost of a call is ~0.01 s.
+TRANSFORM_WINDOWS = 256
 
 
 def arrow_schema() -> pa.Schema:
@@ -49,12 +52,14 @@ STATISTICS = ("__mean", "__std", "__count")  # extra outputs: [F] per row, LSM o
 def preprocessing_fn(inputs):
   """Observed-only statistics per feature; clip, z-score, clip to +-5, missing -> 0.
 
-  The features are stacked to [B, T, F]. The analysers are three float64 sums per
+  For analysis the features are stacked to [B, T, F]. The analysers are three float64 sums per
   feature (observed count, sum and sum of squares of the clipped values, shifted by
   the population mean for precision) with missing minutes contributing nothing, so
   a missing minute can neither bias nor poison the statistics (a batch where a
   feature is absent adds zeros; TF Transform's own mean/var combiner returns NaN
-  when two partials both lack a feature).
+  when two partials both lack a feature). The transform is written per feature on
+  its own [B, T] input, so the saved graph (where the stack only fed the analysers
+  and is pruned) makes no strided copies: it costs half as much per window.
   """
   import tensorflow as tf
   import tensorflow_transform as tft
@@ -76,10 +81,13 @@ def preprocessing_fn(inputs):
   # A constant feature leaves rounding noise, not spread: call it 0 (scaled by 1).
   std = tf.where(std > 1e-6 * tf.maximum(tf.abs(mean), 1.0), std, tf.zeros_like(std))
   scale = tf.cast(tf.where(std > 0, std, tf.ones_like(std)), tf.float32)
-  z = tf.clip_by_value((clipped - tf.cast(mean, tf.float32)) / scale,
-                       -NORMALISED_CLIP, NORMALISED_CLIP)
-  z = tf.where(observed, z, tf.zeros_like(z))
-  outputs = {f.name: z[:, :, i] for i, f in enumerate(FEATURES)}
+  centre = tf.cast(mean, tf.float32)
+  outputs = {}
+  for i, f in enumerate(FEATURES):
+    value = inputs[f.name]
+    z = tf.clip_by_value((tf.clip_by_value(value, low[i], high[i]) - centre[i]) / scale[i],
+                         -NORMALISED_CLIP, NORMALISED_CLIP)
+    outputs[f.name] = tf.where(tf.math.is_nan(value), tf.zeros_like(z), z)
   rows = tf.shape(x)[:1]
   for name, value in zip(STATISTICS, (tf.cast(mean, tf.float32), tf.cast(std, tf.float32),
                                       count)):
@@ -131,7 +139,8 @@ class Transformer:
     if self._layer is None:
       import tensorflow_transform as tft
       self._layer = tft.TFTransformOutput(self._transform_dir).transform_features_layer()
-    outputs = self._layer({f.name: tf.constant(values[:, :, i])
+    by_feature = np.ascontiguousarray(np.moveaxis(values, 2, 0))  # contiguous [n, T] each
+    outputs = self._layer({f.name: tf.constant(by_feature[i])
                            for i, f in enumerate(FEATURES)})
     z = np.stack([outputs[name].numpy() for name in FEATURE_NAMES], axis=2)
     return z, statistics({name: outputs[name].numpy() for name in STATISTICS})

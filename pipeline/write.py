@@ -4,7 +4,7 @@ Shards: a subject's windows of a dataset and split go to shard crc32(subject) %
 num_shards, and a shard's records are written in (subject, start) order, so the
 bytes do not depend on worker count, bundling or input order. The shard writer
 also applies stage 7's transform graph (pipeline.normalise.Transformer) to batches
-of about BATCH_WINDOWS windows right before encoding them: each window crosses the
+of about TRANSFORM_WINDOWS windows right before encoding them: each window crosses the
 runner once (as a pipeline.exchange reference with exchange "files"), and a
 worker holds one such batch, not a shard. ArrayRecord is written with group_size:1
 (every record its own chunk) for cheap random access from Grain. num_shards 0 sizes
@@ -78,12 +78,12 @@ def _write_array_record(path: str, records) -> int:
 
 
 def _batches(blocks):
-  """Consecutive (subject, windows, ref) runs of about normalise.BATCH_WINDOWS windows."""
+  """Consecutive (subject, windows, ref) runs of about normalise.TRANSFORM_WINDOWS windows."""
   batch, size = [], 0
   for block in blocks:
     batch.append(block)
     size += block[1]
-    if size >= normalise.BATCH_WINDOWS:
+    if size >= normalise.TRANSFORM_WINDOWS:
       yield batch
       batch, size = [], 0
   if batch:

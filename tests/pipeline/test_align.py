@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline import counts
+from pipeline import counts, exchange
 from pipeline.align import AlignSubjects
 from pipeline.parse import Readings
 from schemas.features import FEATURE_INDEX
@@ -43,12 +43,13 @@ def _grid(item):
           float(values[2, STEPS]), int(np.isfinite(values).sum()))
 
 
-@pytest.mark.parametrize("exchange", ["runner", "files"])
-def test_grid_rules_and_counts(make_pipeline, tmp_path, exchange):
-  directory = str(tmp_path / "exchange") if exchange == "files" else None
+@pytest.mark.parametrize("mode", ["runner", "files"])
+def test_grid_rules_and_counts(make_pipeline, tmp_path, mode):
+  directory = str(tmp_path / "exchange") if mode == "files" else None
   for order in (PARTS, PARTS[::-1]):  # the input order never changes the result
     with make_pipeline() as p:
-      aligned = {"readings": p | beam.Create(order)} | AlignSubjects(directory)
+      readings = p | beam.Create(order) | exchange.Stash(directory)
+      aligned = {"readings": readings} | AlignSubjects()
       assert_that(aligned.grids | beam.Map(_grid), equal_to([
           ("subj", 28_000_000, (3, 26), 65.0, 7.0, 80.0, True, 50.0, 255.0, 7)]),
           label="grid")
