@@ -4,7 +4,8 @@ ArrayRecord's writer takes a local path, so a shard bound for gs:// (or any othe
 Beam FileSystems scheme) is written to a local temporary file, uploaded through
 FileSystems to a temporary name beside its destination, then renamed. A reader of
 the output directory, or a retried bundle, never sees a half-written file under its
-final name: the rename is atomic locally and an object appears whole on GCS.
+final name: the rename is atomic locally and an object appears whole on GCS. A local
+destination is written in place under the temporary name (no copy).
 """
 
 from __future__ import annotations
@@ -30,8 +31,17 @@ def temporary_name(path: str) -> str:
 
 def write_via_local_file(path: str, write_local: Callable[[str], None]) -> None:
   """Calls write_local(local_path), then publishes that file at `path` in one rename."""
-  local_dir = tempfile.mkdtemp(prefix="lsm-write-")
   staged = temporary_name(path)
+  if "://" not in path:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    try:
+      write_local(staged)
+      os.replace(staged, path)
+    finally:
+      if os.path.exists(staged):
+        os.remove(staged)
+    return
+  local_dir = tempfile.mkdtemp(prefix="lsm-write-")
   try:
     local = os.path.join(local_dir, os.path.basename(path))
     write_local(local)

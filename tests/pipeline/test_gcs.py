@@ -47,3 +47,14 @@ def test_local_output_is_published_by_rename_too(tmp_path):
   reader = ArrayRecordReader(path)
   assert reader.read_all() == [b"a", b"b"]
   reader.close()
+
+
+def test_failed_local_write_leaves_nothing_behind(tmp_path):
+  def broken(local):
+    with open(local, "wb") as f:
+      f.write(b"half a shard")
+    raise OSError("disk full")
+
+  with pytest.raises(OSError, match="disk full"):
+    gcs.write_via_local_file(str(tmp_path / "train-00000-of-00001"), broken)
+  assert os.listdir(tmp_path) == []
