@@ -290,6 +290,17 @@ def _check(feature, values, not_number):
   return reason
 
 
+def _valid(target: int, values: np.ndarray, not_number: np.ndarray | None) -> np.ndarray:
+  """Where _check would find nothing wrong with a column of one feature (of index
+  `target`): the whole column at once, as most cells are fine."""
+  if target == UNKNOWN:
+    return np.zeros(len(values), bool)
+  with np.errstate(invalid="ignore"):
+    valid = (np.isfinite(values) & (values >= VALID_LOW[target])
+             & (values <= VALID_HIGH[target]))
+  return valid if not_number is None else valid & ~not_number
+
+
 def _long_readings(feature_column, value_column, parsed):
   """Every parsed row is one reading; returns (readings read, row index, reason and
   name of each bad reading, readings)."""
@@ -317,8 +328,7 @@ def _wide_readings(columns, feature_columns, parsed):
   """
   n = len(parsed)
   matrix = np.full((n, len(FEATURES)), np.nan, np.float32)
-  seen = np.zeros(len(FEATURES), bool)
-  used = np.zeros(n, bool)
+  seen, used = set(), np.zeros(n, bool)
   read, index_parts, reason_parts, name_parts = 0, [], [], []
   for number, column in enumerate(feature_columns):
     cells = columns[column]
@@ -326,21 +336,15 @@ def _wide_readings(columns, feature_columns, parsed):
     read += int(np.count_nonzero(reading))
     target = _INDEX.get(canonical_name(column), UNKNOWN)
     values, not_number = cells.readings(reading)
-    ok = np.zeros(n, bool)
-    if target != UNKNOWN:
-      with np.errstate(invalid="ignore"):
-        ok = (reading & np.isfinite(values) & (values >= VALID_LOW[target])
-              & (values <= VALID_HIGH[target]))
-      if not_number is not None:
-        ok &= ~not_number
+    ok = reading & _valid(target, values, not_number)
     bad = reading & ~ok
     if target != UNKNOWN:
-      if seen[target]:
+      if target in seen:  # an alias column: cells the first valid reading took
         taken = ok & ~np.isnan(matrix[:, target])
         ok &= ~taken
         bad |= taken
       np.copyto(matrix[:, target], values, casting="same_kind", where=ok)
-      seen[target] = True
+      seen.add(target)
       used |= ok
     index = np.flatnonzero(bad)
     if len(index):
