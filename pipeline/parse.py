@@ -65,6 +65,7 @@ class _Column:
   """One input column: numeric columns as float64, text as an Arrow string array.
 
   empty: null or blank cells; undecodable: cells whose bytes are not UTF-8.
+  values (numeric): a read-only view of the column's data; undefined where empty.
   """
 
   def __init__(self, column):
@@ -167,8 +168,6 @@ def _nulls(array: pa.Array) -> np.ndarray:
 
 
 _BAD_TIME = np.iinfo(np.int64).min
-
-
 _UTC_NS = pa.timestamp("ns", tz="UTC")
 
 
