@@ -180,7 +180,9 @@ def read_parquet(path: str):
       parquet = pq.ParquetFile(f)
       columns = parquet.schema_arrow.names
       start = 0
-      for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
+      # Beam runs a worker per core already: Arrow's decoding threads only add CPU
+      # (5-8% on wide float columns).
+      for batch in parquet.iter_batches(batch_size=BATCH_ROWS, use_threads=False):
         n = batch.num_rows
         yield RawBatch(path, layout(columns), pa.Table.from_batches([batch]),
                        np.arange(start, start + n, dtype=np.int64), [])

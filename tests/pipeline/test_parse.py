@@ -4,9 +4,10 @@ import json
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline import counts
+from pipeline import counts, parse, read
 from pipeline.parse import ParseReadings
 from pipeline.read import ReadRaw
 from schemas import record
@@ -93,3 +94,49 @@ def test_readings_are_keyed_by_hash_in_utc_nanoseconds(tmp_path, make_pipeline):
         (record.subject_hash("s1", KEY), "long.csv", ((t + 30, 0, 62.0, 2),)),
     ]))
   _run(tmp_path, make_pipeline, check)
+
+
+def test_parse_times_rejects_only_the_bad_cells():
+  # Bad cells scattered through a long column: the column cast fails, and only they
+  # may end up INT64_MIN, whatever their position.
+  good = [f"2024-03-01T08:{m % 60:02d}:30.250+01:00" for m in range(101)]
+  cells = list(good)
+  bad = {0: "2024-03-01T08:18:00", 17: "yesterday", 18: "", 63: None, 100: "2024-13-01T00:00Z"}
+  for i, cell in bad.items():
+    cells[i] = cell
+  times = parse.parse_times(pa.array(cells, pa.string()))
+  expected = [int(np.datetime64(c[:23], "ns").astype(np.int64)) - 3_600_000_000_000
+              for c in good]
+  for i, cell in bad.items():
+    expected[i] = np.iinfo(np.int64).min
+  assert times.tolist() == expected
+
+
+def test_a_batch_sliced_out_of_a_table_reads_only_its_own_cells():
+  # Arrow slices share their parent's buffers at an offset: values and nulls must be
+  # read from the slice's own rows.
+  hr = [60.0, None, 999.0, float("nan"), 70.0, None, 80.0, 61.0, None, 62.0, 63.0] * 3
+  table = pa.table({
+      "subject_id": ["s1"] * 17 + ["s2"] * 16,
+      "timestamp": [f"2024-03-01T08:{m:02d}:00Z" for m in range(33)],
+      "HR": pa.array(hr, pa.float64()),
+      "steps": pa.array([None if i % 4 else i for i in range(33)], pa.float64())})
+  start, n = 5, 19
+  sliced = table.slice(start, n)
+  copied = pa.Table.from_pylist(sliced.to_pylist(), schema=table.schema)
+  rows = np.arange(start, start + n)
+
+  def outputs(t):
+    out = []
+    for item in parse.parse_batch(read.RawBatch("x.parquet", "wide", t, rows, []), KEY):
+      if isinstance(item, beam.pvalue.TaggedOutput):
+        out.append((item.tag, item.value))
+      else:
+        r = item[1]
+        out.append((item[0], r.time.tolist(), r.row.tolist(), r.value.tobytes()))
+    return out
+
+  assert outputs(sliced) == outputs(copied)
+  assert [o[1] for o in outputs(sliced) if o[0] == counts.COUNTS] == [{
+      "rows_read": 19, "rows_parsed": 19, "readings_read": 17,
+      "readings_dead_letter/non_finite": 1, "readings_dead_letter/out_of_range": 1}]
