@@ -20,6 +20,7 @@ sort, dedupe or reduce): their values drop straight into the grid.
 from __future__ import annotations
 
 import dataclasses
+import typing
 
 import apache_beam as beam
 import numpy as np
@@ -49,6 +50,9 @@ class Grid:
   values: np.ndarray
   declared: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(F, bool))
   sessions: list = dataclasses.field(default_factory=list)
+
+
+exchange.register(Grid)
 
 
 def _iso(minute: int) -> str:
@@ -185,5 +189,6 @@ class AlignSubjects(beam.PTransform):
   def expand(self, inputs):
     return (inputs
             | "BySubject" >> beam.CoGroupByKey()
-            | "Align" >> beam.FlatMap(align_subject).with_outputs(
+            | "Align" >> beam.FlatMap(align_subject).with_output_types(
+                typing.Tuple[str, Grid]).with_outputs(
                 counts.DEAD_LETTER, counts.COUNTS, main="grids"))

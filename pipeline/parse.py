@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import counts
+from pipeline import counts, exchange
 from schemas import record
 from schemas.features import FEATURES, canonical_name, feature_array, normalise_alias
 from schemas.raw import READING_REASONS, ROW_REASONS
@@ -51,6 +52,9 @@ class Readings:
       return self.time, self.feature, self.value, self.row
     r, f = np.nonzero(~np.isnan(self.value))
     return self.time[r], f.astype(np.int16), self.value[r, f].astype(np.float64), self.row[r]
+
+
+exchange.register(Readings)
 
 
 def dead_letter(source: str, row, reason: str, raw, subject: str | None = None) -> str:
@@ -390,5 +394,6 @@ class ParseReadings(beam.PTransform):
 
   def expand(self, batches):
     key = self._key
-    return batches | "Parse" >> beam.FlatMap(parse_batch, key).with_outputs(
+    return batches | "Parse" >> beam.FlatMap(parse_batch, key).with_output_types(
+        typing.Tuple[str, Readings]).with_outputs(
         counts.DEAD_LETTER, counts.COUNTS, main="readings")

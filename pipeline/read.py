@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline import exchange
 from schemas.features import normalise_alias
 
 BATCH_ROWS = 65_536
@@ -45,6 +46,9 @@ class RawBatch:
   table: pa.Table
   rows: np.ndarray
   malformed: list
+
+
+exchange.register(RawBatch)
 
 
 class UnreadableFileError(IOError):
@@ -253,4 +257,5 @@ class ReadRaw(beam.PTransform):
     return (pbegin
             | "Paths" >> beam.Create(self._paths)
             | "Spread" >> beam.Reshuffle()
-            | "Read" >> beam.FlatMap(lambda p: READERS[file_format(p, forced)](p)))
+            | "Read" >> beam.FlatMap(lambda p: READERS[file_format(p, forced)](p)
+                                     ).with_output_types(RawBatch))

@@ -7,6 +7,7 @@ subject always lands in one split, in every run and on every worker.
 from __future__ import annotations
 
 import hashlib
+import typing
 
 import apache_beam as beam
 
@@ -33,5 +34,8 @@ class AssignSplit(beam.PTransform):
 
   def expand(self, keyed):
     fractions, salt = self._fractions, self._salt
+    value = beam.typehints.TypeVariable("V")
     return keyed | "Split" >> beam.MapTuple(
-        lambda subject, value: (subject, (split_of(subject, fractions, salt), value)))
+        lambda subject, value: (subject, (split_of(subject, fractions, salt), value))
+    ).with_input_types(typing.Tuple[str, value]).with_output_types(
+        typing.Tuple[str, typing.Tuple[str, value]])

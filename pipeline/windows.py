@@ -23,7 +23,7 @@ import dataclasses
 import apache_beam as beam
 import numpy as np
 
-from pipeline import counts, labels
+from pipeline import counts, exchange, labels
 from schemas.features import FEATURES
 
 F = len(FEATURES)
@@ -49,6 +49,9 @@ class WindowBlock:
 
   def __len__(self):
     return len(self.start)
+
+
+exchange.register(WindowBlock)
 
 
 def _take(grid, offset: int, length: int) -> np.ndarray:
@@ -169,5 +172,6 @@ class CutWindows(beam.PTransform):
     self._args = (window, stride, max_missing, labelled)
 
   def expand(self, grids):
-    return grids | "Cut" >> beam.FlatMap(cut_subject, *self._args).with_outputs(
+    return grids | "Cut" >> beam.FlatMap(cut_subject, *self._args).with_output_types(
+        WindowBlock).with_outputs(
         counts.COUNTS, main="windows")

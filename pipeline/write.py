@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+import typing
 import zlib
 
 import apache_beam as beam
@@ -35,6 +36,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import exchange, gcs, normalise
+from pipeline.windows import WindowBlock
 from schemas import manifest, record
 from schemas.constants import SPLITS
 from schemas.features import FEATURE_NAMES
@@ -145,7 +147,8 @@ class WriteShards(beam.PTransform):
   def expand(self, inputs):
     window, forced = self._window, self._num_shards
     stored = (inputs["windows"]
-              | "Key" >> beam.Map(lambda b: ((b.dataset, b.split, b.subject, len(b)), b))
+              | "Key" >> beam.Map(lambda b: ((b.dataset, b.split, b.subject, len(b)), b)
+                                  ).with_output_types(typing.Tuple[tuple, WindowBlock])
               | "Stash" >> exchange.Stash(self._exchange_dir))
     totals = (stored
               | "Sizes" >> beam.MapTuple(lambda key, _: (key[:2], key[3]))
