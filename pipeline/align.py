@@ -73,7 +73,8 @@ def align_subject(item):
   grid = _whole_minute_rows(parts)
   if grid is not None:  # fast path: wide rows, one per whole minute, nothing to reduce
     first, grid = grid
-    readings = (~np.isnan(grid)).astype(np.int64)
+    readings = None  # one reading per observed cell
+    used = int(np.count_nonzero(~np.isnan(grid)))
   else:
     aligned = (yield from _reduce(subject, parts, tally)) if parts else None
     if aligned is None:  # no sensor data: labels or a device subject, nothing to align
@@ -82,10 +83,10 @@ def align_subject(item):
       yield counts.emit(tally)
       return
     first, grid, readings = aligned
+    used = int(readings.sum())
   yield from _gate_hrv(subject, first, grid, readings, tally)
   np.clip(grid, CLIP_LOW.astype(np.float32), CLIP_HIGH.astype(np.float32), out=grid)
-  tally["readings_used"] = int(readings.sum()) - tally.get(
-      "readings_dead_letter/hrv_low_quality", 0)
+  tally["readings_used"] = used - tally.get("readings_dead_letter/hrv_low_quality", 0)
   tally["subjects"] = 1
   yield counts.emit(tally)
   yield subject, Grid(first, grid, declared, sessions)
@@ -101,9 +102,10 @@ def _whole_minute_rows(parts):
   minute = time // NS_PER_MINUTE
   first = int(minute.min())
   offset = minute - first
-  if len(np.unique(offset)) != len(offset):
+  minutes = int(offset.max()) + 1
+  if not (np.diff(offset) > 0).all() and (np.bincount(offset, minlength=minutes) > 1).any():
     return None
-  grid = np.full((int(offset.max()) + 1, F), np.nan, np.float32)
+  grid = np.full((minutes, F), np.nan, np.float32)
   grid[offset] = np.concatenate([p.value for p in parts])
   return first, grid
 
@@ -162,7 +164,10 @@ def _aggregate(features, value, starts, sizes):
 
 
 def _gate_hrv(subject, first, grid, readings, tally):
-  """Sets HRV features missing in low-quality minutes; one dead letter per run of minutes."""
+  """Sets HRV features missing in low-quality minutes; one dead letter per run of minutes.
+
+  readings: int [M, F] readings behind each cell, or None for one per observed cell.
+  """
   with np.errstate(invalid="ignore"):
     low = grid[:, FEATURE_INDEX[HRV_GOOD_FEATURE]] < HRV_GOOD_THRESHOLD
   gated = np.zeros(grid.shape, bool)
@@ -170,7 +175,7 @@ def _gate_hrv(subject, first, grid, readings, tally):
   gated &= ~np.isnan(grid)
   if not gated.any():
     return
-  per_minute = (readings * gated).sum(axis=1)
+  per_minute = gated.sum(axis=1) if readings is None else (readings * gated).sum(axis=1)
   grid[gated] = np.nan
   tally["readings_dead_letter/hrv_low_quality"] = int(per_minute.sum())
   bad = np.flatnonzero(per_minute)

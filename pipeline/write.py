@@ -24,6 +24,7 @@ says why (no feature, too short, all dropped, or an unlucky split).
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import logging
 import math
@@ -108,17 +109,33 @@ class _WriteShard(beam.DoFn):
                                               normalise.Transformer(transform_dir))
     applied = []
 
+    def normalised(batch):
+      fetched = [exchange.fetch(ref) for _, _, ref in batch]
+      return fetched, transform(np.concatenate([b.values for b in fetched]))
+
+    def encoded(fetched, z):
+      offset = 0
+      for block in fetched:
+        yield from (data for _, data in sorted(
+            normalise.encode_block(block, z[offset:offset + len(block)])))
+        offset += len(block)
+
     def records():
-      for batch in _batches(sorted(blocks, key=lambda b: b[0])):
-        fetched = [exchange.fetch(ref) for _, _, ref in batch]
-        z, stats = transform(np.concatenate([b.values for b in fetched]))
-        applied.append(stats)
-        offset = 0
-        for block in fetched:
-          for _, data in sorted(normalise.encode_block(block,
-                                                       z[offset:offset + len(block)])):
-            yield data
-          offset += len(block)
+      # The next batch goes through TensorFlow (which releases the GIL) on a second
+      # thread while this one encodes and writes the current batch.
+      with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = None
+        for batch in _batches(sorted(blocks, key=lambda b: b[0])):
+          future = pool.submit(normalised, batch)
+          if pending is not None:
+            fetched, (z, stats) = pending.result()
+            applied.append(stats)
+            yield from encoded(fetched, z)
+          pending = future
+        if pending is not None:
+          fetched, (z, stats) = pending.result()
+          applied.append(stats)
+          yield from encoded(fetched, z)
 
     path = shard_path(dataset, split, index, count)
     n = _write_array_record(os.path.join(self._output, path), records())
