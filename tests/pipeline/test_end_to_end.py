@@ -1,7 +1,9 @@
 """lsm-pipeline end to end on a small mixed-format cohort with known problems.
 
-Two runs share this module: one in-process, one with 2 worker processes and the
-inputs listed in reverse order. They must write byte-identical shards and manifest.
+Three runs share this module: one in-process, one with 2 worker processes and the
+inputs listed in reverse order (both passing arrays through exchange files, the local
+default), one in-process sending the arrays through the runner (--exchange=runner,
+Dataflow's default). They must write byte-identical shards and manifest.
 """
 
 import glob
@@ -89,6 +91,7 @@ def runs(tmp_path_factory, raw):
   main.run(raw.pipeline_args(inputs, f"{root}/one", *common))
   main.run(raw.pipeline_args(inputs[::-1], f"{root}/two", *common, "--direct_num_workers=2",
                              "--direct_running_mode=multi_processing"))
+  main.run(raw.pipeline_args(inputs, f"{root}/runner", *common, "--exchange=runner"))
   return root, expected, truth
 
 
@@ -104,14 +107,16 @@ def _read(path):
   return [source[i] for i in range(len(source))]
 
 
-def test_byte_identical_with_one_and_two_workers(runs):
+def test_byte_identical_with_one_and_two_workers_and_either_exchange(runs):
   root = runs[0]
   names = sorted(os.path.relpath(p, f"{root}/one") for p in
                  glob.glob(f"{root}/one/*/*.array_record") + [f"{root}/one/manifest.json"])
   assert len(names) == 2 * 3 * 2 + 1
-  for name in names:
-    with open(f"{root}/one/{name}", "rb") as a, open(f"{root}/two/{name}", "rb") as b:
-      assert a.read() == b.read(), name
+  for other in ("two", "runner"):
+    for name in names:
+      with open(f"{root}/one/{name}", "rb") as a, open(f"{root}/{other}/{name}", "rb") as b:
+        assert a.read() == b.read(), (other, name)
+  assert not os.path.exists(f"{root}/one/tmp")  # the exchange files are gone
 
 
 def test_counts_reconcile_and_match_the_injected_problems(runs):
