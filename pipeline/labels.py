@@ -114,11 +114,17 @@ def minute_labels(sessions, first: int, minutes: int) -> tuple[np.ndarray, np.nd
   return labels, exercise
 
 
-def dominant(values: np.ndarray, prefer_high: bool = False) -> int:
-  """Most frequent known (>= 0) value; ties to the lowest (or highest); -1 if none known."""
-  known = values[values >= 0].astype(np.int64)
-  if not known.size:
-    return UNKNOWN_LABEL
-  tally = np.bincount(known)
-  best = np.flatnonzero(tally == tally.max())
-  return int(best[-1] if prefer_high else best[0])
+def dominant(values: np.ndarray, prefer_high: bool = False):
+  """Most frequent known (>= 0) value of each row (the last axis); ties to the lowest
+  (or highest); -1 where none is known. A 1-D input gives an int, [n, T] gives [n]."""
+  values = np.asarray(values)
+  rows = values.reshape(-1, values.shape[-1]).astype(np.int64)
+  n, classes = len(rows), int(rows.max(initial=-1)) + 1
+  best = np.full(n, UNKNOWN_LABEL, np.int64)
+  if classes:
+    row, value = np.nonzero(rows >= 0)[0], rows[rows >= 0]
+    tally = np.bincount(row * classes + value, minlength=n * classes).reshape(n, classes)
+    pick = (classes - 1 - tally[:, ::-1].argmax(axis=1) if prefer_high
+            else tally.argmax(axis=1))
+    best = np.where(tally.max(axis=1) > 0, pick, UNKNOWN_LABEL)
+  return int(best[0]) if values.ndim == 1 else best.reshape(values.shape[:-1])

@@ -54,12 +54,14 @@ class WindowBlock:
 exchange.register(WindowBlock)
 
 
-def _take(grid, offset: int, length: int) -> np.ndarray:
-  """grid rows [offset, offset + length), NaN where outside the grid."""
-  out = np.full((length, grid.shape[1]), np.nan, np.float32)
-  a, b = max(offset, 0), min(offset + length, len(grid))
-  if a < b:
-    out[a - offset:b - offset] = grid[a:b]
+def _take(array: np.ndarray, offsets: np.ndarray, length: int, fill) -> np.ndarray:
+  """array rows [o, o + length) for every offset o, `fill` outside: [n, length, ...]."""
+  index = offsets[:, None] + np.arange(length)
+  inside = (index >= 0) & (index < len(array))
+  if inside.all():  # strided windows: one gather
+    return array[index]
+  out = np.full(index.shape + array.shape[1:], fill, array.dtype)
+  out[inside] = array[index[inside]]
   return out
 
 
@@ -101,7 +103,7 @@ def _block(subject, split, dataset, grid, first, offsets, window, provided, sess
   if centred is None:  # strided windows lie inside the grid: observed counts by cumsum
     seen = per_minute[offsets + window] - per_minute[offsets]
   else:
-    seen = np.array([(~np.isnan(_take(grid, o, window))).sum() for o in offsets])
+    seen = (~np.isnan(_take(grid, offsets, window, np.nan))).sum(axis=(1, 2))
   # Observed cells are all of provided features, so one count serves both ratios.
   missing = 1.0 - seen / float(window * F)
   source_missing = 1.0 - seen / float(window * n_provided)
@@ -112,14 +114,14 @@ def _block(subject, split, dataset, grid, first, offsets, window, provided, sess
   if not keep.any():
     return None
   offsets = offsets[keep]
-  values = np.stack([_take(grid, o, window) for o in offsets])
-  minute_labels, minute_exercise = zip(*(labels.minute_labels(sessions, first + o, window)
-                                         for o in offsets))
-  minute_labels, minute_exercise = np.stack(minute_labels), np.stack(minute_exercise)
+  values = _take(grid, offsets, window, np.nan)
+  low = int(offsets.min())  # labels of every minute the windows span, then cut alike
+  span = labels.minute_labels(sessions, first + low, int(offsets.max()) - low + window)
+  minute_labels, minute_exercise = (_take(m, offsets - low, window, labels.UNKNOWN_LABEL)
+                                    for m in span)
   if centred is None:
-    label = np.array([labels.dominant(m) for m in minute_labels], np.int16)
-    exercise = np.array([labels.dominant(m, prefer_high=True) for m in minute_exercise],
-                        np.int16)
+    label = labels.dominant(minute_labels).astype(np.int16)
+    exercise = labels.dominant(minute_exercise, prefer_high=True).astype(np.int16)
   else:
     kept = [s for s, k in zip(centred, keep) if k]
     label = np.array([s[2] for s in kept], np.int16)

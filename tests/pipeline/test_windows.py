@@ -132,3 +132,18 @@ def test_drop_rule_counts_missingness_over_provided_features():
   # A subject whose sources provide nothing: every window dropped with that reason.
   blocks, tally = _cut(np.full((3 * W, 26), np.nan, np.float32), [provided_mask([])])
   assert not blocks and tally["windows/pretrain/dropped/no_provided_features"] == 3
+
+
+def test_dominant_of_many_rows_matches_row_by_row_counting():
+  rng = np.random.default_rng(5)
+  rows = rng.integers(-1, 4, (200, 7)).astype(np.int8)
+  rows[:10] = -1                                   # nothing known
+  rows[10] = [0, 0, 3, 3, -1, -1, -1]              # a tie
+  for prefer_high in (False, True):
+    expected = []
+    for row in rows:
+      tally = np.bincount(row[row >= 0].astype(int), minlength=4)
+      best = np.flatnonzero(tally == tally.max()) if tally.any() else [-1]
+      expected.append(best[-1] if prefer_high else best[0])
+    assert labels.dominant(rows, prefer_high).tolist() == expected
+  assert labels.dominant(rows[10]) == 0 and labels.dominant(rows[10], True) == 3
