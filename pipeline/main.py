@@ -6,7 +6,9 @@
 
 Without --runner the local runner is Beam's FnApiRunner (the engine behind the
 DirectRunner for batch pipelines), chosen explicitly so that nothing tries to
-download the Prism runner; any other --runner gets the same graph unchanged.
+download the Prism runner; any other --runner gets the same graph unchanged. On a
+local runner readings and windows cross shuffles as files (--exchange, see
+pipeline/exchange.py), elsewhere through the runner's shuffle.
 """
 
 from __future__ import annotations

@@ -28,14 +28,15 @@ def test_shard_goes_through_a_temporary_name_then_renames(remote):
   reader.close()
 
 
-def test_failed_write_leaves_nothing_behind(remote):
-  def broken(local):
-    with open(local, "wb") as f:
-      f.write(b"half a shard")
-    raise OSError("disk full")
+def _broken(local):
+  with open(local, "wb") as f:
+    f.write(b"half a shard")
+  raise OSError("disk full")
 
+
+def test_failed_write_leaves_nothing_behind(remote):
   with pytest.raises(OSError, match="disk full"):
-    gcs.write_via_local_file("fakegs://train-00000-of-00001", broken)
+    gcs.write_via_local_file("fakegs://train-00000-of-00001", _broken)
   assert os.listdir(remote.dir) == []
   assert not FileSystems.exists("fakegs://train-00000-of-00001")
 
@@ -50,11 +51,6 @@ def test_local_output_is_published_by_rename_too(tmp_path):
 
 
 def test_failed_local_write_leaves_nothing_behind(tmp_path):
-  def broken(local):
-    with open(local, "wb") as f:
-      f.write(b"half a shard")
-    raise OSError("disk full")
-
   with pytest.raises(OSError, match="disk full"):
-    gcs.write_via_local_file(str(tmp_path / "train-00000-of-00001"), broken)
+    gcs.write_via_local_file(str(tmp_path / "train-00000-of-00001"), _broken)
   assert os.listdir(tmp_path) == []
