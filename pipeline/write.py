@@ -24,6 +24,7 @@ says why (no feature, too short, all dropped, or an unlucky split).
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import json
 import logging
@@ -120,22 +121,22 @@ class _WriteShard(beam.DoFn):
             normalise.encode_block(block, z[offset:offset + len(block)])))
         offset += len(block)
 
+    def finish(future):
+      fetched, (z, stats) = future.result()
+      applied.append(stats)
+      return encoded(fetched, z)
+
     def records():
       # The next batch goes through TensorFlow (which releases the GIL) on a second
       # thread while this one encodes and writes the current batch.
       with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pending = None
+        ahead = collections.deque()
         for batch in _batches(sorted(blocks, key=lambda b: b[0])):
-          future = pool.submit(normalised, batch)
-          if pending is not None:
-            fetched, (z, stats) = pending.result()
-            applied.append(stats)
-            yield from encoded(fetched, z)
-          pending = future
-        if pending is not None:
-          fetched, (z, stats) = pending.result()
-          applied.append(stats)
-          yield from encoded(fetched, z)
+          ahead.append(pool.submit(normalised, batch))
+          if len(ahead) > 1:
+            yield from finish(ahead.popleft())
+        while ahead:
+          yield from finish(ahead.popleft())
 
     path = shard_path(dataset, split, index, count)
     n = _write_array_record(os.path.join(self._output, path), records())
