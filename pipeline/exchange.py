@@ -25,7 +25,6 @@ this coder reports the arrays' size without encoding anything.
 from __future__ import annotations
 
 import dataclasses
-import os
 import pickle
 import uuid
 
@@ -35,6 +34,8 @@ import pyarrow as pa
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
+
+from pipeline import gcs
 
 FLUSH_BYTES = 64 << 20
 
@@ -62,17 +63,17 @@ class ArraysCoder(beam.coders.Coder):
     return False
 
   def estimate_size(self, value) -> int:
-    if isinstance(value, (pa.RecordBatch, pa.Table)):
-      return value.nbytes
-    if not dataclasses.is_dataclass(value):
-      return len(self.encode(value))
-    return sum(_nbytes(getattr(value, f.name)) for f in dataclasses.fields(value))
+    if dataclasses.is_dataclass(value):
+      return sum(_nbytes(getattr(value, f.name)) for f in dataclasses.fields(value))
+    return _nbytes(value) if isinstance(value, _ARRAYS) else len(self.encode(value))
+
+
+_ARRAYS = (np.ndarray, pa.RecordBatch, pa.Table)
 
 
 def _nbytes(value) -> int:
-  if isinstance(value, (np.ndarray, pa.RecordBatch, pa.Table)):
-    return value.nbytes
-  return 8
+  """An array's bytes; a scalar field counts as 8."""
+  return value.nbytes if isinstance(value, _ARRAYS) else 8
 
 
 def register(*types) -> None:
@@ -112,8 +113,6 @@ def write(directory: str, objects: list) -> list[Stored]:
   parts = [_columns(o) for o in objects]
   schema = _schema(parts[0][0])
   path = f"{directory.rstrip('/')}/{uuid.uuid4().hex}.arrow"
-  if "://" not in path:
-    os.makedirs(directory, exist_ok=True)
   with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
     with pa.ipc.new_file(f, schema) as writer:
       for arrays, _ in parts:
@@ -124,7 +123,7 @@ def write(directory: str, objects: list) -> list[Stored]:
 
 
 def _open(path: str):
-  if "://" not in path:
+  if gcs.is_local(path):
     return pa.ipc.open_file(pa.memory_map(path))
   with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
     return pa.ipc.open_file(pa.py_buffer(f.read()))

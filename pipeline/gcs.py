@@ -22,6 +22,11 @@ from apache_beam.io.filesystems import FileSystems
 COPY_CHUNK = 16 << 20
 
 
+def is_local(path: str) -> bool:
+  """A path of the local file system (no scheme://), where local shortcuts apply."""
+  return FileSystems.get_scheme(path) is None
+
+
 def temporary_name(path: str) -> str:
   """A unique sibling of `path` that no reader globbing for shards can mistake for one."""
   directory, name = path.rsplit("/", 1) if "/" in path else ("", path)
@@ -32,7 +37,7 @@ def temporary_name(path: str) -> str:
 def write_via_local_file(path: str, write_local: Callable[[str], None]) -> None:
   """Calls write_local(local_path), then publishes that file at `path` in one rename."""
   staged = temporary_name(path)
-  if "://" not in path:
+  if is_local(path):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     try:
       write_local(staged)

@@ -138,9 +138,10 @@ class Transformer:
   def __init__(self, transform_dir: str):
     self._transform_dir = transform_dir
     self._layer = None
+    self.statistics = None  # what the graph applies, read off the first call's outputs
 
-  def __call__(self, values: np.ndarray):
-    """(z [n, T, F], the statistics the graph applies)."""
+  def __call__(self, values: np.ndarray) -> np.ndarray:
+    """z [n, T, F]."""
     import tensorflow as tf
     if self._layer is None:
       import tensorflow_transform as tft
@@ -148,8 +149,9 @@ class Transformer:
     by_feature = np.ascontiguousarray(np.moveaxis(values, 2, 0))  # contiguous [n, T] each
     outputs = self._layer({f.name: tf.constant(by_feature[i])
                            for i, f in enumerate(FEATURES)})
-    z = np.stack([outputs[name].numpy() for name in FEATURE_NAMES], axis=2)
-    return z, statistics({name: outputs[name].numpy() for name in STATISTICS})
+    if self.statistics is None:
+      self.statistics = statistics({name: outputs[name].numpy() for name in STATISTICS})
+    return np.stack([outputs[name].numpy() for name in FEATURE_NAMES], axis=2)
 
 
 class _RecordBatches(beam.PTransform):

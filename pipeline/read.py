@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import exchange
+from pipeline import exchange, gcs
 from schemas.features import normalise_alias
 
 BATCH_ROWS = 65_536
@@ -95,7 +95,7 @@ def match_inputs(patterns) -> list[str]:
 
 
 def _is_folder(pattern: str) -> bool:
-  return pattern.endswith("/") or ("://" not in pattern and os.path.isdir(pattern))
+  return pattern.endswith("/") or (gcs.is_local(pattern) and os.path.isdir(pattern))
 
 
 def _session_files(folder: str) -> list[str]:

@@ -108,7 +108,6 @@ class _WriteShard(beam.DoFn):
     (dataset, split, index, count), blocks = item
     transform = self._transformers.setdefault(transform_dir,
                                               normalise.Transformer(transform_dir))
-    applied = []
 
     def normalised(batch):
       fetched = [exchange.fetch(ref) for _, _, ref in batch]
@@ -121,11 +120,6 @@ class _WriteShard(beam.DoFn):
             normalise.encode_block(block, z[offset:offset + len(block)])))
         offset += len(block)
 
-    def finish(future):
-      fetched, (z, stats) = future.result()
-      applied.append(stats)
-      return encoded(fetched, z)
-
     def records():
       # The next batch goes through TensorFlow (which releases the GIL) on a second
       # thread while this one encodes and writes the current batch.
@@ -134,14 +128,14 @@ class _WriteShard(beam.DoFn):
         for batch in _batches(sorted(blocks, key=lambda b: b[0])):
           ahead.append(pool.submit(normalised, batch))
           if len(ahead) > 1:
-            yield from finish(ahead.popleft())
+            yield from encoded(*ahead.popleft().result())
         while ahead:
-          yield from finish(ahead.popleft())
+          yield from encoded(*ahead.popleft().result())
 
     path = shard_path(dataset, split, index, count)
     n = _write_array_record(os.path.join(self._output, path), records())
     yield dataset, split, index, count, n
-    yield beam.pvalue.TaggedOutput("statistics", applied[0])
+    yield beam.pvalue.TaggedOutput("statistics", transform.statistics)
 
 
 def _first(stats):
