@@ -3,6 +3,11 @@
 Vectorised over a batch with Arrow casts; only the rare bad cells fall back to
 per-cell Python. Row reasons are checked in schemas.raw.ROW_REASONS order, then each
 reading of a parsed row in READING_REASONS order (the first failing reason wins).
+Timestamps: every unambiguous form is read (parse_times: ISO 8601 with offset or
+'Z', with 'T' or a space, Apple's ' -0800'; epoch seconds or milliseconds; Parquet
+timestamp types), one form per batch; local times without offset (naive ISO, US
+m/d/Y from spreadsheets, naive Parquet timestamps) only under --tz, by the device
+adapters' DST rule; times outside --min_time/--max_time are bad_timestamp.
 Subject ids are replaced by their keyed hash here, so grouping and everything after
 sees only hashes. Dead-letter entries keep the raw cells (with the raw id): they stay
 in the output's dead_letter/ folder and are for the data owner, not for sharing.
