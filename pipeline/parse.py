@@ -372,10 +372,19 @@ def _nanoseconds(values) -> np.ndarray:
 
 def check_times(source: str, name: str, cells, rule: TimeRule) -> None:
   """Reads a file's first timestamp cells as parse_batch will, so that a file that
-  needs --tz or --timestamp_unit fails before the pipeline runs; raises
-  read.UnreadableFileError naming the file, the column and an example value."""
+  needs --tz or --timestamp_unit, or whose first timestamps are all unreadable or
+  implausible, fails before the pipeline runs; raises read.UnreadableFileError naming
+  the file, the column and an example value."""
+  column = _Column(cells).array
   try:
-    parse_times(_Column(cells).array, rule)
+    times, gap = parse_times(column, rule)
+    if len(times) and (times == _BAD_TIME).all() and not gap.any():
+      example = (_sample(column) or [""])[0]
+      raise TimestampError(
+          f"none of the first {len(times)} timestamps is a time of a known form between "
+          f"--min_time and --max_time (e.g. {example!r}); "
+          "read are ISO 8601 with a UTC offset or Z, epoch seconds or milliseconds, "
+          "and with --tz local times (YYYY-MM-DD hh:mm[:ss], US M/D/YYYY h:mm[:ss] [AM])")
   except TimestampError as e:
     raise read.UnreadableFileError(f"{source}: column {name!r}: {e}") from None
 
