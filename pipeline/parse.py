@@ -302,8 +302,8 @@ def _naive(column, form: str) -> np.ndarray:
   if np.nanmax(month, initial=0) > 12:
     raise TimestampError(
         f"dates like {column[int(np.nanargmax(month))].as_py()!r} have a first field "
-        "above 12: day/month/year, which would read wrongly as the US month/day/year "
-        "that is read; write ISO 8601 (YYYY-MM-DD) instead")
+        "above 12, so they are day/month/year; only US month/day/year is read (the "
+        "others would read wrongly): write ISO 8601 (YYYY-MM-DD) instead")
   return _nanoseconds(pc.strptime(column, format=form, unit="ns", error_is_null=True))
 
 

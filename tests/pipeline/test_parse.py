@@ -248,7 +248,7 @@ def test_plausible_range_dead_letters_bad_timestamp():
      "(e.g. '1709535600000'), not ISO 8601 times, while --timestamp_unit is iso"),
     ("dmy.csv", "subject_id,timestamp,HR\ns1,12/04/2016 0:01,60\ns1,13/04/2016 0:01,60\n",
      None, BERLIN, "dmy.csv: column 'timestamp': dates like '13/04/2016 0:01' have a "
-     "first field above 12: day/month/year"),
+     "first field above 12, so they are day/month/year; only US month/day/year is read"),
     ("odd.csv", "subject_id,timestamp,HR\ns1,2024/03/04 08:00,60\ns1,1970-01-01T00:00Z,60\n",
      None, parse.TimeRule(), "odd.csv: column 'timestamp': none of the first 2 timestamps "
      "is a time of a known form between --min_time and --max_time (e.g. '2024/03/04 08:00')"),

@@ -8,7 +8,7 @@ import apache_beam as beam
 import numpy as np
 import pytest
 
-from pipeline import counts, devices, main, parse, read
+from pipeline import counts, devices, main, options, parse, read
 from schemas.raw import READING_REASONS
 
 DATA = os.path.join(os.path.dirname(__file__), "..", "data")
@@ -66,3 +66,21 @@ def test_device_readings_outside_the_time_range_are_dead_lettered(key):
   assert all((r.time < end).all() for r in kept)
   dead = sum(tally.get(f"readings_dead_letter/{r}", 0) for r in READING_REASONS)
   assert tally["readings_read"] == sum(len(r.time) for r in kept) + dead
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--tz=Mars/Olympus"], "lsm-pipeline: --tz: unknown timezone 'Mars/Olympus'"),
+    (["--min_time=2100-06-01"], "lsm-pipeline: --min_time 2100-06-01 must be before "
+                                "--max_time 2100-01-01"),
+])
+def test_bad_time_options_stop_the_run(flags, message):
+  with pytest.raises(SystemExit) as error:
+    options.time_rule(options.LsmOptions(flags))
+  assert str(error.value).startswith(message)
+
+
+def test_time_options_make_the_rule():
+  rule = options.time_rule(options.LsmOptions([
+      "--tz=+02:00", "--timestamp_unit=ms", "--min_time=2000-01-01T01:00+01:00"]))
+  assert rule == parse.TimeRule("+02:00", "ms", int(np.datetime64("2000-01-01", "ns").astype(
+      np.int64)), parse.TimeRule().max_ns)
