@@ -34,7 +34,7 @@ LABEL_COLUMNS = ("subject_id", "start", "end", "activity", "exercise")
 ROW_REASONS = (
     "malformed_row",       # wrong number of fields, truncated line, undecodable bytes
     "missing_subject",     # empty subject_id
-    "bad_timestamp",       # no timestamp form read (pipeline/parse.py), or outside --min_time/--max_time
+    "bad_timestamp",       # no form pipeline/parse.py reads, or outside --min_time/--max_time
     "nonexistent_local_time",  # local time inside a spring-forward gap: no UTC instant
 )
 READING_REASONS = (
