@@ -36,7 +36,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import counts, read, sources
-from pipeline.parse import Readings, _check, dead_letter
+from pipeline.parse import Readings, TimeRule, _check, check_times, dead_letter
 from schemas import record
 from schemas.features import FEATURE_INDEX, FEATURE_NAMES, normalise_alias
 from schemas.raw import READING_REASONS
@@ -46,6 +46,7 @@ DEVICE_FORMATS = tuple(f for f in sources.FORMATS if f not in CANONICAL)
 EXTRAS = "extras"
 PROVIDED = "provided"
 _OK = len(READING_REASONS)
+_OUTSIDE_TIME_RANGE = READING_REASONS.index("outside_time_range")
 
 
 def _open(path: str):
@@ -98,8 +99,11 @@ def _known_extension(path: str) -> bool:
     return False
 
 
-def plan_inputs(paths: list[str], forced: str = "auto") -> Plan:
-  """Says which reader takes each file; fails naming a file before anything is written."""
+def plan_inputs(paths: list[str], forced: str = "auto",
+                rule: TimeRule = TimeRule()) -> Plan:
+  """Says which reader takes each file; fails naming a file before anything is written:
+  also a canonical file whose first timestamps need --tz or --timestamp_unit under
+  `rule` (parse.check_times: names the column and an example value)."""
   entries, canonical, grouped = [], [], {}
   for path in sorted(paths):
     if forced == "auto":
@@ -115,8 +119,10 @@ def plan_inputs(paths: list[str], forced: str = "auto") -> Plan:
     else:
       canonical.append(path)
   file_format = forced if forced in read.READERS else "auto"
-  for path in canonical:  # fail fast on an unknown extension
-    read.file_format(path, file_format)
+  for path in canonical:  # fail fast on an unknown extension or unreadable timestamps
+    head = read.head_timestamps(path, read.file_format(path, file_format))
+    if head:
+      check_times(path, *head, rule)
   exports = [(fmt, folder, tuple(p)) for (fmt, folder), p in sorted(grouped.items())]
   for fmt, folder, p in exports:
     logging.info("lsm-pipeline: %s export %s (%d files)", fmt, folder or ".", len(p))
@@ -137,8 +143,11 @@ def _entry_lines(table, hashes: dict) -> list[str]:
   return lines
 
 
-def read_export(export, tz, subject_id, key: bytes):
-  """One export -> (subject hash, Readings); tagged dead letters, extras, provided, counts."""
+def read_export(export, tz, subject_id, key: bytes, rule: TimeRule = TimeRule()):
+  """One export -> (subject hash, Readings); tagged dead letters, extras, provided, counts.
+
+  Readings outside rule's plausible range [min_ns, max_ns) are dead-lettered
+  outside_time_range (the reason wins over the value's, as the time is wrong)."""
   fmt, folder, paths = export
   try:
     result = sources.read_source(list(paths), format=fmt, tz=tz, subject_id=subject_id,
@@ -176,6 +185,7 @@ def read_export(export, tz, subject_id, key: bytes):
   time = pd.DatetimeIndex(frame["timestamp"]).as_unit("ns").asi8
   row = np.arange(len(frame), dtype=np.int64)
   reason = _check(feature, value, np.zeros(len(value), bool))
+  reason[(time < rule.min_ns) | (time >= rule.max_ns)] = _OUTSIDE_TIME_RANGE
   tally["readings_read"] = len(frame)
   tally[prefix + "readings"] = len(frame)
   source = folder or "."
@@ -202,9 +212,10 @@ class ReadDevices(beam.PTransform):
   """Exports -> 'readings': (subject hash, Readings); 'provided': (hash, bool[26]);
   'dead_letter', 'extras': JSON lines; 'counts'."""
 
-  def __init__(self, exports: list, tz: str | None, subject_id: str | None, key: bytes):
+  def __init__(self, exports: list, tz: str | None, subject_id: str | None, key: bytes,
+               rule: TimeRule = TimeRule()):
     super().__init__()
-    self._exports, self._args = list(exports), (tz, subject_id, key)
+    self._exports, self._args = list(exports), (tz, subject_id, key, rule)
 
   def expand(self, pbegin):
     return (pbegin

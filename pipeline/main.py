@@ -40,12 +40,13 @@ def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str], key
   fractions = lsm_options.split_fractions(opts)
   labelled = bool(opts.session_labels) and opts.labelled_windows
   output = opts.output
-  plan = devices.plan_inputs(inputs, opts.format)  # fails naming a file, before any work
+  rule = lsm_options.time_rule(opts)
+  plan = devices.plan_inputs(inputs, opts.format, rule)  # fails naming a file, before any work
   exchange_dir = lsm_options.exchange_dir(opts)
   parsed = (p | "ReadRaw" >> ReadRaw(plan.canonical, plan.file_format)
-            | "ParseReadings" >> ParseReadings(key))
+            | "ParseReadings" >> ParseReadings(key, rule))
   device = p | "ReadDevices" >> devices.ReadDevices(plan.exports, opts.tz, opts.subject_id,
-                                                    key)
+                                                    key, rule)
   # Stashed before the Flatten: the local runner materialises a Flatten of two stages.
   readings = ((parsed.readings | "StashReadings" >> exchange.Stash(exchange_dir),
                device.readings | "StashDeviceReadings" >> exchange.Stash(exchange_dir))

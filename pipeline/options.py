@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 
+import pandas as pd
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from pipeline.parse import MAX_TIME, MIN_TIME, UNITS, TimeRule
+from pipeline.sources.common import SourceError, parse_tz
 from pipeline.sources.detection import FORMATS as SOURCE_FORMATS
 from schemas.constants import MAX_MISSING_RATIO, SPLITS, WINDOW_MINUTES
 
@@ -38,9 +41,21 @@ class LsmOptions(PipelineOptions):
                              "jsonl: canonical files of that file format; a device "
                              "format: every input is that device's export")
     parser.add_argument("--tz", default=None,
-                        help="timezone of exports written in local time without an "
-                             "offset (Fitbit): IANA name (America/New_York) or fixed "
-                             "offset (+02:00); required for them, ignored by others")
+                        help="timezone of timestamps written in local time without an "
+                             "offset (Fitbit exports; canonical files with such times): "
+                             "IANA name (America/New_York) or fixed offset (+02:00); "
+                             "required for them, ignored by others")
+    parser.add_argument("--timestamp_unit", default="auto", choices=UNITS,
+                        help="canonical timestamps that are numbers: epoch seconds (s) "
+                             "or milliseconds (ms); auto: below 1e11 seconds, else "
+                             "milliseconds (10 vs 13 digits today); iso: numbers are "
+                             "an error")
+    parser.add_argument("--min_time", default=MIN_TIME,
+                        help="earliest plausible time (ISO 8601; UTC without offset): "
+                             "earlier canonical rows are dead-lettered bad_timestamp, "
+                             "device readings outside_time_range")
+    parser.add_argument("--max_time", default=MAX_TIME,
+                        help="end of the plausible times (exclusive), like --min_time")
     parser.add_argument("--subject_id", default=None,
                         help="subject id of single-subject exports that name none (E4, "
                              "Garmin: default the folder name; Fitabase files without "
@@ -128,6 +143,26 @@ def split_fractions(options: LsmOptions) -> tuple[float, ...]:
   return fractions
 
 
+def time_rule(options: LsmOptions) -> TimeRule:
+  """How timestamps are read (parse.TimeRule); exits on a bad --tz or time range."""
+  try:
+    if options.tz is not None:
+      parse_tz(options.tz, "--tz")
+    low, high = (_instant(t) for t in (options.min_time, options.max_time))
+  except (SourceError, ValueError) as e:
+    raise SystemExit(f"lsm-pipeline: {e}") from None
+  if low >= high:
+    raise SystemExit(f"lsm-pipeline: --min_time {options.min_time} must be before "
+                     f"--max_time {options.max_time}")
+  return TimeRule(options.tz, options.timestamp_unit, low, high)
+
+
+def _instant(text: str) -> int:
+  """int64 ns UTC of an ISO 8601 time; one without offset is UTC."""
+  stamp = pd.Timestamp(text)
+  return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp).value
+
+
 def stride(options: LsmOptions) -> int:
   return options.stride_minutes or options.window_minutes
 
@@ -153,6 +188,9 @@ def recorded(options: LsmOptions) -> dict:
       "num_shards": options.num_shards,
       "format": options.format,
       "tz": options.tz,
+      "timestamp_unit": options.timestamp_unit,
+      "min_time": options.min_time,
+      "max_time": options.max_time,
       "subject_id_given": options.subject_id is not None,  # never the raw id itself
       "labels": bool(options.session_labels),
       "labelled_windows": bool(options.session_labels) and options.labelled_windows,

@@ -3,6 +3,11 @@
 Vectorised over a batch with Arrow casts; only the rare bad cells fall back to
 per-cell Python. Row reasons are checked in schemas.raw.ROW_REASONS order, then each
 reading of a parsed row in READING_REASONS order (the first failing reason wins).
+Timestamps: every unambiguous form is read (parse_times: ISO 8601 with offset or
+'Z', with 'T' or a space, Apple's ' -0800'; epoch seconds or milliseconds; Parquet
+timestamp types), one form per batch; local times without offset (naive ISO, US
+m/d/Y from spreadsheets, naive Parquet timestamps) only under --tz, by the device
+adapters' DST rule; times outside --min_time/--max_time are bad_timestamp.
 Subject ids are replaced by their keyed hash here, so grouping and everything after
 sees only hashes. Dead-letter entries keep the raw cells (with the raw id): they stay
 in the output's dead_letter/ folder and are for the data owner, not for sharing.
@@ -10,16 +15,20 @@ in the output's dead_letter/ folder and are for the data owner, not for sharing.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
+import re
 import typing
 
 import apache_beam as beam
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import counts, exchange
+from pipeline import counts, exchange, read
+from pipeline.sources import common
 from schemas import record
 from schemas.features import FEATURES, canonical_name, feature_array, normalise_alias
 from schemas.raw import READING_REASONS, ROW_REASONS
@@ -171,27 +180,185 @@ def _nulls(array: pa.Array) -> np.ndarray:
   return np.unpackbits(bitmap, bitorder="little")[start % 8:start % 8 + n] == 0
 
 
-_BAD_TIME = np.iinfo(np.int64).min
+_BAD_TIME = np.iinfo(np.int64).min  # also NaT in numpy and pandas
 _UTC_NS = pa.timestamp("ns", tz="UTC")
+_NAIVE_NS = pa.timestamp("ns")
+UNITS = ("auto", "iso", "s", "ms")
+# Epoch numbers below this are seconds, others milliseconds (--timestamp_unit auto):
+# 10 vs 13 digits for present-day times. Seconds from 1e11 on (year 5138) or
+# milliseconds below it (before 1973-03-03) lie outside any sensible --min_time /
+# --max_time, so the guess never reads a plausible time wrongly.
+EPOCH_MS_FROM = 1e11
+MIN_TIME, MAX_TIME = "1990-01-01", "2100-01-01"
 
 
-def parse_times(column) -> np.ndarray:
-  """int64 ns since the epoch (UTC); INT64_MIN where not ISO 8601 with an offset.
+@dataclasses.dataclass(frozen=True)
+class TimeRule:
+  """How timestamp cells become UTC instants.
 
-  Text is cast whole; where the cast rejects a cell, halves are cast, down to single
-  cells once small, so that a few bad timestamps cost a few more casts, not one cast
-  per cell (30 us a cell: 2 s per batch).
+  tz: timezone of local times without offset (pipeline.sources.common.parse_tz text:
+    IANA name or fixed offset); None: such times fail the file (TimestampError).
+  unit: epoch numbers as 's', 'ms', 'auto' (by magnitude, EPOCH_MS_FROM) or 'iso'
+    (numbers are no timestamps: TimestampError).
+  min_ns, max_ns: plausible instants [min, max), int64 ns UTC; others are bad.
   """
+  tz: str | None = None
+  unit: str = "auto"
+  min_ns: int = int(np.datetime64(MIN_TIME, "ns").astype(np.int64))
+  max_ns: int = int(np.datetime64(MAX_TIME, "ns").astype(np.int64))
+
+
+class TimestampError(ValueError):
+  """A timestamp column that cannot be read without an option (--tz, --timestamp_unit)
+  or whose dates read two ways; the message says what to pass."""
+
+
+# Cell forms, one per batch (the most common among a sample of cells), so that a
+# column is cast once in one form; cells of another form are bad_timestamp.
+_FORMS = (
+    ("epoch", re.compile(r"[+-]?\d+(\.\d*)?")),
+    ("offset", re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?"
+                          r"(Z|[+-]\d{2}(:?\d{2})?)", re.IGNORECASE)),
+    ("spaced_offset", re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)? "
+                                 r"[+-]\d{2}:?\d{2}")),
+    ("naive", re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?")),
+    ("%m/%d/%Y %H:%M", re.compile(r"\d{1,2}/\d{1,2}/\d{4} \d{1,2}:\d{2}")),
+    ("%m/%d/%Y %H:%M:%S", re.compile(r"\d{1,2}/\d{1,2}/\d{4} \d{1,2}:\d{2}:\d{2}")),
+    ("%m/%d/%Y %I:%M %p", re.compile(r"\d{1,2}/\d{1,2}/\d{4} \d{1,2}:\d{2} [AP]M", re.I)),
+    ("%m/%d/%Y %I:%M:%S %p", re.compile(r"\d{1,2}/\d{1,2}/\d{4} \d{1,2}:\d{2}:\d{2} [AP]M",
+                                        re.I)),
+)
+_PATTERNS = dict(_FORMS)
+_SPACED_OFFSET = r"^(.*\d) ([+-]\d{2}:?\d{2})$"
+_SAMPLE = 31
+
+
+def _sample(column) -> list[str]:
+  """Up to _SAMPLE non-empty cells spread over the column, as text."""
+  index = np.unique(np.linspace(0, len(column) - 1, min(len(column), _SAMPLE)).astype(int))
+  cells = column.take(pa.array(index, pa.int64())).to_pylist() if len(column) else []
+  return [str(c).strip() for c in cells if c is not None and str(c).strip()]
+
+
+def time_form(column) -> tuple[str | None, str]:
+  """(form, an example cell) of a timestamp column: 'aware' / 'naive_type' (Arrow
+  timestamp types), 'epoch' (numbers), 'offset', 'spaced_offset', 'naive' or a US
+  strptime format; None when no sampled cell has a known form."""
+  cells = _sample(column)
+  example = cells[0] if cells else ""
   if pa.types.is_timestamp(column.type):
-    if column.type.tz is None:  # a naive timestamp: the offset is unknown
-      return np.full(len(column), _BAD_TIME, np.int64)
-    return _nanoseconds(pc.cast(column, _UTC_NS))
-  out = np.full(len(column), _BAD_TIME, np.int64)
+    return ("naive_type" if column.type.tz is None else "aware"), example
+  if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+    return "epoch", example
+  votes = collections.Counter()
+  for cell in cells:
+    form = next((name for name, pattern in _FORMS if pattern.fullmatch(cell)), None)
+    if form:
+      votes[form] += 1
+  if not votes:
+    return None, example
+  form = votes.most_common(1)[0][0]
+  return form, next(c for c in cells if _PATTERNS[form].fullmatch(c))
+
+
+def parse_times(column, rule: TimeRule = TimeRule(), group: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+  """(int64 ns since the epoch UTC, bool nonexistent local time) of each cell;
+  INT64_MIN where the cell is not a timestamp of the column's form, is a local time
+  inside a spring-forward gap (nonexistent True; dead-lettered as
+  nonexistent_local_time, like the device adapters, never shifted onto another
+  minute), or lies outside [rule.min_ns, rule.max_ns).
+
+  The form is decided once per column (time_form) and the column cast whole in it.
+  Local times without offset (naive ISO, US m/d/Y, naive Parquet timestamps) become
+  UTC by pipeline.sources.common.localise under rule.tz, the device adapters' DST
+  rule, with `group` (int [n], e.g. subject codes) as its groups. Raises
+  TimestampError for naive times without rule.tz, numbers under unit 'iso', and
+  m/d/Y dates whose first field exceeds 12 (day first: they would read wrongly).
+  """
+  form, example = time_form(column)
+  gap = np.zeros(len(column), bool)
+  if form == "aware":
+    out = _cast_cells(column, _UTC_NS)
+  elif form == "epoch":
+    out = _epoch(column, rule, example)
+  elif form in ("offset", "spaced_offset"):
+    if form == "spaced_offset":  # Apple: '2024-02-06 19:00:17 -0800'
+      column = pc.replace_substring_regex(column, _SPACED_OFFSET, r"\1\2")
+    out = _cast_cells(column, _UTC_NS)
+  elif form is None:
+    out = np.full(len(column), _BAD_TIME, np.int64)
+  else:
+    out, gap = _local(_naive(column, form), rule, group, example)
+  return np.where((out >= rule.min_ns) & (out < rule.max_ns), out, _BAD_TIME), gap
+
+
+def _naive(column, form: str) -> np.ndarray:
+  """Local wall-clock times as int64 ns (INT64_MIN where unreadable)."""
+  if form in ("naive_type", "naive"):
+    return _cast_cells(column, _NAIVE_NS)
+  first = pc.extract_regex(column, r"^(?P<first>\d{1,2})/")
+  month = pc.cast(pc.struct_field(first, "first"), pa.int64()).to_numpy(zero_copy_only=False)
+  if np.nanmax(month, initial=0) > 12:
+    raise TimestampError(
+        f"dates like {column[int(np.nanargmax(month))].as_py()!r} have a first field "
+        "above 12, so they are day/month/year; only US month/day/year is read (the "
+        "others would read wrongly): write ISO 8601 (YYYY-MM-DD) instead")
+  return _nanoseconds(pc.strptime(column, format=form, unit="ns", error_is_null=True))
+
+
+def _local(naive: np.ndarray, rule: TimeRule, group, example: str):
+  """Local wall-clock ns -> (UTC ns, nonexistent) by the device adapters' rule."""
+  if rule.tz is None:
+    raise TimestampError(f"local times without a UTC offset (e.g. {example!r}); pass "
+                         "--tz with their timezone (an IANA name such as Europe/Berlin, "
+                         "or a fixed offset such as +01:00)")
+  local = common.localise(pd.Series(naive.view("datetime64[ns]")),
+                          common.parse_tz(rule.tz, "--tz"), group)
+  return common.naive_utc(local.utc).view(np.int64), local.nonexistent
+
+
+def _epoch(column, rule: TimeRule, example: str) -> np.ndarray:
+  """Epoch numbers (seconds or milliseconds, by rule.unit) as int64 ns."""
+  if rule.unit == "iso":
+    raise TimestampError(f"numbers (e.g. {example!r}), not ISO 8601 times, while "
+                         "--timestamp_unit is iso; pass --timestamp_unit s or ms")
+  if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+    values = pc.cast(column, pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+  else:
+    values = _cast_cells(column, pa.float64())
+  if rule.unit == "auto":
+    scale = np.where(np.abs(values) < EPOCH_MS_FROM, 10**9, 10**6)
+  else:
+    scale = np.full(len(values), 10**9 if rule.unit == "s" else 10**6)
+  with np.errstate(invalid="ignore"):
+    seconds = values * (scale / 1e9)
+    ok = (seconds >= rule.min_ns / 1e9) & (seconds < rule.max_ns / 1e9)
+  out = np.full(len(values), _BAD_TIME, np.int64)
+  whole = np.trunc(values[ok])
+  out[ok] = (whole.astype(np.int64) * scale[ok]
+             + np.round((values[ok] - whole) * scale[ok]).astype(np.int64))
+  return out
+
+
+def _cast_cells(column, to: pa.DataType) -> np.ndarray:
+  """A column cast to `to` (a timestamp type: int64 ns, INT64_MIN where bad; float64: NaN
+  where bad).
+
+  Cast whole; where the cast rejects a cell, halves are cast, down to single cells
+  once small, so that a few bad cells cost a few more casts, not one cast per cell
+  (30 us a cell: 2 s per batch).
+  """
+  timestamp = pa.types.is_timestamp(to)
+  out = np.full(len(column), _BAD_TIME if timestamp else np.nan,
+                np.int64 if timestamp else np.float64)
   parts = [(0, len(column))]
   while parts:
     start, n = parts.pop()
     try:
-      out[start:start + n] = _nanoseconds(pc.cast(column.slice(start, n), _UTC_NS))
+      cast = pc.cast(column.slice(start, n), to)
+      out[start:start + n] = (_nanoseconds(cast) if timestamp else
+                              cast.fill_null(np.nan).to_numpy(zero_copy_only=False))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
       if n > 1:
         step = n // 2 if n > 16 else 1
@@ -203,16 +370,41 @@ def _nanoseconds(values) -> np.ndarray:
   return values.fill_null(pa.scalar(_BAD_TIME, values.type)).to_numpy().view(np.int64)
 
 
+def check_times(source: str, name: str, cells, rule: TimeRule) -> None:
+  """Reads a file's first timestamp cells as parse_batch will, so that a file that
+  needs --tz or --timestamp_unit, or whose first timestamps are all unreadable or
+  implausible, fails before the pipeline runs; raises read.UnreadableFileError naming
+  the file, the column and an example value."""
+  column = _Column(cells).array
+  try:
+    times, gap = parse_times(column, rule)
+    if len(times) and (times == _BAD_TIME).all() and not gap.any():
+      example = (_sample(column) or [""])[0]
+      raise TimestampError(
+          f"none of the first {len(times)} timestamps is a time of a known form between "
+          f"--min_time and --max_time (e.g. {example!r}); "
+          "read are ISO 8601 with a UTC offset or Z, epoch seconds or milliseconds, "
+          "and with --tz local times (YYYY-MM-DD hh:mm[:ss], US M/D/YYYY h:mm[:ss] [AM])")
+  except TimestampError as e:
+    raise read.UnreadableFileError(f"{source}: column {name!r}: {e}") from None
+
+
 def _raw_row(table: pa.Table, i: int) -> dict:
   return {k: (v.decode("utf-8", "replace") if isinstance(v, bytes) else v)
           for k, v in table.slice(i, 1).to_pylist()[0].items()}
 
 
 _PARSED = len(ROW_REASONS)
+_BAD_TIMESTAMP = ROW_REASONS.index("bad_timestamp")
+_NONEXISTENT = ROW_REASONS.index("nonexistent_local_time")
 
 
-def parse_batch(batch, key: bytes):
-  """Yields (subject hash, Readings), dead-letter JSON lines (tagged) and counts (tagged)."""
+def parse_batch(batch, key: bytes, rule: TimeRule = TimeRule()):
+  """Yields (subject hash, Readings), dead-letter JSON lines (tagged) and counts (tagged).
+
+  Timestamps are read by parse_times under `rule`; raises read.UnreadableFileError
+  naming the file and column where it raises TimestampError.
+  """
   table, source, n = batch.table, batch.source, batch.table.num_rows
   tally = {"rows_read": n + len(batch.malformed),
            "rows_dead_letter/malformed_row": len(batch.malformed)}
@@ -228,9 +420,13 @@ def parse_batch(batch, key: bytes):
     row_reason[column.undecodable] = 0  # undecodable bytes spoil the whole row
   if "subject_id" in names and "timestamp" in names:
     subject, stamp = columns[names["subject_id"]], columns[names["timestamp"]]
-    times = parse_times(stamp.array)
     codes, ids = subject.codes()
-    row_reason[(times == _BAD_TIME) & (row_reason == _PARSED)] = 2
+    try:
+      times, gap = parse_times(stamp.array, rule, codes)
+    except TimestampError as e:
+      raise read.UnreadableFileError(f"{source}: column {names['timestamp']!r}: {e}") from None
+    failed = (times == _BAD_TIME) & (row_reason == _PARSED)
+    row_reason[failed] = np.where(gap[failed], _NONEXISTENT, _BAD_TIMESTAMP)
     row_reason[subject.empty & (row_reason >= 1)] = 1
   else:
     row_reason[:] = 0
@@ -386,14 +582,17 @@ _INDEX = {f.name: i for i, f in enumerate(FEATURES)}
 
 
 class ParseReadings(beam.PTransform):
-  """RawBatch -> main: (subject hash, Readings); 'dead_letter': JSON lines; 'counts'."""
+  """RawBatch -> main: (subject hash, Readings); 'dead_letter': JSON lines; 'counts'.
 
-  def __init__(self, key: bytes):
+  rule: how timestamps are read (TimeRule: --tz, --timestamp_unit, --min_time,
+  --max_time)."""
+
+  def __init__(self, key: bytes, rule: TimeRule = TimeRule()):
     super().__init__()
-    self._key = key
+    self._key, self._rule = key, rule
 
   def expand(self, batches):
-    key = self._key
-    return batches | "Parse" >> beam.FlatMap(parse_batch, key).with_output_types(
+    key, rule = self._key, self._rule
+    return batches | "Parse" >> beam.FlatMap(parse_batch, key, rule).with_output_types(
         typing.Tuple[str, Readings]).with_outputs(
         counts.DEAD_LETTER, counts.COUNTS, main="readings")

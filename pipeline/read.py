@@ -229,14 +229,49 @@ def _json_object(line: str):
   return record if isinstance(record, dict) else None
 
 
+def _json_cell(value):
+  """A JSON value as the text cell of its column (numbers and objects as JSON)."""
+  if value is None or isinstance(value, str):
+    return value
+  return json.dumps(value)
+
+
 def _json_batch(path, records, rows, columns, malformed) -> RawBatch:
-  def cell(value):
-    if value is None or isinstance(value, str):
-      return value
-    return json.dumps(value)
-  table = pa.table({c: pa.array([cell(r.get(c)) for r in records], pa.string())
+  table = pa.table({c: pa.array([_json_cell(r.get(c)) for r in records], pa.string())
                     for c in columns})
   return RawBatch(path, layout(columns), table, np.asarray(rows, np.int64), malformed)
+
+
+def head_timestamps(path: str, fmt: str, n: int = 32) -> tuple[str, pa.Array] | None:
+  """(name, first n cells as the reader yields them) of a canonical file's timestamp
+  column, for pipeline.parse.check_times before the pipeline runs; None when the
+  head names no such column or cannot be read (the reader then names the problem)."""
+  try:
+    if fmt == "parquet":
+      with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        parquet = pq.ParquetFile(f)
+        name = _timestamp_name(parquet.schema_arrow.names)
+        batch = name and next(parquet.iter_batches(batch_size=n, columns=[name]), None)
+        return (name, batch.column(0)) if batch else None
+    with _open(path) as f:
+      lines = [f.readline().decode("utf-8-sig", errors="replace") for _ in range(n + 1)]
+  except (OSError, EOFError, ValueError):
+    return None
+  if fmt == "jsonl":
+    records = [r for r in map(_json_object, lines) if r is not None]
+    name = _timestamp_name(list(dict.fromkeys(k for r in records for k in r)))
+    cells = [_json_cell(r.get(name)) for r in records]
+  else:
+    rows = list(csv.reader(line for line in lines if line))
+    name = _timestamp_name(rows[0]) if rows else None
+    cells = [row[rows[0].index(name)] for row in rows[1:]
+             if name and len(row) == len(rows[0])]
+  return (name, pa.array(cells, pa.string())) if name and cells else None
+
+
+def _timestamp_name(columns) -> str | None:
+  """The column parse_batch reads timestamps from: the first whose alias is timestamp."""
+  return next((c for c in columns if normalise_alias(c) == "timestamp"), None)
 
 
 READERS = {"csv": read_csv, "parquet": read_parquet, "jsonl": read_jsonl}

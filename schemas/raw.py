@@ -4,8 +4,11 @@ Long layout: one reading per row, columns LONG_COLUMNS. Wide layout: one timesta
 per row, columns WIDE_ID_COLUMNS followed by any of the 26 feature names (or their
 aliases); an empty cell is no reading. Timestamps are ISO 8601 with a UTC offset
 (e.g. 2024-03-01T08:15:00+01:00); sub-minute timestamps are allowed and are reduced
-per feature by its aggregation rule. Files are CSV (optionally .gz), Parquet or JSON
-lines (.jsonl, one object per row with the same keys as the CSV columns).
+per feature by its aggregation rule. pipeline/parse.py also reads the other
+unambiguous forms (no 'T', 'Z', '+0100', Apple's ' -0800', epoch seconds or
+milliseconds, Parquet timestamp types) and, with --tz, local times without offset.
+Files are CSV (optionally .gz), Parquet or JSON lines (.jsonl, one object per row
+with the same keys as the CSV columns).
 
 Accounting, so that nothing is lost silently. A *row* is a CSV/JSONL line or a
 Parquet row. A row fails whole for one of ROW_REASONS and is dead-lettered as one
@@ -31,7 +34,8 @@ LABEL_COLUMNS = ("subject_id", "start", "end", "activity", "exercise")
 ROW_REASONS = (
     "malformed_row",       # wrong number of fields, truncated line, undecodable bytes
     "missing_subject",     # empty subject_id
-    "bad_timestamp",       # timestamp not ISO 8601 with an offset
+    "bad_timestamp",       # no form pipeline/parse.py reads, or outside --min_time/--max_time
+    "nonexistent_local_time",  # local time inside a spring-forward gap: no UTC instant
 )
 READING_REASONS = (
     "unknown_feature",     # feature name (long) or column (wide) not in the table or its aliases
@@ -40,13 +44,14 @@ READING_REASONS = (
     "out_of_range",        # outside the feature's valid (physical) range
     "duplicate",           # a second reading of the same (subject, instant, feature)
     "hrv_low_quality",     # HRV reading in a minute whose hrv_percent_good < 0.2
+    "outside_time_range",  # device reading before --min_time or from --max_time on
 )
 DEAD_LETTER_REASONS = ROW_REASONS + READING_REASONS
 
 # Device exports (pipeline/sources/, README "Bring your own data"). An adapter entry
 # covers n_rows consecutive data rows of one file. Dead-letter reasons beyond the above:
+# (nonexistent_local_time, a row reason above, is theirs too.)
 ADAPTER_REASONS = (
-    "nonexistent_local_time",  # local time inside a spring-forward gap: no UTC instant
     "off_wrist",               # the export's own wear information says not worn
     "incomplete_minute",       # raw samples of a minute too sparse to derive features
     "counter_baseline",        # first reading of a cumulative counter, or after a reset/gap

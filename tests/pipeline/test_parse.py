@@ -1,13 +1,16 @@
 """ParseReadings: every row and reading reason, counted and dead-lettered with its origin."""
 
+import datetime
 import json
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline import counts, parse, read
+from pipeline import counts, devices, parse, read
 from pipeline.parse import ParseReadings
 from pipeline.read import ReadRaw
 from schemas import record
@@ -104,7 +107,7 @@ def test_parse_times_rejects_only_the_bad_cells():
   bad = {0: "2024-03-01T08:18:00", 17: "yesterday", 18: "", 63: None, 100: "2024-13-01T00:00Z"}
   for i, cell in bad.items():
     cells[i] = cell
-  times = parse.parse_times(pa.array(cells, pa.string()))
+  times, _ = parse.parse_times(pa.array(cells, pa.string()))
   expected = [int(np.datetime64(c[:23], "ns").astype(np.int64)) - 3_600_000_000_000
               for c in good]
   for i, cell in bad.items():
@@ -140,3 +143,130 @@ def test_a_batch_sliced_out_of_a_table_reads_only_its_own_cells():
   assert [o[1] for o in outputs(sliced) if o[0] == counts.COUNTS] == [{
       "rows_read": 19, "rows_parsed": 19, "readings_read": 17,
       "readings_dead_letter/non_finite": 1, "readings_dead_letter/out_of_range": 1}]
+
+
+def _utc(text):
+  return int(np.datetime64(text, "ns").astype(np.int64))
+
+
+BAD = np.iinfo(np.int64).min
+BERLIN = parse.TimeRule(tz="Europe/Berlin")
+
+
+@pytest.mark.parametrize("cells, arrow_type, rule, expected", [
+    (["2024-03-01T08:15:00+01:00", "2024-03-01T08:16:30.250+01"], None, parse.TimeRule(),
+     ["2024-03-01T07:15", "2024-03-01T07:16:30.250"]),
+    (["2024-03-01 08:15:00+0100", "2024-03-01 08:16+01:00"], None, parse.TimeRule(),
+     ["2024-03-01T07:15", "2024-03-01T07:16"]),
+    (["2024-03-01T08:15:00Z", "2024-03-01 08:16Z"], None, parse.TimeRule(),
+     ["2024-03-01T08:15", "2024-03-01T08:16"]),
+    # Apple Health: a space before the offset.
+    (["2024-02-06 19:00:17 -0800", "2024-02-06 19:01:17 -0800"], None, parse.TimeRule(),
+     ["2024-02-07T03:00:17", "2024-02-07T03:01:17"]),
+    # Epoch numbers as text (CSV, JSON lines): seconds or milliseconds by magnitude...
+    (["1709535600", "1709535660000", "1709535720.5"], None, parse.TimeRule(),
+     ["2024-03-04T07:00", "2024-03-04T07:01", "2024-03-04T07:02:00.500"]),
+    # ... or by --timestamp_unit; an integer Parquet column the same way.
+    (["1709535600000"], None, parse.TimeRule(unit="ms"), ["2024-03-04T07:00"]),
+    ([1709535600, 1709535660], pa.int64(), parse.TimeRule(unit="s"),
+     ["2024-03-04T07:00", "2024-03-04T07:01"]),
+    ([1709535600000], pa.int64(), parse.TimeRule(), ["2024-03-04T07:00"]),
+    # Local times without offset, with --tz (CET, +01:00, in March before the change).
+    (["2024-03-04 08:00:00", "2024-03-04T08:01", "2024-03-04 08:02"], None, BERLIN,
+     ["2024-03-04T07:00", "2024-03-04T07:01", "2024-03-04T07:02"]),
+    (["4/12/2016 0:01", "4/12/2016 13:02"], None, BERLIN,
+     ["2016-04-11T22:01", "2016-04-12T11:02"]),
+    (["4/12/2016 0:01:30", "4/12/2016 13:02:00"], None, BERLIN,
+     ["2016-04-11T22:01:30", "2016-04-12T11:02"]),
+    (["4/12/2016 12:01:00 AM", "4/12/2016 1:02:00 PM", "4/12/2016 1:03 PM"], None, BERLIN,
+     ["2016-04-11T22:01", "2016-04-12T11:02", BAD]),  # one form per column
+    (["2024-03-04 08:00"], None, parse.TimeRule(tz="-08:00"), ["2024-03-04T16:00"]),
+    # Parquet / pandas timestamp types: naive is local time, with a zone absolute.
+    ([datetime.datetime(2024, 3, 4, 8)], pa.timestamp("us"), BERLIN, ["2024-03-04T07:00"]),
+    ([datetime.datetime(2024, 3, 4, 8)], pa.timestamp("us", tz="America/New_York"),
+     parse.TimeRule(), ["2024-03-04T08:00"]),
+    ([datetime.datetime(2024, 3, 4, 8)], pa.timestamp("ms", tz="UTC"), BERLIN,
+     ["2024-03-04T08:00"]),
+])
+def test_each_timestamp_form_reads_its_utc_instant(cells, arrow_type, rule, expected):
+  times, gap = parse.parse_times(pa.array(cells, arrow_type), rule)
+  assert times.tolist() == [e if e == BAD else _utc(e) for e in expected]
+  assert not gap.any()
+
+
+def test_naive_times_across_dst_changes_follow_the_adapters_rule():
+  cells = ["2024-03-31 01:59", "2024-03-31 02:30", "2024-03-31 03:00",  # spring forward
+           "2024-10-27 01:59", "2024-10-27 02:30", "2024-10-27 02:59",  # repeated hour,
+           "2024-10-27 02:30", "2024-10-27 03:00"]                      # listed twice
+  times, gap = parse.parse_times(pa.array(cells), BERLIN, np.zeros(len(cells), np.int64))
+  assert times.tolist() == [_utc("2024-03-31T00:59"), BAD, _utc("2024-03-31T01:00"),
+                            _utc("2024-10-26T23:59"), _utc("2024-10-27T00:30"),
+                            _utc("2024-10-27T00:59"), _utc("2024-10-27T01:30"),
+                            _utc("2024-10-27T02:00")]
+  assert gap.tolist() == [False, True] + [False] * 6
+
+
+def test_nonexistent_local_time_rows_are_dead_lettered_and_counted():
+  table = pa.table({"subject_id": ["s1"] * 3, "timestamp": [
+      "2024-03-31 01:59", "2024-03-31 02:30", "2024-03-31 03:00"], "HR": ["60"] * 3})
+  rows = np.arange(2, 5)
+  out = list(parse.parse_batch(read.RawBatch("x.csv", "wide", table, rows, []), KEY,
+                               BERLIN))
+  letters = [json.loads(o.value) for o in out
+             if isinstance(o, beam.pvalue.TaggedOutput) and o.tag == counts.DEAD_LETTER]
+  assert [(e["row"], e["reason"], e["raw"]["timestamp"]) for e in letters] == [
+      (3, "nonexistent_local_time", "2024-03-31 02:30")]
+  tally = [o.value for o in out if isinstance(o, beam.pvalue.TaggedOutput)
+           and o.tag == counts.COUNTS][0]
+  assert tally["rows_read"] == 3 and tally["rows_parsed"] == 2
+  assert tally["rows_dead_letter/nonexistent_local_time"] == 1
+
+
+def test_plausible_range_dead_letters_bad_timestamp():
+  rule = parse.TimeRule(min_ns=_utc("2000-01-01"), max_ns=_utc("2030-01-01"))
+  cells = ["1970-01-01T00:00Z", "1999-12-31T23:59Z", "2000-01-01T00:00Z",
+           "2029-12-31T23:59Z", "2030-01-01T00:00Z", "2100-01-01T00:00Z", "0"]
+  times, _ = parse.parse_times(pa.array(cells), rule)
+  assert times.tolist() == [BAD, BAD, _utc("2000-01-01"), _utc("2029-12-31T23:59"),
+                            BAD, BAD, BAD]
+  default, _ = parse.parse_times(pa.array(["1970-01-01T00:00Z", "2100-06-01T00:00Z"]))
+  assert default.tolist() == [BAD, BAD]  # the defaults: [1990-01-01, 2100-01-01)
+
+
+@pytest.mark.parametrize("name, text, arrow_type, rule, message", [
+    ("local.csv", "subject_id,Timestamp,HR\ns1,2024-03-04 08:00:00,60\n", None,
+     parse.TimeRule(), "local.csv: column 'Timestamp': local times without a UTC offset "
+     "(e.g. '2024-03-04 08:00:00'); pass --tz"),
+    ("us.jsonl", '{"subject_id": "s1", "timestamp": "4/12/2016 0:01", "HR": 60}\n', None,
+     parse.TimeRule(), "us.jsonl: column 'timestamp': local times without a UTC offset "
+     "(e.g. '4/12/2016 0:01'); pass --tz"),
+    ("naive.parquet", None, pa.timestamp("ns"), parse.TimeRule(),
+     "naive.parquet: column 'timestamp': local times without a UTC offset "
+     "(e.g. '2024-03-04 08:00:00'); pass --tz"),
+    ("epoch.csv", "subject_id,timestamp,HR\ns1,1709535600000,60\n", None,
+     parse.TimeRule(unit="iso"), "epoch.csv: column 'timestamp': numbers "
+     "(e.g. '1709535600000'), not ISO 8601 times, while --timestamp_unit is iso"),
+    ("dmy.csv", "subject_id,timestamp,HR\ns1,12/04/2016 0:01,60\ns1,13/04/2016 0:01,60\n",
+     None, BERLIN, "dmy.csv: column 'timestamp': dates like '13/04/2016 0:01' have a "
+     "first field above 12, so they are day/month/year; only US month/day/year is read"),
+    ("odd.csv", "subject_id,timestamp,HR\ns1,2024/03/04 08:00,60\ns1,1970-01-01T00:00Z,60\n",
+     None, parse.TimeRule(), "odd.csv: column 'timestamp': none of the first 2 timestamps "
+     "is a time of a known form between --min_time and --max_time (e.g. '2024/03/04 08:00')"),
+])
+def test_a_file_that_needs_an_option_fails_before_the_run(tmp_path, name, text, arrow_type,
+                                                          rule, message):
+  path = tmp_path / name
+  if text is None:
+    pq.write_table(pa.table({"subject_id": ["s1"], "HR": [60.0], "timestamp": pa.array(
+        [datetime.datetime(2024, 3, 4, 8)], arrow_type)}), path)
+  else:
+    path.write_text(text)
+  with pytest.raises(read.UnreadableFileError) as error:
+    devices.plan_inputs([str(path)], "auto", rule)
+  assert str(error.value).startswith(f"{path.parent}/{message}")
+
+
+def test_offset_files_need_no_tz(tmp_path):
+  (tmp_path / "ok.csv").write_text("subject_id,timestamp,HR\ns1,2024-03-04 08:00Z,60\n")
+  assert devices.plan_inputs([str(tmp_path / "ok.csv")]).canonical == [
+      str(tmp_path / "ok.csv")]
