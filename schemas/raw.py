@@ -50,6 +50,8 @@ ADAPTER_REASONS = (
     "off_wrist",               # the export's own wear information says not worn
     "incomplete_minute",       # raw samples of a minute too sparse to derive features
     "counter_baseline",        # first reading of a cumulative counter, or after a reset/gap
+    "ambiguous_local_time",    # in a fall-back (repeated) hour whose two passes the row
+                               # order cannot tell apart (shuffled rows): never merged
 )
 # Real data kept in extras/extras.jsonl because it is no LSM feature.
 EXTRA_REASONS = (
