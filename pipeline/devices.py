@@ -137,12 +137,13 @@ def _entry_lines(table, hashes: dict) -> list[str]:
   return lines
 
 
-def read_export(export, tz, subject_id, key: bytes):
-  """One export -> (subject hash, Readings); tagged dead letters, extras, provided, counts."""
+def read_export(export, tz, subject_id, key: bytes, subject_id_pattern=None):
+  """One export -> (subject hash, Readings), one per (subject, file), rows numbered as
+  in the file; tagged dead letters, extras, provided, counts."""
   fmt, folder, paths = export
   try:
     result = sources.read_source(list(paths), format=fmt, tz=tz, subject_id=subject_id,
-                                 opener=_open)
+                                 subject_id_pattern=subject_id_pattern, opener=_open)
   except sources.SourceError as e:
     raise read.UnreadableFileError(str(e)) from e
   hashes = {s: record.subject_hash(str(s), key) for s in result.provided}
@@ -157,6 +158,9 @@ def read_export(export, tz, subject_id, key: bytes):
   for name, table in (("extras", result.extras), ("dead_letter", result.dead_letter)):
     for reason, n in table.groupby("reason")["n_rows"].sum().items():
       tally[f"{prefix}{name}/{reason}"] = int(n)
+  for note, n in result.notes.items():
+    tally[prefix + note] = n
+  _log_local_time(fmt, folder, result)
   featureless = sum(1 for features in result.provided.values() if not features)
   if featureless:
     tally[prefix + "subjects_without_features"] = featureless
@@ -174,37 +178,64 @@ def read_export(export, tz, subject_id, key: bytes):
   feature = frame["feature"].map(FEATURE_INDEX).to_numpy(np.int16)
   value = frame["value"].to_numpy(np.float64)
   time = pd.DatetimeIndex(frame["timestamp"]).as_unit("ns").asi8
-  row = np.arange(len(frame), dtype=np.int64)
+  row = frame["row"].to_numpy(np.int64)
+  source = frame["source"].to_numpy(object)
   reason = _check(feature, value, np.zeros(len(value), bool))
   tally["readings_read"] = len(frame)
   tally[prefix + "readings"] = len(frame)
-  source = folder or "."
   for code, why in enumerate(READING_REASONS):
     bad = np.flatnonzero(reason == code)
     if len(bad):
       tally[f"readings_dead_letter/{why}"] = len(bad)
-    for j in bad:
+    for j in bad:  # a derived value (raw samples were checked by the adapter)
       yield beam.pvalue.TaggedOutput(counts.DEAD_LETTER, dead_letter(
-          source, row[j], why, {"format": fmt, "timestamp": str(frame["timestamp"].iat[j]),
-                                "feature": FEATURE_NAMES[feature[j]], "value": value[j]},
+          source[j], row[j], why, {"format": fmt, "timestamp": str(frame["timestamp"].iat[j]),
+                                   "feature": FEATURE_NAMES[feature[j]], "value": value[j]},
           hashes[frame["subject_id"].iat[j]]))
   ok = reason == _OK
   for name in frame["feature"][ok].unique():
     tally[f"{prefix}present/{name}"] = int((frame["feature"][ok] == name).sum())
-  subjects = frame["subject_id"].to_numpy(object)
-  for subject in sorted(set(subjects[ok])):
-    part = ok & (subjects == subject)
-    yield hashes[subject], Readings(source, time[part], row[part], value[part], feature[part])
+  yield from _per_subject_file(frame["subject_id"].to_numpy(object), source, ok, hashes,
+                               time, row, value, feature)
   yield counts.emit(tally)
+
+
+def _per_subject_file(subjects, source, ok, hashes, time, row, value, feature):
+  """(subject hash, Readings) per (subject, file): the pipeline's dead letters (e.g.
+  align's `duplicate`) then name the file and its data row."""
+  pick = np.flatnonzero(ok)
+  if not len(pick):
+    return
+  keys = pd.MultiIndex.from_arrays([subjects[pick], source[pick]])
+  codes, pairs = pd.factorize(keys, sort=True)
+  order = np.argsort(codes, kind="stable")
+  bounds = np.flatnonzero(np.diff(codes[order])) + 1
+  for (subject, path), part in zip(pairs, np.split(pick[order], bounds)):
+    yield hashes[subject], Readings(path, time[part], row[part], value[part], feature[part])
+
+
+def _log_local_time(fmt: str, folder: str, result) -> None:
+  """Says how the fall-back hour was read (common.localise's rule), when it occurs."""
+  notes = result.notes
+  unresolved = int(result.dead_letter.loc[result.dead_letter["reason"] ==
+                                          "ambiguous_local_time", "n_rows"].sum())
+  if notes.get("ambiguous_local_time_first") or unresolved:
+    logging.info(
+        "lsm-pipeline: %s export %s: fall-back (repeated) hour: %d rows on its first "
+        "pass, %d on its second, %d dead-lettered as ambiguous_local_time (the row "
+        "order cannot tell the passes apart)", fmt, folder or ".",
+        notes.get("ambiguous_local_time_first", 0),
+        notes.get("ambiguous_local_time_second", 0), unresolved)
 
 
 class ReadDevices(beam.PTransform):
   """Exports -> 'readings': (subject hash, Readings); 'provided': (hash, bool[26]);
   'dead_letter', 'extras': JSON lines; 'counts'."""
 
-  def __init__(self, exports: list, tz: str | None, subject_id: str | None, key: bytes):
+  def __init__(self, exports: list, tz: str | None, subject_id: str | None, key: bytes,
+               subject_id_pattern: str | None = None):
     super().__init__()
-    self._exports, self._args = list(exports), (tz, subject_id, key)
+    self._exports, self._args = list(exports), (tz, subject_id, key, subject_id_pattern)
 
   def expand(self, pbegin):
     return (pbegin
@@ -212,3 +243,14 @@ class ReadDevices(beam.PTransform):
             | "Spread" >> beam.Reshuffle()
             | "Read" >> beam.FlatMap(read_export, *self._args).with_outputs(
                 counts.DEAD_LETTER, EXTRAS, PROVIDED, counts.COUNTS, main="readings"))
+
+
+class SessionsPerSubject(beam.PTransform):
+  """'provided' (one per subject and export) -> counts subjects_by_sessions/<n>: how
+  many subjects came from n sessions (exports), for the manifest; no id leaves."""
+
+  def expand(self, provided):
+    return (provided
+            | "One" >> beam.Map(lambda item: (item[0], 1))
+            | "Sessions" >> beam.CombinePerKey(sum)
+            | "Histogram" >> beam.Map(lambda item: {f"subjects_by_sessions/{item[1]}": 1}))

@@ -107,11 +107,11 @@ def subject_of(path: str, by: str, *, subject_id: str | None = None,
   if pattern:
     m = re.search(pattern, path)
     if not m:
-      raise SourceError(f"{path}: --subject_id_pattern {pattern!r} does not match this "
+      raise SourceError(f"{path}: --subject_id_pattern '{pattern}' does not match this "
                         "path, so its subject is unknown")
     found = m.group(m.re.groupindex.get("subject") or (1 if m.re.groups else 0))
     if not found:
-      raise SourceError(f"{path}: --subject_id_pattern {pattern!r} matches this path "
+      raise SourceError(f"{path}: --subject_id_pattern '{pattern}' matches this path "
                         "with an empty subject")
     return found
   if by == "file":

@@ -158,3 +158,23 @@ def test_provided_mask_in_lsm_order():
   mask = common.provided_mask({"HR", "steps"})
   assert mask.shape == (26,) and mask.sum() == 2
   assert [FEATURE_NAMES[i] for i in np.flatnonzero(mask)] == ["HR", "steps"]
+
+
+def test_subject_of_one_rule():
+  of = common.subject_of
+  assert of("/d/p01/1600000000_A01B2C/HR.csv", "folder") == "p01"
+  assert of("gs://b/p01/1600000000_A01B2C/HR.csv", "folder") == "p01"
+  assert of("/d/garmin_p7/data.csv", "folder") == "garmin_p7"
+  assert of("/d/x/name1_minuteStepsNarrow_2023.csv", "file") == "name1"
+  assert of("/d/x/name1_minuteStepsNarrow_2023.csv", "file", subject_id="s") == "s"
+  assert of("/d/site/p02/a.csv", "folder", pattern=r"/(p\d+)/") == "p02"
+  assert of("/d/site/p02/a.csv", "folder", pattern=r"(?P<site>\w+)/(?P<subject>p\d+)") == "p02"
+  with pytest.raises(common.SourceError, match=r"/d/a\.csv: --subject_id_pattern"):
+    of("/d/a.csv", "folder", pattern=r"/(p\d+)/")
+  with pytest.raises(common.SourceError, match="file name"):
+    of("/d/steps.csv", "file")
+
+
+def test_one_export_one_subject():
+  with pytest.raises(common.SourceError, match="names two subjects"):
+    common.one_subject(["/d/p1/a.csv", "/d/p2/b.csv"], "folder", pattern=r"/(p\d)/")
