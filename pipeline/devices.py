@@ -13,8 +13,12 @@ Device files are grouped into exports by (format, folder): one E4 session, one
 Garmin folder (data.csv + acc.csv), one Fitabase export, one NHANES count + wear
 pair. ReadDevices reads each export with read_source on Beam's FileSystems (so
 gs:// works), replaces subject ids with their keyed hash at once, range-checks the
-readings like ParseReadings does and hands them on as parse.Readings, so that
-alignment, duplicates, the HRV rule and clipping apply to them unchanged.
+readings like ParseReadings does and hands them on as parse.Readings, one per
+(subject, file) with the file's data rows, so that alignment, duplicates, the HRV
+rule and clipping apply to them unchanged and their dead letters name the file and
+row. The sessions of one participant are separate exports that name one subject
+(pipeline.sources.common.subject_of); SessionsPerSubject counts how many subjects
+came from 1, 2, ... exports (counts.subjects_by_sessions in the manifest).
 
 Accounting per format (counters sources/<format>/...): an entry is a data row
 (a CSV line, an E4 sample, an NHANES subject-day row), and

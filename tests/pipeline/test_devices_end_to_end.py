@@ -415,3 +415,24 @@ def test_dst_newest_first_and_overlapping_exports(raw, tmp_path, caplog):
   assert sorted(e["row"] for e in dup) == list(range(1, 61))
   cells = pd.read_csv(overlap[1], dtype=str)["Steps"]
   assert all(e["raw"] == cells[e["row"] - 1] for e in dup)
+
+
+def test_read_export_yields_readings_per_subject_and_file():
+  """read_export with --subject_id_pattern: the pattern's subject; one Readings per
+  (subject, file), rows as numbered in the file; the two subject flags checked."""
+  import apache_beam as beam
+  folder = f"{CASES}/e4_multi_session_participants/p01/1600000000_A01B2C"
+  export = ("empatica_e4", folder, (f"{folder}/HR.csv", f"{folder}/TEMP.csv"))
+  out = list(devices.read_export(export, None, None, b"test-key",
+                                 subject_id_pattern=r"_(?P<subject>[0-9A-F]{6})/"))
+  readings = [o for o in out if not isinstance(o, beam.pvalue.TaggedOutput)]
+  assert {h for h, _ in readings} == {record.subject_hash("A01B2C", b"test-key")}
+  assert sorted(r.source for _, r in readings) == [f"{folder}/HR.csv", f"{folder}/TEMP.csv"]
+  hr = next(r for _, r in readings if r.source.endswith("HR.csv"))
+  assert hr.row[0] == 1 and (np.diff(hr.row) > 0).all()
+  from pipeline import options
+  opts = options.LsmOptions(["--subject_id=a", "--subject_id_pattern=(x"])
+  with pytest.raises(SystemExit, match="not both"):
+    options.check_subject_options(opts)
+  with pytest.raises(SystemExit, match="not a regular expression"):
+    options.check_subject_options(options.LsmOptions(["--subject_id_pattern=(x"]))
