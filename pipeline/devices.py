@@ -183,7 +183,8 @@ def read_export(export, tz, subject_id, key: bytes, subject_id_pattern=None):
   value = frame["value"].to_numpy(np.float64)
   time = pd.DatetimeIndex(frame["timestamp"]).as_unit("ns").asi8
   row = frame["row"].to_numpy(np.int64)
-  source = frame["source"].to_numpy(object)
+  files = frame["source"].astype("category").cat
+  source, paths = files.codes.to_numpy(), files.categories
   reason = _check(feature, value, np.zeros(len(value), bool))
   tally["readings_read"] = len(frame)
   tally[prefix + "readings"] = len(frame)
@@ -193,20 +194,20 @@ def read_export(export, tz, subject_id, key: bytes, subject_id_pattern=None):
       tally[f"readings_dead_letter/{why}"] = len(bad)
     for j in bad:  # a derived value (raw samples were checked by the adapter)
       yield beam.pvalue.TaggedOutput(counts.DEAD_LETTER, dead_letter(
-          source[j], row[j], why, {"format": fmt, "timestamp": str(frame["timestamp"].iat[j]),
+          paths[source[j]], row[j], why, {"format": fmt, "timestamp": str(frame["timestamp"].iat[j]),
                                    "feature": FEATURE_NAMES[feature[j]], "value": value[j]},
           hashes[frame["subject_id"].iat[j]]))
   ok = reason == _OK
   for name in frame["feature"][ok].unique():
     tally[f"{prefix}present/{name}"] = int((frame["feature"][ok] == name).sum())
-  yield from _per_subject_file(frame["subject_id"].to_numpy(object), source, ok, hashes,
-                               time, row, value, feature)
+  yield from _per_subject_file(frame["subject_id"].to_numpy(object), source, paths, ok,
+                               hashes, time, row, value, feature)
   yield counts.emit(tally)
 
 
-def _per_subject_file(subjects, source, ok, hashes, time, row, value, feature):
-  """(subject hash, Readings) per (subject, file): the pipeline's dead letters (e.g.
-  align's `duplicate`) then name the file and its data row."""
+def _per_subject_file(subjects, source, paths, ok, hashes, time, row, value, feature):
+  """(subject hash, Readings) per (subject, file; `source` codes into `paths`): the
+  pipeline's dead letters (e.g. align's `duplicate`) then name the file and its row."""
   pick = np.flatnonzero(ok)
   if not len(pick):
     return
@@ -214,8 +215,9 @@ def _per_subject_file(subjects, source, ok, hashes, time, row, value, feature):
   codes, pairs = pd.factorize(keys, sort=True)
   order = np.argsort(codes, kind="stable")
   bounds = np.flatnonzero(np.diff(codes[order])) + 1
-  for (subject, path), part in zip(pairs, np.split(pick[order], bounds)):
-    yield hashes[subject], Readings(path, time[part], row[part], value[part], feature[part])
+  for (subject, code), part in zip(pairs, np.split(pick[order], bounds)):
+    yield hashes[subject], Readings(paths[code], time[part], row[part], value[part],
+                                    feature[part])
 
 
 def _log_local_time(fmt: str, folder: str, result) -> None:

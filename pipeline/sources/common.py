@@ -185,9 +185,15 @@ def readings_frame(subjects, utc_naive: np.ndarray, feature, values, source: str
       "feature": np.asarray(feature, dtype=object) if not isinstance(feature, str)
       else np.full(n, feature, dtype=object),
       "value": np.asarray(values, dtype=np.float64),
-      "source": np.full(n, source, dtype=object),
+      "source": one_category(source, n),
       "row": np.asarray(rows, dtype=np.int64),
   })
+
+
+def one_category(value: str, n: int) -> pd.Categorical:
+  """n copies of one string as a categorical: a file's path on each of its readings,
+  without a million-string column (pandas 3 would build an Arrow string per row)."""
+  return pd.Categorical.from_codes(np.zeros(n, np.int8), [value])
 
 
 def empty_readings() -> pd.DataFrame:
@@ -206,7 +212,7 @@ def derived_readings(subject_id: str, frame: pd.DataFrame, source: str, t_s: np.
   order = np.lexsort((rows, minute))
   want = out["timestamp"].dt.as_unit("ns").astype("int64").to_numpy() // 60_000_000_000
   at = np.minimum(np.searchsorted(minute[order], want), max(len(order) - 1, 0))
-  out["source"] = np.full(len(out), source, dtype=object)
+  out["source"] = one_category(source, len(out))
   out["row"] = np.asarray(rows, np.int64)[order][at] if len(order) else np.zeros(0, np.int64)
   return out
 
@@ -268,13 +274,20 @@ def merge_results(fmt: str, results: Sequence[SourceResult]) -> SourceResult:
       notes[k] = notes.get(k, 0) + v
   return SourceResult(
       format=fmt,
-      readings=_concat([r.readings for r in results], empty_readings()),
+      readings=_concat(_same_sources([r.readings for r in results]), empty_readings()),
       extras=_concat([r.extras for r in results], empty_entries()),
       dead_letter=_concat([r.dead_letter for r in results], empty_entries()),
       provided=provided,
       entries_read=sum(r.entries_read for r in results),
       entries_used=sum(r.entries_used for r in results),
       notes=notes)
+
+
+def _same_sources(frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
+  """Readings frames whose `source` categoricals share one category list, so that
+  concatenating them keeps the column categorical."""
+  files = pd.CategoricalDtype(sorted({c for f in frames for c in f["source"].cat.categories}))
+  return [f.assign(source=f["source"].astype(files)) for f in frames]
 
 
 def _concat(frames: Sequence[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
