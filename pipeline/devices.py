@@ -13,8 +13,12 @@ Device files are grouped into exports by (format, folder): one E4 session, one
 Garmin folder (data.csv + acc.csv), one Fitabase export, one NHANES count + wear
 pair. ReadDevices reads each export with read_source on Beam's FileSystems (so
 gs:// works), replaces subject ids with their keyed hash at once, range-checks the
-readings like ParseReadings does and hands them on as parse.Readings, so that
-alignment, duplicates, the HRV rule and clipping apply to them unchanged.
+readings like ParseReadings does and hands them on as parse.Readings, one per
+(subject, file) with the file's data rows, so that alignment, duplicates, the HRV
+rule and clipping apply to them unchanged and their dead letters name the file and
+row. The sessions of one participant are separate exports that name one subject
+(pipeline.sources.common.subject_of); SessionsPerSubject counts how many subjects
+came from 1, 2, ... exports (counts.subjects_by_sessions in the manifest).
 
 Accounting per format (counters sources/<format>/...): an entry is a data row
 (a CSV line, an E4 sample, an NHANES subject-day row), and
@@ -143,15 +147,17 @@ def _entry_lines(table, hashes: dict) -> list[str]:
   return lines
 
 
-def read_export(export, tz, subject_id, key: bytes, rule: TimeRule = TimeRule()):
-  """One export -> (subject hash, Readings); tagged dead letters, extras, provided, counts.
+def read_export(export, tz, subject_id, key: bytes, subject_id_pattern=None,
+                rule: TimeRule = TimeRule()):
+  """One export -> (subject hash, Readings), one per (subject, file), rows numbered as
+  in the file; tagged dead letters, extras, provided, counts.
 
   Readings outside rule's plausible range [min_ns, max_ns) are dead-lettered
   outside_time_range (the reason wins over the value's, as the time is wrong)."""
   fmt, folder, paths = export
   try:
     result = sources.read_source(list(paths), format=fmt, tz=tz, subject_id=subject_id,
-                                 opener=_open)
+                                 subject_id_pattern=subject_id_pattern, opener=_open)
   except sources.SourceError as e:
     raise read.UnreadableFileError(str(e)) from e
   hashes = {s: record.subject_hash(str(s), key) for s in result.provided}
@@ -166,6 +172,9 @@ def read_export(export, tz, subject_id, key: bytes, rule: TimeRule = TimeRule())
   for name, table in (("extras", result.extras), ("dead_letter", result.dead_letter)):
     for reason, n in table.groupby("reason")["n_rows"].sum().items():
       tally[f"{prefix}{name}/{reason}"] = int(n)
+  for note, n in result.notes.items():
+    tally[prefix + note] = n
+  _log_local_time(fmt, folder, result)
   featureless = sum(1 for features in result.provided.values() if not features)
   if featureless:
     tally[prefix + "subjects_without_features"] = featureless
@@ -183,29 +192,57 @@ def read_export(export, tz, subject_id, key: bytes, rule: TimeRule = TimeRule())
   feature = frame["feature"].map(FEATURE_INDEX).to_numpy(np.int16)
   value = frame["value"].to_numpy(np.float64)
   time = pd.DatetimeIndex(frame["timestamp"]).as_unit("ns").asi8
-  row = np.arange(len(frame), dtype=np.int64)
+  row = frame["row"].to_numpy(np.int64)
+  files = frame["source"].astype("category").cat
+  source, paths = files.codes.to_numpy(), files.categories
   reason = _check(feature, value, np.zeros(len(value), bool))
   reason[(time < rule.min_ns) | (time >= rule.max_ns)] = _OUTSIDE_TIME_RANGE
   tally["readings_read"] = len(frame)
   tally[prefix + "readings"] = len(frame)
-  source = folder or "."
   for code, why in enumerate(READING_REASONS):
     bad = np.flatnonzero(reason == code)
     if len(bad):
       tally[f"readings_dead_letter/{why}"] = len(bad)
-    for j in bad:
+    for j in bad:  # a derived value (raw samples were checked by the adapter)
       yield beam.pvalue.TaggedOutput(counts.DEAD_LETTER, dead_letter(
-          source, row[j], why, {"format": fmt, "timestamp": str(frame["timestamp"].iat[j]),
-                                "feature": FEATURE_NAMES[feature[j]], "value": value[j]},
+          paths[source[j]], row[j], why, {"format": fmt, "timestamp": str(frame["timestamp"].iat[j]),
+                                   "feature": FEATURE_NAMES[feature[j]], "value": value[j]},
           hashes[frame["subject_id"].iat[j]]))
   ok = reason == _OK
   for name in frame["feature"][ok].unique():
     tally[f"{prefix}present/{name}"] = int((frame["feature"][ok] == name).sum())
-  subjects = frame["subject_id"].to_numpy(object)
-  for subject in sorted(set(subjects[ok])):
-    part = ok & (subjects == subject)
-    yield hashes[subject], Readings(source, time[part], row[part], value[part], feature[part])
+  yield from _per_subject_file(frame["subject_id"].to_numpy(object), source, paths, ok,
+                               hashes, time, row, value, feature)
   yield counts.emit(tally)
+
+
+def _per_subject_file(subjects, source, paths, ok, hashes, time, row, value, feature):
+  """(subject hash, Readings) per (subject, file; `source` codes into `paths`): the
+  pipeline's dead letters (e.g. align's `duplicate`) then name the file and its row."""
+  pick = np.flatnonzero(ok)
+  if not len(pick):
+    return
+  keys = pd.MultiIndex.from_arrays([subjects[pick], source[pick]])
+  codes, pairs = pd.factorize(keys, sort=True)
+  order = np.argsort(codes, kind="stable")
+  bounds = np.flatnonzero(np.diff(codes[order])) + 1
+  for (subject, code), part in zip(pairs, np.split(pick[order], bounds)):
+    yield hashes[subject], Readings(paths[code], time[part], row[part], value[part],
+                                    feature[part])
+
+
+def _log_local_time(fmt: str, folder: str, result) -> None:
+  """Says how the fall-back hour was read (common.localise's rule), when it occurs."""
+  notes = result.notes
+  unresolved = int(result.dead_letter.loc[result.dead_letter["reason"] ==
+                                          "ambiguous_local_time", "n_rows"].sum())
+  if notes.get("ambiguous_local_time_first") or unresolved:
+    logging.info(
+        "lsm-pipeline: %s export %s: fall-back (repeated) hour: %d rows on its first "
+        "pass, %d on its second, %d dead-lettered as ambiguous_local_time (the row "
+        "order cannot tell the passes apart)", fmt, folder or ".",
+        notes.get("ambiguous_local_time_first", 0),
+        notes.get("ambiguous_local_time_second", 0), unresolved)
 
 
 class ReadDevices(beam.PTransform):
@@ -213,9 +250,10 @@ class ReadDevices(beam.PTransform):
   'dead_letter', 'extras': JSON lines; 'counts'."""
 
   def __init__(self, exports: list, tz: str | None, subject_id: str | None, key: bytes,
-               rule: TimeRule = TimeRule()):
+               subject_id_pattern: str | None = None, rule: TimeRule = TimeRule()):
     super().__init__()
-    self._exports, self._args = list(exports), (tz, subject_id, key, rule)
+    self._exports = list(exports)
+    self._args = (tz, subject_id, key, subject_id_pattern, rule)
 
   def expand(self, pbegin):
     return (pbegin
@@ -223,3 +261,14 @@ class ReadDevices(beam.PTransform):
             | "Spread" >> beam.Reshuffle()
             | "Read" >> beam.FlatMap(read_export, *self._args).with_outputs(
                 counts.DEAD_LETTER, EXTRAS, PROVIDED, counts.COUNTS, main="readings"))
+
+
+class SessionsPerSubject(beam.PTransform):
+  """'provided' (one per subject and export) -> counts subjects_by_sessions/<n>: how
+  many subjects came from n sessions (exports), for the manifest; no id leaves."""
+
+  def expand(self, provided):
+    return (provided
+            | "One" >> beam.Map(lambda item: (item[0], 1))
+            | "Sessions" >> beam.CombinePerKey(sum)
+            | "Histogram" >> beam.Map(lambda item: {f"subjects_by_sessions/{item[1]}": 1}))

@@ -1,7 +1,8 @@
 """lsm-pipeline: raw per-minute streams to normalised 300-minute window shards.
 
   lsm-pipeline --input 'raw/*.parquet' --output out/ --subject_hash_key_file key.txt \
-      [--format auto] [--tz America/New_York] [--subject_id p01] [--labels labels/sessions.csv] [--direct_num_workers 2 \
+      [--format auto] [--tz America/New_York] [--subject_id p01 | --subject_id_pattern
+      '/(p\d+)/'] [--labels labels/sessions.csv] [--direct_num_workers 2 \
       --direct_running_mode multi_processing] [Beam options, e.g. --runner DataflowRunner]
 
 Without --runner the local runner is Beam's FnApiRunner (the engine behind the
@@ -46,13 +47,14 @@ def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str], key
   parsed = (p | "ReadRaw" >> ReadRaw(plan.canonical, plan.file_format)
             | "ParseReadings" >> ParseReadings(key, rule))
   device = p | "ReadDevices" >> devices.ReadDevices(plan.exports, opts.tz, opts.subject_id,
-                                                    key, rule)
+                                                    key, opts.subject_id_pattern, rule)
   # Stashed before the Flatten: the local runner materialises a Flatten of two stages.
   readings = ((parsed.readings | "StashReadings" >> exchange.Stash(exchange_dir),
                device.readings | "StashDeviceReadings" >> exchange.Stash(exchange_dir))
               | "AllReadings" >> beam.Flatten())
   subjects = {"readings": readings, "provided": device[devices.PROVIDED]}
-  count_parts = [parsed[counts.COUNTS], device[counts.COUNTS]]
+  count_parts = [parsed[counts.COUNTS], device[counts.COUNTS],
+                 device[devices.PROVIDED] | "SessionsPerSubject" >> devices.SessionsPerSubject()]
   letter_parts = [parsed[counts.DEAD_LETTER], device[counts.DEAD_LETTER]]
   if opts.session_labels:
     sessions = p | "ReadLabels" >> ReadLabels(opts.session_labels, key)
@@ -103,6 +105,7 @@ def run(argv=None, save_main_session: bool = False):
     raise SystemExit("lsm-pipeline: --window_minutes and --stride_minutes must be > 0")
   if not 0 <= opts.max_missing <= 1:
     raise SystemExit("lsm-pipeline: --max_missing must be within [0, 1]")
+  lsm_options.check_subject_options(opts)
   p = beam.Pipeline(options=opts)
   build(p, opts, inputs, key)
   result = p.run()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pandas as pd
 from apache_beam.io.filesystem import CompressionTypes
@@ -61,6 +62,14 @@ class LsmOptions(PipelineOptions):
                              "Garmin: default the folder name; Fitabase files without "
                              "Id: default the file-name prefix); applies to every "
                              "device export of the run")
+    parser.add_argument("--subject_id_pattern", default=None,
+                        help="regular expression searched in each device input's path "
+                             "(files whose rows name no subject: E4, Garmin, Fitabase "
+                             "without Id); its group 'subject', else its first group, "
+                             "is the subject id, e.g. '/(p\\d+)/'; a path it does not "
+                             "match is an error. Default: the folder name (for an E4 "
+                             "Connect session folder '<unix time>_<device id>', the "
+                             "folder above it), or the Fitabase file-name prefix")
     parser.add_argument("--window_minutes", type=int, default=WINDOW_MINUTES)
     parser.add_argument("--stride_minutes", type=int, default=0,
                         help="minutes between window starts; 0: the window length")
@@ -135,6 +144,21 @@ def subject_key(options: LsmOptions) -> bytes:
   return key
 
 
+def check_subject_options(options: LsmOptions) -> None:
+  """--subject_id and --subject_id_pattern exclude each other; the pattern must compile."""
+  pattern = options.subject_id_pattern
+  if pattern is None:
+    return
+  if options.subject_id is not None:
+    raise SystemExit("lsm-pipeline: pass --subject_id (one id for every device export) "
+                     "or --subject_id_pattern (an id per input path), not both")
+  try:
+    re.compile(pattern)
+  except re.error as e:
+    raise SystemExit(f"lsm-pipeline: --subject_id_pattern {pattern!r} is not a regular "
+                     f"expression ({e})") from None
+
+
 def split_fractions(options: LsmOptions) -> tuple[float, ...]:
   fractions = tuple(float(x) for x in options.split.split(","))
   if len(fractions) != len(SPLITS) or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
@@ -192,6 +216,7 @@ def recorded(options: LsmOptions) -> dict:
       "min_time": options.min_time,
       "max_time": options.max_time,
       "subject_id_given": options.subject_id is not None,  # never the raw id itself
+      "subject_id_pattern_given": options.subject_id_pattern is not None,  # may hold paths
       "labels": bool(options.session_labels),
       "labelled_windows": bool(options.session_labels) and options.labelled_windows,
   }

@@ -263,11 +263,12 @@ def time_form(column) -> tuple[str | None, str]:
 
 def parse_times(column, rule: TimeRule = TimeRule(), group: np.ndarray | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
-  """(int64 ns since the epoch UTC, bool nonexistent local time) of each cell;
-  INT64_MIN where the cell is not a timestamp of the column's form, is a local time
-  inside a spring-forward gap (nonexistent True; dead-lettered as
-  nonexistent_local_time, like the device adapters, never shifted onto another
-  minute), or lies outside [rule.min_ns, rule.max_ns).
+  """(int64 ns since the epoch UTC, int8 local-time reason) of each cell; INT64_MIN
+  where the cell is not a timestamp of the column's form, is a local time inside a
+  spring-forward gap (reason: the row reason nonexistent_local_time, like the device
+  adapters, never shifted onto another minute) or in a fall-back hour whose two
+  passes the row order cannot tell apart (ambiguous_local_time, never merged), or
+  lies outside [rule.min_ns, rule.max_ns). The reason is 0 for other cells.
 
   The form is decided once per column (time_form) and the column cast whole in it.
   Local times without offset (naive ISO, US m/d/Y, naive Parquet timestamps) become
@@ -277,7 +278,7 @@ def parse_times(column, rule: TimeRule = TimeRule(), group: np.ndarray | None = 
   m/d/Y dates whose first field exceeds 12 (day first: they would read wrongly).
   """
   form, example = time_form(column)
-  gap = np.zeros(len(column), bool)
+  gap = np.zeros(len(column), np.int8)
   if form == "aware":
     out = _cast_cells(column, _UTC_NS)
   elif form == "epoch":
@@ -308,14 +309,15 @@ def _naive(column, form: str) -> np.ndarray:
 
 
 def _local(naive: np.ndarray, rule: TimeRule, group, example: str):
-  """Local wall-clock ns -> (UTC ns, nonexistent) by the device adapters' rule."""
+  """Local wall-clock ns -> (UTC ns, local-time reason) by the device adapters' rule."""
   if rule.tz is None:
     raise TimestampError(f"local times without a UTC offset (e.g. {example!r}); pass "
                          "--tz with their timezone (an IANA name such as Europe/Berlin, "
                          "or a fixed offset such as +01:00)")
   local = common.localise(pd.Series(naive.view("datetime64[ns]")),
                           common.parse_tz(rule.tz, "--tz"), group)
-  return common.naive_utc(local.utc).view(np.int64), local.nonexistent
+  why = np.where(local.nonexistent, _NONEXISTENT, np.where(local.unresolved, _AMBIGUOUS, 0))
+  return common.naive_utc(local.utc).view(np.int64), why.astype(np.int8)
 
 
 def _epoch(column, rule: TimeRule, example: str) -> np.ndarray:
@@ -397,6 +399,7 @@ def _raw_row(table: pa.Table, i: int) -> dict:
 _PARSED = len(ROW_REASONS)
 _BAD_TIMESTAMP = ROW_REASONS.index("bad_timestamp")
 _NONEXISTENT = ROW_REASONS.index("nonexistent_local_time")
+_AMBIGUOUS = ROW_REASONS.index("ambiguous_local_time")
 
 
 def parse_batch(batch, key: bytes, rule: TimeRule = TimeRule()):
@@ -426,7 +429,7 @@ def parse_batch(batch, key: bytes, rule: TimeRule = TimeRule()):
     except TimestampError as e:
       raise read.UnreadableFileError(f"{source}: column {names['timestamp']!r}: {e}") from None
     failed = (times == _BAD_TIME) & (row_reason == _PARSED)
-    row_reason[failed] = np.where(gap[failed], _NONEXISTENT, _BAD_TIMESTAMP)
+    row_reason[failed] = np.where(gap[failed] > 0, gap[failed], _BAD_TIMESTAMP)
     row_reason[subject.empty & (row_reason >= 1)] = 1
   else:
     row_reason[:] = 0

@@ -215,6 +215,10 @@ def nest_counts(flat: dict, datasets) -> dict:
     out["labels"] = labels
   if device:
     out["sources"] = device
+  by_sessions = {k.rsplit("/", 1)[1]: v for k, v in flat.items()
+                 if k.startswith("subjects_by_sessions/")}
+  if by_sessions:  # device subjects by the number of sessions (exports) they came from
+    out["subjects_by_sessions"] = dict(sorted(by_sessions.items(), key=lambda kv: int(kv[0])))
   for name in ("subjects_without_readings", "subjects_shorter_than_window"):
     if flat.get(name):
       out[name] = flat[name]

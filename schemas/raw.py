@@ -36,6 +36,8 @@ ROW_REASONS = (
     "missing_subject",     # empty subject_id
     "bad_timestamp",       # no form pipeline/parse.py reads, or outside --min_time/--max_time
     "nonexistent_local_time",  # local time inside a spring-forward gap: no UTC instant
+    "ambiguous_local_time",    # in a fall-back (repeated) hour whose two passes the row
+                               # order cannot tell apart (shuffled rows): never merged
 )
 READING_REASONS = (
     "unknown_feature",     # feature name (long) or column (wide) not in the table or its aliases
@@ -50,7 +52,7 @@ DEAD_LETTER_REASONS = ROW_REASONS + READING_REASONS
 
 # Device exports (pipeline/sources/, README "Bring your own data"). An adapter entry
 # covers n_rows consecutive data rows of one file. Dead-letter reasons beyond the above:
-# (nonexistent_local_time, a row reason above, is theirs too.)
+# (nonexistent_local_time and ambiguous_local_time, row reasons above, are theirs too.)
 ADAPTER_REASONS = (
     "off_wrist",               # the export's own wear information says not worn
     "incomplete_minute",       # raw samples of a minute too sparse to derive features

@@ -8,8 +8,8 @@ export, a heartrate_seconds file, an NHANES counts + wear pair):
       The format name (one of FORMATS) from the file's name and first lines; logs
       what it chose and why. Unknown or ambiguous: SourceError naming the file.
 
-  read_source(paths, *, format=None, tz=None, subject_id=None, opener=local_open)
-      -> SourceResult
+  read_source(paths, *, format=None, tz=None, subject_id=None,
+              subject_id_pattern=None, opener=local_open) -> SourceResult
       Detects (or takes `format`, the --format override), reads, derives per-minute
       features, and checks the accounting before returning.
       tz: the recording's timezone for formats written in local time without an
@@ -17,9 +17,13 @@ export, a heartrate_seconds file, an NHANES counts + wear pair):
         ('America/New_York') or a fixed offset ('+02:00', '-0500'). Required for
         them (no guess); ignored by formats whose times are absolute (E4: unix UTC;
         Garmin: ISO with offsets; NHANES has no dates).
-      subject_id: for exports that name no subject (E4, Garmin: default is the
-        folder's name; Fitabase files without an Id column: default is the file
-        name's prefix, 'name1' in 'name1_minuteStepsNarrow_...').
+      subject_id, subject_id_pattern: for exports that name no subject (E4,
+        Garmin, Fitabase files without an Id column), common.subject_of, one rule
+        for every adapter: subject_id if given, else the pattern's group searched
+        in each file's path, else the name (E4, Garmin: the folder's name, or the
+        participant folder above an E4 Connect session folder
+        '<unix time>_<device id>'; Fitabase: the file name's prefix, 'name1' in
+        'name1_minuteStepsNarrow_...').
       opener: path -> binary file object; pass apache_beam.io.filesystems.
         FileSystems.open for gs:// and other Beam file systems. Gzip is detected
         from the bytes.
@@ -31,10 +35,16 @@ export, a heartrate_seconds file, an NHANES counts + wear pair):
                     timestamp   datetime64[ns, UTC], the start of the UTC minute
                     feature     str, a canonical LSM name (schemas.features)
                     value       float64, in the feature's unit (derive.py)
+                    source      str, the file the reading comes from
+                    row         int64, its data row in that file (from 1); for a
+                                reading derived from many samples, the first
+                                row of its minute's samples
                   Sub-minute samples are already reduced here (one reading per
-                  subject, minute and feature); minute-level rows pass through 1:1,
-                  so a row an export repeats stays a repeat for the pipeline's
-                  `duplicate` rule. NaN never appears. Values are not range-checked
+                  subject, minute and feature); minute-level rows pass through 1:1.
+                  Repeats visible inside one export are resolved by its adapter
+                  (fitbit.py's docstring: the rule per source) and dead-lettered
+                  as `duplicate`; the pipeline's own `duplicate` rule handles
+                  repeats across sources. NaN never appears. Values are not range-checked
                   or clipped against schemas (the pipeline does that, as for any
                   source), except raw samples out of their feature's valid range,
                   dead-lettered before they can bias a minute's mean.
@@ -55,7 +65,8 @@ export, a heartrate_seconds file, an NHANES counts + wear pair):
                   sum(extras.n_rows) + sum(dead_letter.n_rows); `used` means it
                   became or contributed to a reading (or, for wear files, was
                   applied as the wear mask). check_accounting() asserts it.
-    notes         counters, e.g. ambiguous_local_time_first/second (DST rule).
+    notes         counters, e.g. ambiguous_local_time_first/second (DST rule);
+                  they reach the manifest as counts.sources.<format>.<note>.
     counts()      flat counters for the manifest / Beam metrics.
 
   provided_mask(features) -> bool[26] in LSM order, for the window drop rule.
@@ -100,6 +111,7 @@ def _expand(paths: Sequence[str]) -> list[str]:
 
 def read_source(paths: Sequence[str] | str, *, format: str | None = None,  # noqa: A002
                 tz=None, subject_id: str | None = None,
+                subject_id_pattern: str | None = None,
                 opener: common.Opener = local_open) -> SourceResult:
   """Reads one export; see the module docstring for the contract."""
   if isinstance(paths, str):
@@ -118,14 +130,15 @@ def read_source(paths: Sequence[str] | str, *, format: str | None = None,  # noq
     raise SourceError(f"unknown format {format!r}; supported: {', '.join(FORMATS)}")
   if tz is not None and format not in _LOCAL_TIME:
     logging.info("%s: timestamps are absolute; tz=%r not needed, ignored", format, tz)
+  names = {"subject_id": subject_id, "subject_id_pattern": subject_id_pattern}
   if format == "fitbit_minute":
-    result = fitbit.read_fitbit_minute(files, tz=tz, subject_id=subject_id, opener=opener)
+    result = fitbit.read_fitbit_minute(files, tz=tz, opener=opener, **names)
   elif format == "fitbit_heartrate_seconds":
     result = fitbit.read_fitbit_heartrate(files, tz=tz, opener=opener)
   elif format == "empatica_e4":
-    result = empatica.read_empatica_e4(files, subject_id=subject_id, opener=opener)
+    result = empatica.read_empatica_e4(files, opener=opener, **names)
   elif format == "garmin":
-    result = garmin.read_garmin(files, subject_id=subject_id, opener=opener)
+    result = garmin.read_garmin(files, opener=opener, **names)
   elif format == "nhanes":
     result = nhanes.read_nhanes(files, opener=opener)
   else:

@@ -22,7 +22,7 @@ from schemas.raw import ADAPTER_REASONS, EXTRA_REASONS  # noqa: F401 (re-exporte
 # Opens a path for binary reading. Beam's FileSystems.open fits, so gs:// works.
 Opener = Callable[[str], IO[bytes]]
 
-READING_COLUMNS = ("subject_id", "timestamp", "feature", "value")
+READING_COLUMNS = ("subject_id", "timestamp", "feature", "value", "source", "row")
 # One entry of the extras or the dead-letter table. An entry covers n_rows consecutive
 # input entries (data rows; E4 samples are rows) of `source` starting at `row`, so a
 # block of raw samples is one entry rather than thousands. `row` counts data rows
@@ -80,6 +80,57 @@ def dirname(path: str) -> str:
   return os.path.dirname(path.rstrip("/"))
 
 
+# E4 Connect names a session's folder '<unix time>_<device id>' (1600000000_A01B2C).
+E4_SESSION_FOLDER = re.compile(r"^\d{9,11}_[0-9A-Za-z]+$")
+# Fitabase file names start with the subject: 'name1_minuteStepsNarrow_...'.
+FITABASE_PREFIX = re.compile(
+    r"^(?P<subject>.+?)_(?:minute|fitbitWearTime|heartrate|hourly|daily|sleep|second)",
+    re.I)
+
+
+def subject_of(path: str, by: str, *, subject_id: str | None = None,
+               pattern: str | None = None) -> str:
+  """THE subject of a device file whose rows name none (E4, Garmin, Fitabase files
+  without an Id column); one rule for every adapter, in this order:
+    1. subject_id (--subject_id), when given: one id for the run's device exports;
+    2. pattern (--subject_id_pattern), a regular expression searched in the path:
+       its group 'subject', else its first group, else the whole match;
+    3. the name: by='folder': the file's folder, or the folder above it when the
+       folder is an E4 Connect session ('<unix time>_<device id>'), so that the
+       sessions of one participant (p01/1600000000_A01B2C/) are one subject;
+       by='file': the Fitabase file-name prefix ('name1' in 'name1_minuteSteps...').
+  Raises SourceError naming the path when the pattern does not match it or nothing
+  names the subject.
+  """
+  if subject_id:
+    return subject_id
+  if pattern:
+    m = re.search(pattern, path)
+    if not m:
+      raise SourceError(f"{path}: --subject_id_pattern '{pattern}' does not match this "
+                        "path, so its subject is unknown")
+    found = m.group(m.re.groupindex.get("subject") or (1 if m.re.groups else 0))
+    if not found:
+      raise SourceError(f"{path}: --subject_id_pattern '{pattern}' matches this path "
+                        "with an empty subject")
+    return found
+  if by == "file":
+    m = FITABASE_PREFIX.match(basename(path))
+    if not m:
+      raise SourceError(f"{path}: no Id column and the subject cannot be read from the "
+                        "file name (expected '<subject>_minuteStepsNarrow_...'); pass "
+                        "--subject_id or --subject_id_pattern")
+    return m.group("subject")
+  folder = dirname(path) if "://" in path else os.path.dirname(os.path.abspath(path))
+  name = basename(folder)
+  if E4_SESSION_FOLDER.match(name) and basename(dirname(folder)):
+    name = basename(dirname(folder))
+  if not name:
+    raise SourceError(f"{path}: the subject cannot be read from the folder name; pass "
+                      "--subject_id or --subject_id_pattern")
+  return name
+
+
 def entries(source: str, rows: Iterable[int] | np.ndarray, reason: str, *,
             n_rows: Iterable[int] | np.ndarray | int = 1,
             subject_id: Iterable[str] | str = "",
@@ -122,8 +173,10 @@ def naive_utc(utc: pd.Series) -> np.ndarray:
   return utc.dt.tz_convert(None).dt.as_unit("ns").to_numpy()
 
 
-def readings_frame(subjects, utc_naive: np.ndarray, feature, values) -> pd.DataFrame:
-  """Canonical readings (READING_COLUMNS) from arrays; timestamps naive-UTC datetime64."""
+def readings_frame(subjects, utc_naive: np.ndarray, feature, values, source: str,
+                   rows: np.ndarray) -> pd.DataFrame:
+  """Canonical readings (READING_COLUMNS) from arrays; timestamps naive-UTC datetime64;
+  rows: each reading's data row in `source` (the file)."""
   n = len(values)
   return pd.DataFrame({
       "subject_id": np.asarray(subjects, dtype=object) if not isinstance(subjects, str)
@@ -132,16 +185,36 @@ def readings_frame(subjects, utc_naive: np.ndarray, feature, values) -> pd.DataF
       "feature": np.asarray(feature, dtype=object) if not isinstance(feature, str)
       else np.full(n, feature, dtype=object),
       "value": np.asarray(values, dtype=np.float64),
+      "source": one_category(source, n),
+      "row": np.asarray(rows, dtype=np.int64),
   })
+
+
+def one_category(value: str, n: int) -> pd.Categorical:
+  """n copies of one string as a categorical: a file's path on each of its readings,
+  without a million-string column (pandas 3 would build an Arrow string per row)."""
+  return pd.Categorical.from_codes(np.zeros(n, np.int8), [value])
 
 
 def empty_readings() -> pd.DataFrame:
-  return pd.DataFrame({
-      "subject_id": pd.Series([], dtype=object),
-      "timestamp": pd.Series([], dtype="datetime64[ns, UTC]"),
-      "feature": pd.Series([], dtype=object),
-      "value": pd.Series([], dtype=np.float64),
-  })
+  return readings_frame([], np.zeros(0, "datetime64[ns]"), [], [], "", [])
+
+
+def derived_readings(subject_id: str, frame: pd.DataFrame, source: str, t_s: np.ndarray,
+                     rows: np.ndarray) -> pd.DataFrame:
+  """Readings of a per-minute frame derived from the samples (t_s seconds, UTC; their
+  data rows in `source`). A reading's row is the first row of its minute's samples,
+  or, for a minute without samples (a counter's increment spread back), of the next
+  sample: the row a user opens to see where the value came from."""
+  from pipeline.derive import minute_of, to_readings
+  out = to_readings(subject_id, frame)
+  minute = minute_of(t_s)
+  order = np.lexsort((rows, minute))
+  want = out["timestamp"].dt.as_unit("ns").astype("int64").to_numpy() // 60_000_000_000
+  at = np.minimum(np.searchsorted(minute[order], want), max(len(order) - 1, 0))
+  out["source"] = one_category(source, len(out))
+  out["row"] = np.asarray(rows, np.int64)[order][at] if len(order) else np.zeros(0, np.int64)
+  return out
 
 
 @dataclasses.dataclass
@@ -201,7 +274,7 @@ def merge_results(fmt: str, results: Sequence[SourceResult]) -> SourceResult:
       notes[k] = notes.get(k, 0) + v
   return SourceResult(
       format=fmt,
-      readings=_concat([r.readings for r in results], empty_readings()),
+      readings=_concat(_same_sources([r.readings for r in results]), empty_readings()),
       extras=_concat([r.extras for r in results], empty_entries()),
       dead_letter=_concat([r.dead_letter for r in results], empty_entries()),
       provided=provided,
@@ -210,9 +283,29 @@ def merge_results(fmt: str, results: Sequence[SourceResult]) -> SourceResult:
       notes=notes)
 
 
+def _same_sources(frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
+  """Readings frames whose `source` categoricals share one category list, so that
+  concatenating them keeps the column categorical."""
+  files = pd.CategoricalDtype(sorted({c for f in frames for c in f["source"].cat.categories}))
+  return [f.assign(source=f["source"].astype(files)) for f in frames]
+
+
 def _concat(frames: Sequence[pd.DataFrame], empty: pd.DataFrame) -> pd.DataFrame:
   frames = [f for f in frames if len(f)]
   return pd.concat(frames, ignore_index=True) if frames else empty
+
+
+def one_subject(paths: Sequence[str], by: str, *, subject_id: str | None = None,
+                pattern: str | None = None) -> str:
+  """subject_of for a single-subject export (an E4 session, a Garmin folder): every
+  file must name the same subject; a SourceError names two that disagree."""
+  first = subject_of(paths[0], by, subject_id=subject_id, pattern=pattern)
+  for p in paths[1:]:
+    other = subject_of(p, by, subject_id=subject_id, pattern=pattern)
+    if other != first:
+      raise SourceError(f"{paths[0]} and {p}: one export names two subjects "
+                        f"({first!r}, {other!r})")
+  return first
 
 
 # ------------------------------------------------------------------ local time -> UTC
@@ -244,29 +337,38 @@ def parse_tz(tz: str | dt.tzinfo | None, source: str) -> dt.tzinfo:
 
 @dataclasses.dataclass
 class Localised:
-  utc: pd.Series            # datetime64[ns, UTC]; NaT where nonexistent
+  utc: pd.Series            # datetime64[ns, UTC]; NaT where nonexistent or unresolved
   nonexistent: np.ndarray   # bool: inside a spring-forward gap
   ambiguous_first: int      # fall-back hour, first pass (earlier, daylight offset)
   ambiguous_second: int     # fall-back hour, second pass (later, standard offset)
+  unresolved: np.ndarray    # bool: in a fall-back hour whose passes the order cannot tell
 
 
 def localise(local: pd.Series, tz: dt.tzinfo, group: np.ndarray | None = None) -> Localised:
   """Local wall-clock times (naive datetime64) to UTC by THE project rule.
 
-  Rule (one for every adapter): within each `group` (a subject's file, in file
-  order), a local time in a fall-back (repeated) hour gets the earlier, daylight
-  offset, unless the clock has already gone backwards inside that repeated hour
-  earlier in the same group, in which case it gets the later, standard offset.
-  So an export that lists the repeated hour twice lands both copies on their true
-  UTC minutes, and one that lists it once (Fitabase's fixed 1440-minute days)
-  puts it on the first occurrence. A local time inside a spring-forward gap does
-  not exist: it gets no UTC instant (NaT) and the caller dead-letters it as
-  nonexistent_local_time, never shifted onto another minute.
+  Rule (one for every adapter), the same whether a `group` (a subject's rows, in
+  file order) is listed oldest first or newest first. The direction is the order
+  of the group's rows outside the repeated (fall-back) hour on that local day;
+  with no such rows to tell, oldest first unless only newest first fits the
+  hour's rows. Read in that direction,
+  the rows inside the repeated hour of one day either never go back (the hour is
+  listed once, Fitabase's fixed 1440-minute days: every row takes the first pass,
+  the earlier, daylight offset), or go back once (the hour is listed twice: the
+  rows before the jump in time order are the first pass, those after it the
+  second, standard-offset pass). Where the order cannot tell the passes apart
+  (rows shuffled: the day's other rows are not in one order, or the hour's rows
+  go back more than once), the day's repeated-hour rows are `unresolved`: no UTC instant, and
+  the caller dead-letters them as ambiguous_local_time, never merged onto one hour.
+  A local time inside a spring-forward gap does not exist: it gets no UTC instant
+  (NaT) and the caller dead-letters it as nonexistent_local_time, never shifted
+  onto another minute.
   """
   naive = pd.DatetimeIndex(local)
+  none = np.zeros(len(naive), bool)
   if isinstance(tz, dt.timezone):
     utc = naive.tz_localize(tz).tz_convert("UTC")
-    return Localised(pd.Series(utc, index=local.index), np.zeros(len(naive), bool), 0, 0)
+    return Localised(pd.Series(utc, index=local.index), none, 0, 0, none)
   strict = naive.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
   as_dst = naive.tz_localize(tz, ambiguous=np.ones(len(naive), bool), nonexistent="NaT")
   nonexistent = np.asarray(as_dst.isna() & ~naive.isna())
@@ -274,19 +376,55 @@ def localise(local: pd.Series, tz: dt.tzinfo, group: np.ndarray | None = None) -
   n_amb = int(ambiguous.sum())
   if not n_amb:
     return Localised(pd.Series(as_dst.tz_convert("UTC"), index=local.index),
-                     nonexistent, 0, 0)
-  values = naive.asi8
-  group = np.zeros(len(values), np.int64) if group is None else np.asarray(group)
-  prev = np.concatenate([[values[0]], values[:-1]])
-  same_group = np.concatenate([[False], group[1:] == group[:-1]])
-  went_back = ambiguous & same_group & (values < prev)
-  day = values // (86_400 * 10**9)
-  passes = pd.Series(went_back.astype(np.int64)).groupby([group, day]).cumsum().to_numpy()
-  second = ambiguous & (passes > 0)
-  flags = ~second  # True = daylight (first pass)
-  utc = naive.tz_localize(tz, ambiguous=flags, nonexistent="NaT").tz_convert("UTC")
+                     nonexistent, 0, 0, none)
+  group = np.zeros(len(naive), np.int64) if group is None else pd.factorize(group)[0]
+  second, unresolved = _fall_back_passes(naive.asi8, group, ambiguous, ~naive.isna())
+  utc = naive.tz_localize(tz, ambiguous=~second, nonexistent="NaT").tz_convert("UTC")
+  utc = utc.where(~unresolved)
   return Localised(pd.Series(utc, index=local.index), nonexistent,
-                   int(n_amb - second.sum()), int(second.sum()))
+                   int(n_amb - second.sum() - unresolved.sum()), int(second.sum()),
+                   unresolved)
+
+
+def _fall_back_passes(values: np.ndarray, group: np.ndarray, ambiguous: np.ndarray,
+                      valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """(second pass, unresolved), bool per row, by localise's rule; vectorised over the
+  (group, local day)s that hold repeated-hour rows."""
+  day = values // (86_400 * 10**9)
+  seg = np.full(len(values), -1, np.int64)
+  seg[valid] = pd.factorize(pd.MultiIndex.from_arrays([group[valid], day[valid]]))[0]
+  plain = valid & ~ambiguous
+  up_steps, down_steps = _steps(values[plain], seg[plain], int(seg.max()) + 1)
+  direction = np.sign(up_steps - down_steps)
+  ordered = np.minimum(up_steps, down_steps) == 0  # shuffled rows tell nothing
+  at = np.flatnonzero(ambiguous)
+  at = at[np.argsort(seg[at], kind="stable")]  # by (group, day), listing order kept
+  s = seg[at]
+  step = pd.Series(values[at]).groupby(s).diff().to_numpy()
+  back, ahead = pd.Series(step < 0).groupby(s), pd.Series(step > 0).groupby(s)
+  n_back, n_ahead = back.transform("sum").to_numpy(), ahead.transform("sum").to_numpy()
+  # Oldest first: second pass from the backward jump on. Newest first: the rows
+  # before the forward jump (listed first, they are the later pass).
+  second_up = back.cumsum().to_numpy() > 0
+  second_down = (ahead.cumsum().to_numpy() == 0) & (n_ahead == 1)
+  up_ok, down_ok = n_back <= 1, n_ahead <= 1
+  d = direction[s]
+  up = (d > 0) | ((d == 0) & up_ok)  # no rows to tell: oldest first if it fits
+  ok = ordered[s] & np.where(up, up_ok, down_ok)
+  second = np.zeros(len(values), bool)
+  unresolved = np.zeros(len(values), bool)
+  second[at] = np.where(up, second_up, second_down) & ok
+  unresolved[at] = ~ok
+  return second, unresolved
+
+
+def _steps(values: np.ndarray, seg: np.ndarray, n_segs: int) -> tuple[np.ndarray, np.ndarray]:
+  """Per segment: how many consecutive rows (listing order) go forward, and back."""
+  same = seg[1:] == seg[:-1]
+  step = np.diff(values)[same]
+  where = seg[1:][same]
+  return (np.bincount(where[step > 0], minlength=n_segs),
+          np.bincount(where[step < 0], minlength=n_segs))
 
 
 def tz_notes(loc: Localised) -> dict[str, int]:

@@ -3,8 +3,9 @@
 Each sample file starts with the session start (unix seconds, UTC) and the sample
 rate (Hz), one value per column; IBI.csv starts with the start time and 'IBI', then
 rows of (seconds since start, interval in seconds). Timestamps are UTC, so no
-timezone is needed. The export names no subject: the session folder's name is
-used unless subject_id is given.
+timezone is needed. The export names no subject: common.subject_of names it (the
+session folder's name, or the participant folder above an E4 Connect session
+folder '<unix time>_<device id>', unless --subject_id or --subject_id_pattern).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def _floats(line: str) -> list[float] | None:
 
 
 def read_empatica_e4(paths: Sequence[str], *, subject_id: str | None = None,
+                     subject_id_pattern: str | None = None,
                      opener: common.Opener = common.local_open) -> common.SourceResult:
   """One E4 session: its sensor files (any subset), e.g. the files of one folder."""
   by_sensor = {}
@@ -65,9 +67,8 @@ def read_empatica_e4(paths: Sequence[str], *, subject_id: str | None = None,
       raise common.SourceError(f"{p}: second {sensor}.csv in one session "
                                f"(also {by_sensor[sensor]}); pass one session at a time")
     by_sensor[sensor] = p
-  subject = subject_id or common.basename(common.dirname(paths[0])) if paths else ""
-  if not subject:
-    raise common.SourceError(f"{paths[0]}: cannot name the subject; pass subject_id")
+  subject = common.one_subject(paths, "folder", subject_id=subject_id,
+                               pattern=subject_id_pattern)
   results = [_read_sensor(sensor, p, subject, opener, has_hr="HR" in by_sensor)
              for sensor, p in by_sensor.items()]
   merged = common.merge_results("empatica_e4", results)
@@ -146,7 +147,8 @@ def _read_sensor(sensor: str, path: str, subject: str, opener: common.Opener,
   dead = pd.concat([rows.malformed, incomplete,
                     common.reason_entries(path, reason, row_no, subject_id=subject,
                                           field=sensor, raw=raw)], ignore_index=True)
-  return common.SourceResult("empatica_e4", derive.to_readings(subject, frame),
+  return common.SourceResult("empatica_e4",
+                             common.derived_readings(subject, frame, path, t_ok, row_no[ok]),
                              common.empty_entries(), dead,
                              {subject: frozenset(frame.columns)}, rows.n_rows, used)
 
@@ -170,6 +172,7 @@ def _read_ibi(path: str, text: str, subject: str, with_hr: bool) -> common.Sourc
       path, reason, row_no, subject_id=subject, field="IBI",
       raw=(rows.fields[0] + "," + rows.fields[1]).to_numpy(dtype=object))],
                    ignore_index=True)
-  return common.SourceResult("empatica_e4", derive.to_readings(subject, frame),
+  return common.SourceResult("empatica_e4",
+                             common.derived_readings(subject, frame, path, t_s[ok], row_no[ok]),
                              common.empty_entries(), dead,
                              {subject: frozenset(frame.columns)}, rows.n_rows, used)

@@ -5,11 +5,22 @@ Fitabase writes local wall-clock times without an offset (US style
 the caller must give the timezone; common.localise applies the project's DST rule.
 Fitabase pads every day to 1440 minutes, including the hour that does not exist on
 a spring-forward day: those rows are dead-lettered as nonexistent_local_time.
+
+Repeated minutes (Fitbit pads a minute with 0 and may list it again with the real
+count). Within ONE file, of the rows of one (subject, minute, measure) the first
+non-zero one wins (so 0 then 17 steps keeps 17), or the first when all are zero;
+any other repeat keeps the first row (5 then 17 keeps 5). Across the files of one
+export (overlapping Fitabase date ranges), the first file in path order wins. The
+losing rows are dead-lettered here as `duplicate`, naming the file, its data row
+and the raw cell, so the pipeline's own duplicate rule only sees repeats across
+sources.
+
+Files without an Id column take their subject from common.subject_of (the file
+name's prefix unless --subject_id or --subject_id_pattern says otherwise).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Sequence
 
 import numpy as np
@@ -19,16 +30,7 @@ from pipeline import derive
 from pipeline.sources import common
 from schemas.features import canonical_name
 
-# Prefix of Fitabase file names before the table name: 'name1_minuteStepsNarrow_...'.
-_TABLE_NAME = re.compile(
-    r"^(?P<subject>.+?)_(?:minute|fitbitWearTime|heartrate|hourly|daily|sleep|second)",
-    re.I)
 WEAR_HEADER = ["day", "totalminutesweartime", "percentageweartime"]
-
-
-def subject_from_name(path: str) -> str | None:
-  m = _TABLE_NAME.match(common.basename(path))
-  return m.group("subject") if m else None
 
 
 def is_wear_file(header: list[str]) -> bool:
@@ -45,31 +47,24 @@ def is_heartrate_header(header: list[str]) -> bool:
   return [h.lower() for h in header] in (["id", "time", "value"], ["id", "time", "hr"])
 
 
-def _subjects(rows: common.Rows, path: str, has_id: bool,
-              subject_id: str | None) -> tuple[np.ndarray, np.ndarray]:
+def _subjects(rows: common.Rows, path: str, has_id: bool, subject_id: str | None,
+              pattern: str | None) -> tuple[np.ndarray, np.ndarray]:
   """Per-row subject ids and the rows lacking one (missing_subject)."""
   if has_id:
     ids = rows.fields[0].to_numpy(dtype=object)
     return ids, ids == ""
-  subject = subject_id or subject_from_name(path)
-  if not subject:
-    raise common.SourceError(
-        f"{path}: no Id column and the subject cannot be read from the file name "
-        "(expected '<subject>_minuteStepsNarrow_...'); pass subject_id")
+  subject = common.subject_of(path, "file", subject_id=subject_id, pattern=pattern)
   return np.full(len(rows.fields), subject, dtype=object), np.zeros(len(rows.fields), bool)
 
 
 def _off_wrist_days(path: str, opener: common.Opener, subject_id: str | None,
-                    ) -> tuple[common.SourceResult, str, set]:
+                    pattern: str | None) -> tuple[common.SourceResult, str, set]:
   """Days with zero wear minutes. The file only has daily totals, so a partly worn
   day cannot be narrowed to minutes and stays in; only wholly unworn days go."""
   rows = common.split_rows(common.read_text(path, opener), path)
   if not is_wear_file(rows.header):
     raise common.SourceError(f"{path}: not a Fitabase wear-time file (header {rows.header})")
-  subject = subject_id or subject_from_name(path)
-  if not subject:
-    raise common.SourceError(f"{path}: cannot read the subject from the file name; "
-                             "pass subject_id")
+  subject = common.subject_of(path, "file", subject_id=subject_id, pattern=pattern)
   day = pd.to_datetime(rows.fields[0], format="%m/%d/%Y", errors="coerce")
   minutes, reason = common.classify_values(rows.fields[1])
   reason[day.isna().to_numpy()] = "bad_timestamp"
@@ -85,8 +80,41 @@ def _off_wrist_days(path: str, opener: common.Opener, subject_id: str | None,
   return result, subject, off
 
 
+def _repeats_in_file(codes: np.ndarray, utc: np.ndarray, values: np.ndarray,
+                     ok: np.ndarray) -> np.ndarray:
+  """Rows that lose to another row of the same (subject code, minute) in one file:
+  the first non-zero row wins, else the first (the module docstring's rule)."""
+  idx = np.flatnonzero(ok)
+  keys = pd.DataFrame({"s": codes[idx], "t": utc[idx]})
+  repeated = keys.duplicated(keep=False).to_numpy()
+  if not repeated.any():
+    return np.zeros(len(ok), bool)
+  idx, keys = idx[repeated], keys[repeated]
+  key = pd.factorize(pd.MultiIndex.from_frame(keys))[0]
+  order = np.lexsort((idx, values[idx] == 0, key))
+  winner = np.concatenate([[True], key[order][1:] != key[order][:-1]])
+  lose = np.zeros(len(ok), bool)
+  lose[idx[order][~winner]] = True
+  return lose
+
+
+def _taken_before(subjects: np.ndarray, utc: np.ndarray, ok: np.ndarray, feature: str,
+                  taken: dict) -> np.ndarray:
+  """Rows whose (subject, minute) of `feature` an earlier file of the export already
+  gave (first file wins); records this file's rows in `taken`."""
+  keys = pd.MultiIndex.from_arrays([subjects[ok], utc[ok]])
+  before = taken.get(feature)
+  lose = np.zeros(len(ok), bool)
+  if before is not None:
+    lose[np.flatnonzero(ok)[keys.isin(before)]] = True
+    keys = before.append(keys[~lose[ok]])
+  taken[feature] = keys
+  return lose
+
+
 def _minute_file(path: str, opener: common.Opener, tz, subject_id: str | None,
-                 off_days: dict[str, set]) -> common.SourceResult:
+                 pattern: str | None, off_days: dict[str, set],
+                 taken: dict) -> common.SourceResult:
   rows = common.split_rows(common.read_text(path, opener), path)
   if not is_minute_header(rows.header):
     raise common.SourceError(f"{path}: not a Fitabase narrow minute file "
@@ -95,11 +123,15 @@ def _minute_file(path: str, opener: common.Opener, tz, subject_id: str | None,
   measure = rows.header[-1]
   feature = canonical_name(measure)
   f = rows.fields
-  subjects, no_subject = _subjects(rows, path, has_id, subject_id)
+  subjects, no_subject = _subjects(rows, path, has_id, subject_id, pattern)
+  codes = pd.factorize(subjects)[0]
   local = common.parse_local_times(f[len(rows.header) - 2])
-  loc = common.localise(local, tz, group=pd.factorize(subjects)[0])
+  loc = common.localise(local, tz, group=codes)
   values, reason = common.classify_values(f[len(rows.header) - 1])
+  if feature:
+    reason[(reason == "") & common.out_of_range(feature, values)] = "out_of_range"
   reason[loc.nonexistent] = "nonexistent_local_time"
+  reason[loc.unresolved] = "ambiguous_local_time"
   reason[local.isna().to_numpy()] = "bad_timestamp"
   reason[no_subject] = "missing_subject"
   row_no = f.index.to_numpy()
@@ -122,8 +154,11 @@ def _minute_file(path: str, opener: common.Opener, tz, subject_id: str | None,
     off = pairs.isin([(s, np.datetime64(d, "ns")) for s, days in off_days.items()
                       for d in days])
     reason[(reason == "") & off] = "off_wrist"
+  reason[_repeats_in_file(codes, utc, values, reason == "")] = "duplicate"
+  reason[_taken_before(subjects, utc, reason == "", feature, taken)] = "duplicate"
   ok = reason == ""
-  readings = common.readings_frame(subjects[ok], utc[ok], feature, values[ok])
+  readings = common.readings_frame(subjects[ok], utc[ok], feature, values[ok], path,
+                                   row_no[ok])
   dead = common.reason_entries(path, reason, row_no, subject_id=subjects, timestamp=utc,
                                field=measure, raw=raw)
   return common.SourceResult("fitbit_minute", readings, common.empty_entries(),
@@ -132,24 +167,27 @@ def _minute_file(path: str, opener: common.Opener, tz, subject_id: str | None,
 
 
 def read_fitbit_minute(paths: Sequence[str], *, tz, subject_id: str | None = None,
+                       subject_id_pattern: str | None = None,
                        opener: common.Opener = common.local_open) -> common.SourceResult:
   """A Fitabase export: narrow minute files plus optional fitbitWearTimeViaHR files.
 
   Steps become LSM `steps`; METs, intensities and calories are extras
   (not_an_lsm_feature); minutes of days the wear file reports as unworn are
-  dead-lettered as off_wrist.
+  dead-lettered as off_wrist. Files are read in path order (the duplicate rule).
   """
+  paths = sorted(paths)
   tzinfo = common.parse_tz(tz, paths[0] if paths else "fitbit_minute")
   heads = {p: common.read_head(p, opener, 1)[:1] for p in paths}
   wear = [p for p in paths if heads[p] and is_wear_file(heads[p][0].split(","))]
-  results, off_days = [], {}
+  results, off_days, taken = [], {}, {}
   for p in wear:
-    result, subject, off = _off_wrist_days(p, opener, subject_id)
+    result, subject, off = _off_wrist_days(p, opener, subject_id, subject_id_pattern)
     results.append(result)
     off_days.setdefault(subject, set()).update(off)
   for p in paths:
     if p not in wear:
-      results.append(_minute_file(p, opener, tzinfo, subject_id, off_days))
+      results.append(_minute_file(p, opener, tzinfo, subject_id, subject_id_pattern,
+                                  off_days, taken))
   merged = common.merge_results("fitbit_minute", results)
   for subject in off_days:
     merged.provided.setdefault(subject, frozenset())
@@ -169,22 +207,25 @@ def _heartrate_file(path: str, opener: common.Opener, tz) -> common.SourceResult
   if not is_heartrate_header(rows.header):
     raise common.SourceError(f"{path}: not a heartrate_seconds file (header {rows.header})")
   f = rows.fields
-  subjects, no_subject = _subjects(rows, path, True, None)
+  subjects, no_subject = _subjects(rows, path, True, None, None)
   local = common.parse_local_times(f[1])
   loc = common.localise(local, tz, group=pd.factorize(subjects)[0])
   values, reason = common.classify_values(f[2])
   reason[(reason == "") & common.out_of_range("HR", values)] = "out_of_range"
   reason[loc.nonexistent] = "nonexistent_local_time"
+  reason[loc.unresolved] = "ambiguous_local_time"
   reason[local.isna().to_numpy()] = "bad_timestamp"
   reason[no_subject] = "missing_subject"
   ok = reason == ""
+  row_no = f.index.to_numpy()
   t_s = loc.utc.dt.as_unit("ns").astype("int64").to_numpy() / 1e9
   readings = []
   for subject in pd.unique(subjects[ok]):
     pick = ok & (subjects == subject)
-    readings.append(derive.to_readings(
-        subject, derive.mean_per_minute(t_s[pick], values[pick], "HR")))
-  dead = common.reason_entries(path, reason, f.index.to_numpy(), subject_id=subjects,
+    readings.append(common.derived_readings(
+        subject, derive.mean_per_minute(t_s[pick], values[pick], "HR"), path, t_s[pick],
+        row_no[pick]))
+  dead = common.reason_entries(path, reason, row_no, subject_id=subjects,
                                timestamp=common.naive_utc(loc.utc), field=rows.header[2],
                                raw=f[2].to_numpy(dtype=object))
   return common.SourceResult(

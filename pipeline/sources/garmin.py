@@ -5,7 +5,8 @@ offset changes (travel, DST) inside a file are exact and no timezone is needed.
 STEPS and ASCENT are cumulative daily counters: derive.spread_counter turns them
 into per-minute increments (a drop is a reset and starts a new baseline).
 HEART_RATE_VARIABILITY events are beat-to-beat intervals in ms. The export names
-no subject: the folder's name is used unless subject_id is given.
+no subject: common.subject_of names it (the folder's name unless --subject_id or
+--subject_id_pattern).
 """
 
 from __future__ import annotations
@@ -35,11 +36,13 @@ def is_acc_line(line: str) -> bool:
 
 
 def read_garmin(paths: Sequence[str], *, subject_id: str | None = None,
+                subject_id_pattern: str | None = None,
                 opener: common.Opener = common.local_open) -> common.SourceResult:
   """One subject's Garmin files: event streams and/or raw accelerometer files."""
   if not paths:
     raise common.SourceError("garmin: no files given")
-  subject = subject_id or common.basename(common.dirname(paths[0]))
+  subject = common.one_subject(paths, "folder", subject_id=subject_id,
+                               pattern=subject_id_pattern)
   kinds = {}
   for p in paths:
     head = common.read_head(p, opener, 1)
@@ -116,7 +119,8 @@ def _read_events(path: str, subject: str, opener: common.Opener) -> common.Sourc
                                raw=(f[0] + ";" + f[2]).to_numpy(dtype=object))
   frame = _join(frames)
   return common.SourceResult(
-      "garmin", derive.to_readings(subject, frame), extras,
+      "garmin", common.derived_readings(subject, frame, path, t_s[used], row_no[used]),
+      extras,
       pd.concat([rows.malformed, dead], ignore_index=True),
       {subject: frozenset(frame.columns)}, rows.n_rows, int(used.sum()))
 
@@ -155,6 +159,7 @@ def _read_acc(path: str, subject: str, opener: common.Opener, *,
   raw = f[0].to_numpy(dtype=object)
   dead = pd.concat([rows.malformed, incomplete, common.reason_entries(
       path, reason, row_no, subject_id=subject, field="ACC", raw=raw)], ignore_index=True)
-  return common.SourceResult("garmin", derive.to_readings(subject, frame),
+  return common.SourceResult("garmin",
+                             common.derived_readings(subject, frame, path, t_s[ok], row_no[ok]),
                              common.empty_entries(), dead,
                              {subject: frozenset(frame.columns)}, rows.n_rows, used)

@@ -343,3 +343,96 @@ def test_forced_format_skips_detection():
   assert plan.exports == [("garmin", f"{DATA}/garmin", (f"{DATA}/garmin/data.csv",))]
   assert devices.plan_inputs([f"{DATA}/garmin/data.csv"], "csv").canonical == [
       f"{DATA}/garmin/data.csv"]
+
+
+# ------------------------------------------- issue 13: identity, order, provenance
+
+CASES = f"{DATA}/cases"
+
+
+def _split_hashes(out, m):
+  """{split: set of subject hashes in its shards}."""
+  import grain.python as grain
+  got = {}
+  for split in m["datasets"]["pretrain"]:
+    for path, _ in manifest.shards(out, split, manifest=m):
+      source = grain.ArrayRecordDataSource([path])
+      got.setdefault(split, set()).update(record.decode(source[i])["subject"]
+                                          for i in range(len(source)))
+  return got
+
+
+def test_e4_sessions_of_one_participant_are_one_subject(raw, tmp_path):
+  """Case e4_multi_session_participants: two participants, two E4 Connect session
+  folders each -> 2 subjects, each wholly in one split; the manifest says 2 sessions."""
+  root = f"{CASES}/e4_multi_session_participants"
+  sessions = sorted(os.path.join(root, p, s) for p in ("p01", "p02")
+                    for s in os.listdir(os.path.join(root, p)))
+  out = str(tmp_path / "out")
+  main.run(raw.pipeline_args(sessions, out, "--window_minutes=10",
+                             "--split=0.5,0.25,0.25", "--num_shards=1"))
+  m = manifest.load(out)
+  assert m["counts"]["subjects_by_sessions"] == {"2": 2}
+  assert m["counts"]["sources"]["empatica_e4"]["exports"] == 4
+  by_split = _split_hashes(out, m)
+  ids = {record.subject_hash(s, b"test-key") for s in ("p01", "p02")}
+  assert set().union(*by_split.values()) == ids
+  assert sum(len(h) for h in by_split.values()) == 2  # no subject in two splits
+  _check_counts(out, m)
+
+
+def test_dst_newest_first_and_overlapping_exports(raw, tmp_path, caplog):
+  """Cases dst_fallback_newest_first (byte-identical shards to the oldest-first file)
+  and fitabase_overlapping_exports (60 duplicates naming the second file, rows 1-60,
+  raw cells), one run each way."""
+  overlap = sorted(f"{CASES}/fitabase_overlapping_exports/{n}"
+                   for n in os.listdir(f"{CASES}/fitabase_overlapping_exports"))
+  outs = {}
+  caplog.set_level(logging.INFO)
+  for name, hr in (("oldest", "dst_fallback_heartrate_seconds/heartrate_seconds_merged.csv"),
+                   ("newest", "dst_fallback_newest_first/heartrate_seconds_newest_first.csv")):
+    outs[name] = str(tmp_path / name)
+    main.run(raw.pipeline_args([f"{CASES}/{hr}"] + overlap, outs[name],
+                               "--tz=America/Chicago", "--window_minutes=60",
+                               "--split=1,0,0", "--num_shards=1"))
+  m = {name: manifest.load(out) for name, out in outs.items()}
+  shards = {name: [open(p, "rb").read() for p, _ in manifest.shards(out, "train")]
+            for name, out in outs.items()}
+  assert shards["oldest"] == shards["newest"]
+  for name, out in outs.items():
+    heart = m[name]["counts"]["sources"]["fitbit_heartrate_seconds"]
+    assert heart["ambiguous_local_time_first"] == heart["ambiguous_local_time_second"] == 360
+    assert heart["readings"] == 240
+    _check_counts(out, m[name])
+  assert any("fall-back (repeated) hour: 360 rows on its first pass, 360 on its second, "
+             "0 dead-lettered" in r.getMessage() for r in caplog.records)
+  c = m["newest"]["counts"]
+  assert c["sources"]["fitbit_minute"]["dead_letter"] == {"duplicate": 60}
+  assert c["readings"]["dead_lettered"]["duplicate"] == 0
+  letters = [json.loads(l) for l in open(os.path.join(outs["newest"], m["newest"]["dead_letter"]))]
+  dup = [e for e in letters if e["reason"] == "duplicate"]
+  assert {e["source"] for e in dup} == {overlap[1]}
+  assert sorted(e["row"] for e in dup) == list(range(1, 61))
+  cells = pd.read_csv(overlap[1], dtype=str)["Steps"]
+  assert all(e["raw"] == cells[e["row"] - 1] for e in dup)
+
+
+def test_read_export_yields_readings_per_subject_and_file():
+  """read_export with --subject_id_pattern: the pattern's subject; one Readings per
+  (subject, file), rows as numbered in the file; the two subject flags checked."""
+  import apache_beam as beam
+  folder = f"{CASES}/e4_multi_session_participants/p01/1600000000_A01B2C"
+  export = ("empatica_e4", folder, (f"{folder}/HR.csv", f"{folder}/TEMP.csv"))
+  out = list(devices.read_export(export, None, None, b"test-key",
+                                 subject_id_pattern=r"_(?P<subject>[0-9A-F]{6})/"))
+  readings = [o for o in out if not isinstance(o, beam.pvalue.TaggedOutput)]
+  assert {h for h, _ in readings} == {record.subject_hash("A01B2C", b"test-key")}
+  assert sorted(r.source for _, r in readings) == [f"{folder}/HR.csv", f"{folder}/TEMP.csv"]
+  hr = next(r for _, r in readings if r.source.endswith("HR.csv"))
+  assert hr.row[0] == 1 and (np.diff(hr.row) > 0).all()
+  from pipeline import options
+  opts = options.LsmOptions(["--subject_id=a", "--subject_id_pattern=(x"])
+  with pytest.raises(SystemExit, match="not both"):
+    options.check_subject_options(opts)
+  with pytest.raises(SystemExit, match="not a regular expression"):
+    options.check_subject_options(options.LsmOptions(["--subject_id_pattern=(x"]))

@@ -73,7 +73,7 @@ def _write_inputs(raw, root):
           "non_numeric": 1, "non_finite": 1, "unknown_feature": 1,
           "duplicate": int(np.isfinite(values0[0]).sum()),
           "hrv_low_quality": int(np.isfinite(values2[m, HRV]).sum()),
-          "nonexistent_local_time": 0, "outside_time_range": 0},
+          "nonexistent_local_time": 0, "ambiguous_local_time": 0, "outside_time_range": 0},
       "label": run,
   }
   truth["rows_read"] = len(table) + 1 + sum(len(p) for p in (  # + the truncated line

@@ -203,7 +203,7 @@ def test_naive_times_across_dst_changes_follow_the_adapters_rule():
                             _utc("2024-10-26T23:59"), _utc("2024-10-27T00:30"),
                             _utc("2024-10-27T00:59"), _utc("2024-10-27T01:30"),
                             _utc("2024-10-27T02:00")]
-  assert gap.tolist() == [False, True] + [False] * 6
+  assert gap.tolist() == [0, parse._NONEXISTENT] + [0] * 6
 
 
 def test_nonexistent_local_time_rows_are_dead_lettered_and_counted():
@@ -220,6 +220,21 @@ def test_nonexistent_local_time_rows_are_dead_lettered_and_counted():
            and o.tag == counts.COUNTS][0]
   assert tally["rows_read"] == 3 and tally["rows_parsed"] == 2
   assert tally["rows_dead_letter/nonexistent_local_time"] == 1
+
+
+def test_shuffled_repeated_hour_rows_are_dead_lettered_ambiguous_never_merged():
+  """The fall-back hour listed twice, but the rows around it are out of order: the
+  order cannot say which copy is which pass, so neither is guessed."""
+  cells = ["2024-10-27 03:10", "2024-10-27 02:30", "2024-10-27 01:00", "2024-10-27 02:30",
+           "2024-10-27 04:00", "2024-10-27 00:30"]
+  table = pa.table({"subject_id": ["s1"] * len(cells), "timestamp": cells,
+                    "HR": ["60", "61", "62", "63", "64", "65"]})
+  out = list(parse.parse_batch(read.RawBatch("x.csv", "wide", table,
+                                             np.arange(2, 2 + len(cells)), []), KEY, BERLIN))
+  letters = [json.loads(o.value) for o in out
+             if isinstance(o, beam.pvalue.TaggedOutput) and o.tag == counts.DEAD_LETTER]
+  assert [(e["row"], e["reason"]) for e in letters] == [
+      (3, "ambiguous_local_time"), (5, "ambiguous_local_time")]
 
 
 def test_plausible_range_dead_letters_bad_timestamp():

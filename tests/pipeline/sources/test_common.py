@@ -57,6 +57,44 @@ def test_fall_back_rule_is_per_group():
   assert utc_strings(loc) == ["2023-11-05 05:10", "2023-11-05 06:05", "2023-11-05 05:10"]
 
 
+FALL_BACK_TWICE = ["2023-11-05 00:58", "2023-11-05 00:59", "2023-11-05 01:00",
+                   "2023-11-05 01:59", "2023-11-05 01:00", "2023-11-05 01:59",
+                   "2023-11-05 02:00", "2023-11-05 02:01"]
+FALL_BACK_UTC = ["2023-11-05 04:58", "2023-11-05 04:59", "2023-11-05 05:00",
+                 "2023-11-05 05:59", "2023-11-05 06:00", "2023-11-05 06:59",
+                 "2023-11-05 07:00", "2023-11-05 07:01"]
+
+
+def test_fall_back_newest_first_mirrors_oldest_first():
+  loc = common.localise(local(*FALL_BACK_TWICE[::-1]), NY)
+  assert utc_strings(loc) == FALL_BACK_UTC[::-1]
+  assert (loc.ambiguous_first, loc.ambiguous_second) == (2, 2)
+  assert not loc.unresolved.any()
+
+
+def test_fall_back_listed_once_newest_first_takes_first_pass():
+  loc = common.localise(local("2023-11-05 02:00", "2023-11-05 01:30", "2023-11-05 01:10",
+                              "2023-11-05 00:59"), NY)
+  assert utc_strings(loc) == ["2023-11-05 07:00", "2023-11-05 05:30", "2023-11-05 05:10",
+                              "2023-11-05 04:59"]
+
+
+def test_fall_back_hour_order_cannot_tell_is_unresolved_not_merged():
+  # Shuffled: the rows around the repeated hour are in no order; nothing can tell.
+  minutes = pd.date_range("2023-11-05 00:00", "2023-11-05 02:59", freq="min")
+  twice = minutes.append(minutes[60:120]).strftime("%Y-%m-%d %H:%M")
+  shuffled = list(np.random.default_rng(0).permutation(twice))
+  loc = common.localise(local(*shuffled), NY)
+  amb = np.array([" 01:" in t for t in shuffled])
+  assert list(loc.unresolved) == list(amb)
+  assert loc.utc[amb].isna().all() and loc.utc[~amb].notna().all()
+  assert (loc.ambiguous_first, loc.ambiguous_second) == (0, 0)
+  # Only rows of the repeated hour, back and forth twice each way: unresolved.
+  loc = common.localise(local("2023-11-05 01:10", "2023-11-05 01:05", "2023-11-05 01:20",
+                              "2023-11-05 01:00", "2023-11-05 01:30"), NY)
+  assert loc.unresolved.all()
+
+
 def test_timezone_required_and_validated():
   with pytest.raises(common.SourceError, match="pass the recording's timezone"):
     common.parse_tz(None, "f.csv")
@@ -120,3 +158,23 @@ def test_provided_mask_in_lsm_order():
   mask = common.provided_mask({"HR", "steps"})
   assert mask.shape == (26,) and mask.sum() == 2
   assert [FEATURE_NAMES[i] for i in np.flatnonzero(mask)] == ["HR", "steps"]
+
+
+def test_subject_of_one_rule():
+  of = common.subject_of
+  assert of("/d/p01/1600000000_A01B2C/HR.csv", "folder") == "p01"
+  assert of("gs://b/p01/1600000000_A01B2C/HR.csv", "folder") == "p01"
+  assert of("/d/garmin_p7/data.csv", "folder") == "garmin_p7"
+  assert of("/d/x/name1_minuteStepsNarrow_2023.csv", "file") == "name1"
+  assert of("/d/x/name1_minuteStepsNarrow_2023.csv", "file", subject_id="s") == "s"
+  assert of("/d/site/p02/a.csv", "folder", pattern=r"/(p\d+)/") == "p02"
+  assert of("/d/site/p02/a.csv", "folder", pattern=r"(?P<site>\w+)/(?P<subject>p\d+)") == "p02"
+  with pytest.raises(common.SourceError, match=r"/d/a\.csv: --subject_id_pattern"):
+    of("/d/a.csv", "folder", pattern=r"/(p\d+)/")
+  with pytest.raises(common.SourceError, match="file name"):
+    of("/d/steps.csv", "file")
+
+
+def test_one_export_one_subject():
+  with pytest.raises(common.SourceError, match="names two subjects"):
+    common.one_subject(["/d/p1/a.csv", "/d/p2/b.csv"], "folder", pattern=r"/(p\d)/")

@@ -93,3 +93,20 @@ def test_tags_are_extras(data_dir, tmp_path):
   tags = r.extras[r.extras["field"] == "tags"]
   assert tags[["row", "n_rows", "reason"]].values.tolist() == [[1, 2, "not_an_lsm_feature"]]
   assert r.provided == {"s4": frozenset({"HR"})}
+
+
+def test_e4_connect_session_folders_take_the_participant_folder(data_dir):
+  """Case e4_multi_session_participants: p01/<unix time>_<device id>/ is p01."""
+  root = data_dir / "cases" / "e4_multi_session_participants"
+  sessions = sorted(root.glob("p0*/*_*"))
+  assert len(sessions) == 4
+  got = {s.name: list(read_source([str(s)]).provided) for s in sessions}
+  assert got == {"1600000000_A01B2C": ["p01"], "1600090000_A01B2C": ["p01"],
+                 "1600003600_A0FF11": ["p02"], "1600093600_A0FF11": ["p02"]}
+  # A pattern names subjects from the path instead; --subject_id overrides both.
+  r = read_source([str(sessions[0])], subject_id_pattern=r"_(?P<subject>[0-9A-F]{6})/")
+  assert list(r.provided) == ["A01B2C"]
+  assert list(read_source([str(sessions[0])], subject_id="x").provided) == ["x"]
+  with pytest.raises(SourceError, match=r"HR\.csv: --subject_id_pattern 'q\\d\+' does not "
+                                        "match"):
+    read_source([str(sessions[0])], subject_id_pattern=r"q\d+")

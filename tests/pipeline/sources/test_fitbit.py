@@ -120,3 +120,92 @@ def test_heartrate_kaggle_style_across_fall_back(write):
   got = dict(zip(r.readings["timestamp"].dt.strftime("%H:%M"), r.readings["value"]))
   assert got == {"05:59": 60.0, "06:00": 85.0}
   assert r.dead_letter["reason"].tolist() == ["out_of_range"]
+
+
+# ------------------------------------------------------- issue 13: order, duplicates
+
+def hourly_hr(r):
+  hr = r.readings
+  return hr.groupby(hr["timestamp"].dt.strftime("%H"))["value"].agg(["mean", "count"])
+
+
+def test_dst_fall_back_newest_first_reads_like_oldest_first(data_dir):
+  """Case dst_fallback_newest_first: the same samples listed newest first give the
+  same readings as the oldest-first file, each pass on its true UTC hour."""
+  cases = data_dir / "cases"
+  oldest = read_source([str(cases / "dst_fallback_heartrate_seconds" /
+                            "heartrate_seconds_merged.csv")], tz="America/Chicago")
+  newest = read_source([str(cases / "dst_fallback_newest_first" /
+                            "heartrate_seconds_newest_first.csv")], tz="America/Chicago")
+  for r in (oldest, newest):
+    got = hourly_hr(r)
+    assert got["mean"].to_dict() == {"05": 70.0, "06": 60.0, "07": 90.0, "08": 75.0}
+    assert got["count"].tolist() == [60] * 4
+    assert r.notes == {"ambiguous_local_time_first": 360, "ambiguous_local_time_second": 360}
+    assert r.dead_letter.empty
+  key = ["timestamp", "feature", "value"]
+  pd.testing.assert_frame_equal(oldest.readings[key], newest.readings[key])
+
+
+def test_dst_fall_back_shuffled_is_dead_lettered_not_merged(data_dir, write):
+  path = data_dir / "cases" / "dst_fallback_heartrate_seconds" / "heartrate_seconds_merged.csv"
+  lines = path.read_text().splitlines()
+  body = [lines[1 + i] for i in np.random.default_rng(1).permutation(len(lines) - 1)]
+  r = read_source([write("heartrate_seconds_shuffled.csv", "\n".join([lines[0]] + body))],
+                  tz="America/Chicago")
+  dead = r.dead_letter
+  assert set(dead["reason"]) == {"ambiguous_local_time"}
+  assert len(dead) == 720  # both passes of the 1 AM hour, 10 s samples
+  assert dead["raw"].isin(["60", "90"]).all() and dead["timestamp"].isna().all()
+  # Outside the hour, the values stay right; nothing lands on the hour's UTC minutes.
+  assert hourly_hr(r)["mean"].to_dict() == {"05": 70.0, "08": 75.0}
+  assert r.counts()["dead_letter.ambiguous_local_time"] == 720
+
+
+def test_repeated_minute_in_one_file_non_zero_wins(write):
+  path = write("s1_minuteStepsNarrow_20230105_20230105.csv", "\n".join([
+      "ActivityMinute,Steps",
+      "1/5/2023 11:00:00 AM,0",
+      "1/5/2023 11:01:00 AM,5",
+      "1/5/2023 11:00:00 AM,17",  # Fitbit's padded 0, then the real count
+      "1/5/2023 11:01:00 AM,9",   # a repeat of a non-zero: the first stays
+      "1/5/2023 11:02:00 AM,0",
+      "1/5/2023 11:02:00 AM,0",
+  ]) + "\n")
+  r = read_source([path], tz=NY)
+  got = r.readings.set_index(r.readings["timestamp"].dt.strftime("%H:%M"))
+  assert got["value"].to_dict() == {"16:00": 17.0, "16:01": 5.0, "16:02": 0.0}
+  assert got["row"].to_dict() == {"16:00": 3, "16:01": 2, "16:02": 5}
+  assert r.dead_letter[["row", "raw", "reason"]].values.tolist() == [
+      [1, "0", "duplicate"], [4, "9", "duplicate"], [6, "0", "duplicate"]]
+  r.check_accounting()
+
+
+def test_overlapping_exports_first_file_wins_and_names_the_row(data_dir):
+  """Case fitabase_overlapping_exports: the shared hour once; the second file's 60
+  rows dead-lettered with their own file, data row and raw cell."""
+  folder = data_dir / "cases" / "fitabase_overlapping_exports"
+  first, second = sorted(str(p) for p in folder.glob("*.csv"))
+  r = read_source([second, first], tz=NY)  # path order decides, not argument order
+  assert len(r.readings) == 180 and not r.readings["timestamp"].duplicated().any()
+  assert set(r.readings.loc[r.readings["timestamp"] < ts("2023-01-05 18:00"), "source"]) == {
+      first}
+  dead = r.dead_letter
+  assert set(dead["reason"]) == {"duplicate"} and set(dead["source"]) == {second}
+  assert dead["row"].tolist() == list(range(1, 61))
+  raw = pd.read_csv(second, dtype=str)["Steps"][:60]
+  assert dead["raw"].tolist() == raw.tolist()
+
+
+def test_readings_name_their_file_and_row(data_dir):
+  r = read_source([str(data_dir / "fitbit_heartrate_seconds" / "heartrate_seconds_2users.csv")],
+                  tz=NY)
+  hr = pd.read_csv(data_dir / "fitbit_heartrate_seconds" / "heartrate_seconds_2users.csv")
+  local = pd.to_datetime(hr["time"]).dt.tz_localize(NY).dt.tz_convert("UTC").dt.floor("min")
+  first_row = {(str(s), t): i + 1 for i, (s, t) in
+               reversed(list(enumerate(zip(hr["id"], local))))}
+  got = {(s, t): row for s, t, row in r.readings[["subject_id", "timestamp", "row"]].itertuples(
+      index=False)}
+  assert got == {k: first_row[k] for k in got}
+  assert set(r.readings["source"]) == {
+      str(data_dir / "fitbit_heartrate_seconds" / "heartrate_seconds_2users.csv")}
