@@ -386,7 +386,8 @@ def test_dst_newest_first_and_overlapping_exports(raw, tmp_path, caplog):
   and fitabase_overlapping_exports (60 duplicates naming the second file, rows 1-60,
   raw cells), one run each way."""
   overlap = sorted(f"{CASES}/fitabase_overlapping_exports/{n}"
-                   for n in os.listdir(f"{CASES}/fitabase_overlapping_exports"))
+                   for n in os.listdir(f"{CASES}/fitabase_overlapping_exports")
+                   if n.endswith(".csv"))
   outs = {}
   caplog.set_level(logging.INFO)
   for name, hr in (("oldest", "dst_fallback_heartrate_seconds/heartrate_seconds_merged.csv"),

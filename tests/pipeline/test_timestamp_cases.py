@@ -26,7 +26,7 @@ def test_naive_epoch_and_apple_timestamps_give_every_window(tmp_path, raw):
   m = json.loads((out / "manifest.json").read_text())
   assert m["counts"]["rows"] == {"read": 240, "parsed": 240, "dead_lettered": {
       "malformed_row": 0, "missing_subject": 0, "bad_timestamp": 0,
-      "nonexistent_local_time": 0}}
+      "nonexistent_local_time": 0, "ambiguous_local_time": 0}}
   assert m["counts"]["readings"]["used"] == 240
   assert m["counts"]["windows"]["pretrain"]["cut"] == 24
   assert m["counts"]["subjects"]["train"] == 4
