@@ -37,6 +37,13 @@ class LsmOptions(PipelineOptions):
                              "wide), logged and recorded in the manifest. csv, parquet, "
                              "jsonl: canonical files of that file format; a device "
                              "format: every input is that device's export")
+    parser.add_argument("--csv_delimiter", default=",",
+                        help="field separator of canonical CSV files, e.g. ';' for "
+                             "European spreadsheets (device exports keep their own)")
+    parser.add_argument("--decimal", default=".", choices=(".", ","),
+                        help="decimal mark of numbers in canonical CSV files; ',': a "
+                             "cell that is a decimal-comma number (33,00, quoted when "
+                             "the separator is ',') is read as 33.00")
     parser.add_argument("--tz", default=None,
                         help="timezone of exports written in local time without an "
                              "offset (Fitbit): IANA name (America/New_York) or fixed "
@@ -152,6 +159,8 @@ def recorded(options: LsmOptions) -> dict:
       "split_salt": options.split_salt,
       "num_shards": options.num_shards,
       "format": options.format,
+      "csv_delimiter": options.csv_delimiter,
+      "decimal": options.decimal,
       "tz": options.tz,
       "subject_id_given": options.subject_id is not None,  # never the raw id itself
       "labels": bool(options.session_labels),

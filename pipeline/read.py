@@ -31,7 +31,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import exchange, gcs
-from pipeline.sources import common
+from pipeline.sources import common, detection
 from schemas.features import normalise_alias
 
 BATCH_ROWS = 65_536
@@ -154,15 +154,21 @@ def read_csv(path: str, delimiter: str = ",", decimal: str = "."):
         malformed.append((lines.physical(row.number), row.text))
         return "skip"
 
-      reader = pcsv.open_csv(
-          pa.PythonFile(lines, mode="r"),
-          read_options=pcsv.ReadOptions(use_threads=False, block_size=_BLOCK,
-                                        column_names=columns),
-          parse_options=pcsv.ParseOptions(delimiter=delimiter, invalid_row_handler=invalid,
-                                          ignore_empty_lines=False),
-          convert_options=pcsv.ConvertOptions(
-              column_types={c: pa.binary() for c in columns}, strings_can_be_null=False,
-              quoted_strings_can_be_null=False))
+      try:
+        reader = pcsv.open_csv(
+            pa.PythonFile(lines, mode="r"),
+            read_options=pcsv.ReadOptions(use_threads=False, block_size=_BLOCK,
+                                          column_names=columns),
+            parse_options=pcsv.ParseOptions(delimiter=delimiter,
+                                            invalid_row_handler=invalid,
+                                            ignore_empty_lines=False),
+            convert_options=pcsv.ConvertOptions(
+                column_types={c: pa.binary() for c in columns}, strings_can_be_null=False,
+                quoted_strings_can_be_null=False))
+      except pa.ArrowInvalid:
+        if lines.handed:
+          raise
+        reader = ()  # a header-only file (or every line set aside): no rows, no error
       line = 2
       for batch in reader:
         n = batch.num_rows
@@ -191,20 +197,12 @@ def _header(path: str, line: bytes, delimiter: str) -> list[str]:
   if not columns or not any(columns):
     raise UnreadableFileError(f"{path}: empty file or no CSV header")
   if len(columns) == 1:
-    hint = delimiter_hint(header)
+    hint = detection.delimiter_hint(header)
     if hint:
       raise UnreadableFileError(f"{path}: the header {header[:120]!r} is one column "
                                 f"when split on {delimiter!r}; {hint}")
   check_columns(path, columns)
   return columns
-
-
-def delimiter_hint(line: str) -> str:
-  """'pass --csv_delimiter X' when a line splits on X (';', tab, '|') more than on ','."""
-  for sep in (";", "\t", "|"):
-    if line.count(sep) > line.count(","):
-      return f"pass --csv_delimiter {sep!r}"
-  return ""
 
 
 def check_columns(path: str, columns) -> None:
@@ -256,6 +254,7 @@ class _PairedQuotes(io.RawIOBase):
     self._line = 2  # the line number of the next line read (line 1 is the header)
     self._rest, self._out, self._eof = b"", b"", False
     self._dropped = []  # line numbers set aside, ascending
+    self.handed = 0  # bytes handed to the parser
 
   def readable(self) -> bool:
     return True
@@ -265,6 +264,7 @@ class _PairedQuotes(io.RawIOBase):
       self._out += self._next_block()
     cut = len(self._out) if size < 0 else size
     data, self._out = self._out[:cut], self._out[cut:]
+    self.handed += len(data)
     return data
 
   def physical(self, number: int) -> int:
