@@ -40,8 +40,7 @@ def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str], key
   fractions = lsm_options.split_fractions(opts)
   labelled = bool(opts.session_labels) and opts.labelled_windows
   output = opts.output
-  # fails naming a file, before any work
-  plan = devices.plan_inputs(inputs, opts.format, opts.csv_delimiter)
+  plan = devices.plan_inputs(inputs, opts.format, opts.csv_delimiter)  # fails naming a file
   exchange_dir = lsm_options.exchange_dir(opts)
   parsed = (p | "ReadRaw" >> ReadRaw(plan.canonical, plan.file_format, opts.csv_delimiter,
                                      opts.decimal)

@@ -1,9 +1,11 @@
 """Stage 1, ReadRaw: input globs to batches of raw rows, as read, per file.
 
 Files are CSV (optionally gzipped: the bytes tell, not the name), Parquet or JSON
-lines, on any filesystem Beam knows (local, gs://). A batch keeps cells as the file had them (CSV and JSONL cells
-as bytes/strings, Parquet columns typed) with the line (CSV, JSONL) or row (Parquet)
-number of every row, so that parsing can dead-letter any cell with its origin.
+lines, on any filesystem Beam knows (local, gs://). A batch keeps cells as the file
+had them (CSV and JSONL cells as bytes/strings, Parquet columns typed; only
+--decimal ',' rewrites decimal-comma numbers) with the line (CSV, JSONL) or row
+(Parquet) number of every row, so that parsing can dead-letter any cell with its
+origin.
 Rows that fail before any cell can be read (wrong field count, invalid JSON) travel
 in `malformed`. A file that cannot be opened or decoded at all fails the pipeline
 with its name: that is an unreadable input, not bad rows.

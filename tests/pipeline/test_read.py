@@ -153,10 +153,12 @@ def test_an_unterminated_quote_spoils_its_line_only(tmp_path):
 
 def test_semicolons_and_decimal_commas_need_their_options():
   folder = CASES / "decimal_comma_semicolon"
-  semicolon, quoted = str(folder / "temp_semicolon_de.csv"), str(folder / "temp_quoted_decimal_comma.csv")
-  with pytest.raises(UnreadableFileError, match=r"temp_semicolon_de.csv: .*pass --csv_delimiter ';'"):
+  semicolon = str(folder / "temp_semicolon_de.csv")
+  quoted = str(folder / "temp_quoted_decimal_comma.csv")
+  hint = r"temp_semicolon_de.csv: .*pass --csv_delimiter ';'"
+  with pytest.raises(UnreadableFileError, match=hint):
     list(read.read_csv(semicolon))
-  with pytest.raises(UnreadableFileError, match=r"temp_semicolon_de.csv: .*pass --csv_delimiter ';'"):
+  with pytest.raises(UnreadableFileError, match=hint):
     devices.plan_inputs([semicolon])
   assert devices.plan_inputs([semicolon], delimiter=";").inputs[0]["format"] == "canonical_long"
 
