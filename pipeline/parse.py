@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import re
 import typing
 
 import apache_beam as beam
@@ -274,6 +276,10 @@ def parse_batch(batch, key: bytes):
     bad = np.flatnonzero(reason == code)
     if len(bad):
       tally[f"readings_dead_letter/{why}"] = len(bad)
+    if why == "non_numeric" and len(bad):
+      _hint_decimal_comma(source, _raw_cell(
+          table, names["value"] if batch.layout == "long" else name[bad[0]],
+          index[bad[0]]))
     for j in bad:
       i = index[j]
       raw = (_raw_row(table, i) | {"reading": name[j]} if batch.layout == "long"
@@ -289,6 +295,13 @@ def parse_batch(batch, key: bytes):
         readings=n_readings))
   yield counts.emit(tally)
   yield from _per_subject(source, readings, codes, hashes, times, batch.rows)
+
+
+def _hint_decimal_comma(source: str, cell) -> None:
+  """Logs which option reads a non-number like '33,00' (never guessed: 3,300 or 3.3?)."""
+  if isinstance(cell, str) and re.fullmatch(r"\s*[-+]?\d*,\d+\s*", cell):
+    logging.warning("lsm-pipeline: %s: non-numeric values like %r look like decimal "
+                    "commas; pass --decimal ',' to read them as numbers", source, cell)
 
 
 def _per_subject(source, readings, codes, hashes, times, source_rows):

@@ -151,7 +151,7 @@ def test_an_unterminated_quote_spoils_its_line_only(tmp_path):
   assert table.column("timestamp")[-1].as_py() == b"2024-03-01T04:59:00Z"  # line 301
 
 
-def test_semicolons_and_decimal_commas_need_their_options():
+def test_semicolons_and_decimal_commas_need_their_options(caplog):
   folder = CASES / "decimal_comma_semicolon"
   semicolon = str(folder / "temp_semicolon_de.csv")
   quoted = str(folder / "temp_quoted_decimal_comma.csv")
@@ -174,6 +174,7 @@ def test_semicolons_and_decimal_commas_need_their_options():
     return out
   # without --decimal ',' a decimal comma is never a number (not 3300, not 33)
   assert values(quoted)["readings_dead_letter/non_numeric"] == 60
+  assert "values like '33,00' look like decimal commas; pass --decimal ','" in caplog.text
   assert values(semicolon, delimiter=";")["readings_dead_letter/non_numeric"] == 60
   for path, options in ((quoted, {}), (semicolon, {"delimiter": ";"})):
     read_as = values(path, decimal=",", **options)
