@@ -129,6 +129,8 @@ def _open(path: str):
     yield common.ungzip(f)
 
 
+# Columns that say what a row is; a header may name each once only (check_columns).
+_ID_COLUMNS = ("subject_id", "timestamp", "feature", "value")
 # Columns whose cells are text, never numbers: --decimal leaves them as they are.
 _TEXT_COLUMNS = ("subject_id", "timestamp", "feature")
 # A number written with a decimal comma ('33,00', '-0,5'), for --decimal ','.
@@ -223,9 +225,6 @@ def check_columns(path: str, columns) -> None:
           f"{columns[seen[key] - 1]!r} (column {seen[key]}) of the header; rename or "
           "remove one")
     seen[key] = number
-
-
-_ID_COLUMNS = ("subject_id", "timestamp", "feature", "value")
 
 
 def _decimal_commas(table: pa.Table) -> pa.Table:
