@@ -8,6 +8,9 @@ that no device rule accepts but whose header names subject_id and timestamp is
 canonical (the canonical reader accepts aliases and extra columns that the strict
 canonical_wide rule does not); anything else, or a file several rules accept, is
 an error naming it. Parquet and JSON lines are canonical (no device writes them).
+A file with no bytes is skipped with a warning, listed with format 'empty' and
+counted (manifest inputs_skipped_empty), so that one empty file of a cohort glob
+does not stop the cohort; a run whose every input is empty fails naming them.
 
 Device files are grouped into exports by (format, folder): one E4 session, one
 Garmin folder (data.csv + acc.csv), one Fitabase export, one NHANES count + wear
@@ -51,6 +54,8 @@ EXTRAS = "extras"
 PROVIDED = "provided"
 _OK = len(READING_REASONS)
 _OUTSIDE_TIME_RANGE = READING_REASONS.index("outside_time_range")
+EMPTY = "empty"  # the format of a file with no bytes: skipped, counted
+EMPTY_COUNT = "inputs_skipped_empty"  # manifest key: how many such files
 
 
 def _open(path: str):
@@ -68,29 +73,36 @@ class Plan:
   exports: list
 
 
-def _canonical_header(head: list[str]) -> str | None:
+def _canonical_header(head: list[str], delimiter: str = ",") -> str | None:
   """'canonical_long' / 'canonical_wide' when the canonical reader would take the header."""
   if not head:
     return None
-  names = {normalise_alias(c) for c in head[0].split(",")}
-  if not {"subject_id", "timestamp"} <= names:
+  columns = head[0].split(delimiter)
+  if not {"subject_id", "timestamp"} <= {normalise_alias(c) for c in columns}:
     return None
-  return "canonical_" + read.layout(head[0].split(","))
+  return "canonical_" + read.layout(columns)
 
 
-def _detect(path: str) -> str:
-  """Format of one input under --format auto; raises UnreadableFileError naming the file."""
+def _detect(path: str, delimiter: str = ",") -> str:
+  """Format of one input under --format auto, or EMPTY for a file with no bytes (no
+  rule accepts it); raises UnreadableFileError naming the file, for a canonical CSV
+  header that repeats a column too (read.check_columns)."""
   if _known_extension(path) and read.file_format(path) in ("parquet", "jsonl"):
     return "canonical"
   try:
     head = sources.common.read_head(path, _open, 3)
     rules = sources.detection.RULES
     if not any(rule(path, head) for rule, _ in rules.values()):
-      fmt = _canonical_header(head)
+      fmt = _canonical_header(head, delimiter)
       if fmt:
+        read.check_columns(path, head[0].split(delimiter))
         logging.info("%s: canonical file (%s header)", path, fmt)
         return fmt
     return sources.detect(path, opener=_open)
+  except sources.detection.EmptyFileError as e:
+    logging.warning("lsm-pipeline: %s; skipped (counted in the manifest as %s)", e,
+                    EMPTY_COUNT)
+    return EMPTY
   except (sources.SourceError, OSError) as e:
     raise read.UnreadableFileError(str(e)) from e
 
@@ -103,28 +115,39 @@ def _known_extension(path: str) -> bool:
     return False
 
 
-def plan_inputs(paths: list[str], forced: str = "auto",
-                rule: TimeRule = TimeRule()) -> Plan:
+def plan_inputs(paths: list[str], forced: str = "auto", rule: TimeRule = TimeRule(),
+                delimiter: str = ",") -> Plan:
   """Says which reader takes each file; fails naming a file before anything is written:
   also a canonical file whose first timestamps need --tz or --timestamp_unit under
-  `rule` (parse.check_times: names the column and an example value)."""
+  `rule` (parse.check_times: names the column and an example value).
+
+  An empty file (format EMPTY under --format auto) is skipped with a warning and
+  listed in `inputs`; when every input is empty, that is an error naming them.
+  delimiter: the separator of canonical CSV files (--csv_delimiter).
+  """
   entries, canonical, grouped = [], [], {}
   for path in sorted(paths):
     if forced == "auto":
-      fmt = _detect(path)
+      fmt = _detect(path, delimiter)
     elif forced in read.READERS or forced in CANONICAL:
       fmt = forced if forced in CANONICAL else f"canonical ({forced})"
     else:
       fmt = forced
     entries.append({"path": path, "format": fmt})
+    if fmt == EMPTY:
+      continue
     if fmt in DEVICE_FORMATS:
       folder = sources.common.dirname(path)
       grouped.setdefault((fmt, folder), []).append(path)
     else:
       canonical.append(path)
+  if entries and all(e["format"] == EMPTY for e in entries):
+    raise read.UnreadableFileError(
+        "every input is an empty file: " + ", ".join(e["path"] for e in entries))
   file_format = forced if forced in read.READERS else "auto"
   for path in canonical:  # fail fast on an unknown extension or unreadable timestamps
-    head = read.head_timestamps(path, read.file_format(path, file_format))
+    head = read.head_timestamps(path, read.file_format(path, file_format),
+                                delimiter=delimiter)
     if head:
       check_times(path, *head, rule)
   exports = [(fmt, folder, tuple(p)) for (fmt, folder), p in sorted(grouped.items())]

@@ -42,9 +42,11 @@ def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str], key
   labelled = bool(opts.session_labels) and opts.labelled_windows
   output = opts.output
   rule = lsm_options.time_rule(opts)
-  plan = devices.plan_inputs(inputs, opts.format, rule)  # fails naming a file, before any work
+  plan = devices.plan_inputs(inputs, opts.format, rule,  # fails naming a file, before any work
+                             opts.csv_delimiter)
   exchange_dir = lsm_options.exchange_dir(opts)
-  parsed = (p | "ReadRaw" >> ReadRaw(plan.canonical, plan.file_format)
+  parsed = (p | "ReadRaw" >> ReadRaw(plan.canonical, plan.file_format, opts.csv_delimiter,
+                                     opts.decimal)
             | "ParseReadings" >> ParseReadings(key, rule))
   device = p | "ReadDevices" >> devices.ReadDevices(plan.exports, opts.tz, opts.subject_id,
                                                     key, opts.subject_id_pattern, rule)
@@ -83,6 +85,7 @@ def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str], key
   total = (count_parts | "AllCounts" >> beam.Flatten()
            | "SumCounts" >> beam.CombineGlobally(counts.SumCounts()))
   header = {"options": lsm_options.recorded(opts), "inputs": plan.inputs,
+            devices.EMPTY_COUNT: sum(e["format"] == devices.EMPTY for e in plan.inputs),
             "labels_input": opts.session_labels,
             "datasets_written": ["pretrain"] + (["labelled"] if labelled else [])}
   return {"counts": total, "shards": written["shards"],

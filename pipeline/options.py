@@ -41,6 +41,13 @@ class LsmOptions(PipelineOptions):
                              "wide), logged and recorded in the manifest. csv, parquet, "
                              "jsonl: canonical files of that file format; a device "
                              "format: every input is that device's export")
+    parser.add_argument("--csv_delimiter", default=",",
+                        help="field separator of canonical CSV files, e.g. ';' for "
+                             "European spreadsheets (device exports keep their own)")
+    parser.add_argument("--decimal", default=".", choices=(".", ","),
+                        help="decimal mark of numbers in canonical CSV files; ',': a "
+                             "cell that is a decimal-comma number (33,00, quoted when "
+                             "the separator is ',') is read as 33.00")
     parser.add_argument("--tz", default=None,
                         help="timezone of timestamps written in local time without an "
                              "offset (Fitbit exports; canonical files with such times): "
@@ -211,6 +218,8 @@ def recorded(options: LsmOptions) -> dict:
       "split_salt": options.split_salt,
       "num_shards": options.num_shards,
       "format": options.format,
+      "csv_delimiter": options.csv_delimiter,
+      "decimal": options.decimal,
       "tz": options.tz,
       "timestamp_unit": options.timestamp_unit,
       "min_time": options.min_time,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import logging
 import re
 import typing
 
@@ -66,11 +67,16 @@ class Readings:
 exchange.register(Readings)
 
 
-def dead_letter(source: str, row, reason: str, raw, subject: str | None = None) -> str:
+def dead_letter(source: str, row, reason: str, raw, subject: str | None = None,
+                readings: int | None = None) -> str:
+  """One dead-letter JSON line; `readings`: how many readings the entry stands for
+  (an unknown wide column: all its readings of a batch, from `row` on)."""
   entry = {"source": source, "row": None if row is None else int(row), "reason": reason,
            "raw": raw}
   if subject is not None:
     entry["subject"] = subject
+  if readings is not None:
+    entry["readings"] = int(readings)
   return json.dumps(entry, sort_keys=True, default=str)
 
 
@@ -396,6 +402,16 @@ def _raw_row(table: pa.Table, i: int) -> dict:
           for k, v in table.slice(i, 1).to_pylist()[0].items()}
 
 
+def _raw_cells(table: pa.Table, i: int, columns) -> dict:
+  """Row i's cells of `columns` only: a wide row may have thousands of columns."""
+  return {c: _raw_cell(table, c, i) for c in columns}
+
+
+def _raw_cell(table: pa.Table, column: str, i: int):
+  value = table.column(column)[i].as_py()
+  return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
 _PARSED = len(ROW_REASONS)
 _BAD_TIMESTAMP = ROW_REASONS.index("bad_timestamp")
 _NONEXISTENT = ROW_REASONS.index("nonexistent_local_time")
@@ -452,18 +468,38 @@ def parse_batch(batch, key: bytes, rule: TimeRule = TimeRule()):
     parts = _long_readings(columns[names["feature"]], columns[names["value"]], parsed)
   else:
     parts = _wide_readings(columns, feature_columns, parsed)
-  tally["readings_read"], index, reason, name, readings = parts
+  tally["readings_read"], index, reason, name, readings, unknown = parts
+  ids = [names["subject_id"], names["timestamp"]]
   for code, why in enumerate(READING_REASONS):
     bad = np.flatnonzero(reason == code)
     if len(bad):
       tally[f"readings_dead_letter/{why}"] = len(bad)
+    if why == "non_numeric" and len(bad):
+      _hint_decimal_comma(source, _raw_cell(
+          table, names["value"] if batch.layout == "long" else name[bad[0]],
+          index[bad[0]]))
     for j in bad:
       i = index[j]
+      raw = (_raw_row(table, i) | {"reading": name[j]} if batch.layout == "long"
+             else _raw_cells(table, i, ids + [name[j]]) | {"reading": name[j]})
       yield beam.pvalue.TaggedOutput(counts.DEAD_LETTER, dead_letter(
-          source, batch.rows[i], why, _raw_row(table, i) | {"reading": name[j]},
-          hashes[codes[i]]))
+          source, batch.rows[i], why, raw, hashes[codes[i]]))
+  for column, i, n_readings in unknown:  # one entry per unknown wide column
+    key = "readings_dead_letter/unknown_feature"
+    tally[key] = tally.get(key, 0) + n_readings
+    yield beam.pvalue.TaggedOutput(counts.DEAD_LETTER, dead_letter(
+        source, batch.rows[i], "unknown_feature",
+        {"column": column, "example": _raw_cell(table, column, i)}, hashes[codes[i]],
+        readings=n_readings))
   yield counts.emit(tally)
   yield from _per_subject(source, readings, codes, hashes, times, batch.rows)
+
+
+def _hint_decimal_comma(source: str, cell) -> None:
+  """Logs which option reads a non-number like '33,00' (never guessed: 3,300 or 3.3?)."""
+  if isinstance(cell, str) and re.fullmatch(r"\s*[-+]?\d*,\d+\s*", cell):
+    logging.warning("lsm-pipeline: %s: non-numeric values like %r look like decimal "
+                    "commas; pass --decimal ',' to read them as numbers", source, cell)
 
 
 def _per_subject(source, readings, codes, hashes, times, source_rows):
@@ -501,8 +537,6 @@ def _check(feature, values, not_number):
 def _valid(target: int, values: np.ndarray, not_number: np.ndarray | None) -> np.ndarray:
   """Where _check would find nothing wrong with a column of one feature (of index
   `target`): the whole column at once, as most cells are fine."""
-  if target == UNKNOWN:
-    return np.zeros(len(values), bool)
   with np.errstate(invalid="ignore"):
     valid = (np.isfinite(values) & (values >= VALID_LOW[target])
              & (values <= VALID_HIGH[target]))
@@ -511,7 +545,7 @@ def _valid(target: int, values: np.ndarray, not_number: np.ndarray | None) -> np
 
 def _long_readings(feature_column, value_column, parsed):
   """Every parsed row is one reading; returns (readings read, row index, reason and
-  name of each bad reading, readings)."""
+  name of each bad reading, readings, unknown wide columns: none)."""
   index = np.flatnonzero(parsed)
   codes, names = feature_column.codes()
   lookup = np.array([_INDEX.get(canonical_name(n), UNKNOWN) if n else UNKNOWN
@@ -524,7 +558,7 @@ def _long_readings(feature_column, value_column, parsed):
   bad = np.flatnonzero(~ok)
   return len(index), index[bad], reason[bad], \
       _Lazy(np.array(names + [""], dtype=object), codes[index[bad]]), \
-      (index[ok], feature[ok], values[ok])
+      (index[ok], feature[ok], values[ok]), ()
 
 
 def _wide_readings(columns, feature_columns, parsed):
@@ -532,28 +566,35 @@ def _wide_readings(columns, feature_columns, parsed):
   feature (an alias) in one row is a duplicate of the first valid one.
 
   Checked a whole column at a time: only the (rare) bad cells go through _check for
-  their reason. Returns what _long_readings does.
+  their reason. A column that names no LSM feature is not read at all: its readings
+  are one entry of `unknown`, (column, row index of its first reading, readings), so
+  that a file of thousands of unknown columns costs one dead letter per column, not
+  one per cell. Returns what _long_readings does.
   """
   n = len(parsed)
   matrix = np.full((n, len(FEATURES)), np.nan, np.float32)
   seen, used = set(), np.zeros(n, bool)
-  read, index_parts, reason_parts, name_parts = 0, [], [], []
+  read, index_parts, reason_parts, name_parts, unknown = 0, [], [], [], []
   for number, column in enumerate(feature_columns):
     cells = columns[column]
     reading = parsed & ~cells.empty
-    read += int(np.count_nonzero(reading))
+    count = int(np.count_nonzero(reading))
+    read += count
     target = _INDEX.get(canonical_name(column), UNKNOWN)
+    if target == UNKNOWN:
+      if count:
+        unknown.append((column, int(np.argmax(reading)), count))
+      continue
     values, not_number = cells.readings(reading)
     ok = reading & _valid(target, values, not_number)
     bad = reading & ~ok
-    if target != UNKNOWN:
-      if target in seen:  # an alias column: cells the first valid reading took
-        taken = ok & ~np.isnan(matrix[:, target])
-        ok &= ~taken
-        bad |= taken
-      np.copyto(matrix[:, target], values, casting="same_kind", where=ok)
-      seen.add(target)
-      used |= ok
+    if target in seen:  # an alias column: cells the first valid reading took
+      taken = ok & ~np.isnan(matrix[:, target])
+      ok &= ~taken
+      bad |= taken
+    np.copyto(matrix[:, target], values, casting="same_kind", where=ok)
+    seen.add(target)
+    used |= ok
     index = np.flatnonzero(bad)
     if len(index):
       reason = _check(np.full(len(index), target, np.int16), values[index],
@@ -565,10 +606,10 @@ def _wide_readings(columns, feature_columns, parsed):
   rows = np.flatnonzero(used)
   readings = (rows, None, matrix if len(rows) == n else matrix[rows])
   if not index_parts:
-    return read, np.zeros(0, np.int64), np.zeros(0, np.int8), [], readings
+    return read, np.zeros(0, np.int64), np.zeros(0, np.int8), [], readings, unknown
   names = np.array(feature_columns, dtype=object)
   return (read, np.concatenate(index_parts), np.concatenate(reason_parts),
-          _Lazy(names, np.concatenate(name_parts)), readings)
+          _Lazy(names, np.concatenate(name_parts)), readings, unknown)
 
 
 class _Lazy:

@@ -1,9 +1,11 @@
 """Stage 1, ReadRaw: input globs to batches of raw rows, as read, per file.
 
-Files are CSV (optionally gzipped), Parquet or JSON lines, on any filesystem Beam
-knows (local, gs://). A batch keeps cells as the file had them (CSV and JSONL cells
-as bytes/strings, Parquet columns typed) with the line (CSV, JSONL) or row (Parquet)
-number of every row, so that parsing can dead-letter any cell with its origin.
+Files are CSV (optionally gzipped: the bytes tell, not the name), Parquet or JSON
+lines, on any filesystem Beam knows (local, gs://). A batch keeps cells as the file
+had them (CSV and JSONL cells as bytes/strings, Parquet columns typed; only
+--decimal ',' rewrites decimal-comma numbers) with the line (CSV, JSONL) or row
+(Parquet) number of every row, so that parsing can dead-letter any cell with its
+origin.
 Rows that fail before any cell can be read (wrong field count, invalid JSON) travel
 in `malformed`. A file that cannot be opened or decoded at all fails the pipeline
 with its name: that is an unreadable input, not bad rows.
@@ -11,23 +13,27 @@ with its name: that is an unreadable input, not bad rows.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
-import gzip
+import glob
 import io
 import json
 import logging
 import os
+import zlib
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import exchange, gcs
+from pipeline.sources import common, detection
 from schemas.features import normalise_alias
 
 BATCH_ROWS = 65_536
@@ -84,6 +90,8 @@ def match_inputs(patterns) -> list[str]:
   """
   paths = set()
   for pattern in patterns:
+    if gcs.is_local(pattern) and glob.has_magic(pattern.split("/", 1)[0]):
+      pattern = "./" + pattern  # Beam's local match finds nothing for 'part*.csv'
     if _is_folder(pattern):
       paths.update(_session_files(pattern))
       continue
@@ -113,60 +121,193 @@ def _session_files(folder: str) -> list[str]:
   return sensors
 
 
-def _gzipped(path: str) -> bool:
-  return path.lower().endswith((".gz", ".gzip"))
-
-
+@contextlib.contextmanager
 def _open(path: str):
-  """A binary stream of the file's bytes (gunzipped when the name ends in .gz)."""
-  f = FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
-  return gzip.GzipFile(fileobj=f, mode="rb") if _gzipped(path) else f
+  """A binary stream of the file's bytes, gunzipped when the bytes are gzip's (the
+  one rule of pipeline.sources.common.ungzip, which detection uses too)."""
+  with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+    yield common.ungzip(f)
 
 
-def read_csv(path: str):
-  """Streams a CSV file: cells as bytes, so one undecodable byte spoils one row only."""
+# Columns that say what a row is; a header may name each once only (check_columns).
+_ID_COLUMNS = ("subject_id", "timestamp", "feature", "value")
+# Columns whose cells are text, never numbers: --decimal leaves them as they are.
+_TEXT_COLUMNS = ("subject_id", "timestamp", "feature")
+# A number written with a decimal comma ('33,00', '-0,5'), for --decimal ','.
+_DECIMAL_COMMA = r"^(\s*[-+]?\d*),(\d+\s*)$"
+
+
+def read_csv(path: str, delimiter: str = ",", decimal: str = "."):
+  """Streams a CSV file: cells as bytes, so one undecodable byte spoils one row only.
+
+  delimiter: the field separator (--csv_delimiter). decimal: '.' or ',' (--decimal);
+  with ',' a cell of a numeric column that is a decimal-comma number ('33,00') is
+  read as that number ('33.00'); other cells stay as they are. A UTF-8 byte-order
+  mark and CRLF line ends are accepted. A row is one line: a line whose quotes do
+  not pair up is malformed (see _PairedQuotes), so an unterminated quote cannot
+  swallow the lines after it. Raises UnreadableFileError (naming the file) for a
+  file that cannot be read, has no header, or whose header repeats a column.
+  """
+  malformed = []
   try:
     with _open(path) as f:
-      header = f.readline().decode("utf-8", errors="replace").rstrip("\r\n")
-  except (OSError, EOFError) as e:
-    raise UnreadableFileError(f"{path}: cannot read as CSV: {e}") from e
-  columns = next(csv.reader([header])) if header else []
-  if not columns or not any(columns):
-    raise UnreadableFileError(f"{path}: empty file or no CSV header")
-  malformed = []
+      columns = _header(path, f.readline(), delimiter)
+      lines = _PairedQuotes(f, malformed)
 
-  def invalid(row):
-    malformed.append((int(row.number), row.text))
-    return "skip"
+      def invalid(row):
+        malformed.append((lines.physical(row.number), row.text))
+        return "skip"
 
-  line = 2
-  with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-    try:
-      stream = pa.PythonFile(f, mode="r")
-      if _gzipped(path):
-        stream = pa.CompressedInputStream(stream, "gzip")
-      reader = pcsv.open_csv(
-          stream, read_options=pcsv.ReadOptions(use_threads=False, block_size=8 << 20,
-                                           skip_rows=1, column_names=columns),
-          parse_options=pcsv.ParseOptions(invalid_row_handler=invalid,
-                                          ignore_empty_lines=False),
-          convert_options=pcsv.ConvertOptions(
-              column_types={c: pa.binary() for c in columns}, strings_can_be_null=False,
-              quoted_strings_can_be_null=False))
+      try:
+        reader = pcsv.open_csv(
+            pa.PythonFile(lines, mode="r"),
+            read_options=pcsv.ReadOptions(use_threads=False, block_size=_BLOCK,
+                                          column_names=columns),
+            parse_options=pcsv.ParseOptions(delimiter=delimiter,
+                                            invalid_row_handler=invalid,
+                                            ignore_empty_lines=False),
+            convert_options=pcsv.ConvertOptions(
+                column_types={c: pa.binary() for c in columns}, strings_can_be_null=False,
+                quoted_strings_can_be_null=False))
+      except pa.ArrowInvalid:
+        if lines.handed:
+          raise
+        reader = ()  # a header-only file (or every line set aside): no rows, no error
+      line = 2
       for batch in reader:
         n = batch.num_rows
         bad = sorted(m[0] for m in malformed if m[0] >= line)
         rows, line = _skip_lines(line, n, bad)
         table = pa.Table.from_batches([batch])
+        if decimal == ",":
+          table = _decimal_commas(table)
         for start in range(0, n, BATCH_ROWS):
           yield RawBatch(path, layout(columns), table.slice(start, BATCH_ROWS),
                          rows[start:start + BATCH_ROWS], [])
-    except (pa.ArrowInvalid, OSError, EOFError, gzip.BadGzipFile) as e:
-      raise UnreadableFileError(f"{path}: cannot read as CSV: {e}") from e
+  except UnreadableFileError:
+    raise
+  except (pa.ArrowInvalid, OSError, EOFError, zlib.error) as e:
+    raise UnreadableFileError(f"{path}: cannot read as CSV: {e}") from e
   if malformed:
     yield RawBatch(path, layout(columns), pa.table({c: pa.array([], pa.binary())
                                                    for c in columns}),
                    np.zeros(0, np.int64), sorted(malformed))
+
+
+def _header(path: str, line: bytes, delimiter: str) -> list[str]:
+  """The column names of a CSV header line (BOM and line end stripped)."""
+  header = line.decode("utf-8-sig", errors="replace").rstrip("\r\n")
+  columns = next(csv.reader([header], delimiter=delimiter)) if header else []
+  if not columns or not any(columns):
+    raise UnreadableFileError(f"{path}: empty file or no CSV header")
+  if len(columns) == 1:
+    hint = detection.delimiter_hint(header)
+    if hint:
+      raise UnreadableFileError(f"{path}: the header {header[:120]!r} is one column "
+                                f"when split on {delimiter!r}; {hint}")
+  check_columns(path, columns)
+  return columns
+
+
+def check_columns(path: str, columns) -> None:
+  """Raises UnreadableFileError, naming the file and the column, when a header names
+  a column twice, or names two columns that both mean subject_id, timestamp, feature
+  or value ('timestamp' and 'Timestamp'): which one holds the data cannot be told.
+  Two columns of one LSM feature under different aliases ('HR', 'heart_rate') are
+  allowed: the second column's readings of a row that the first has are duplicates.
+  """
+  seen = {}
+  for number, name in enumerate(columns, start=1):
+    key = name if normalise_alias(name) not in _ID_COLUMNS else normalise_alias(name)
+    if key in seen:
+      raise UnreadableFileError(
+          f"{path}: column {name!r} (column {number}) repeats column "
+          f"{columns[seen[key] - 1]!r} (column {seen[key]}) of the header; rename or "
+          "remove one")
+    seen[key] = number
+
+
+def _decimal_commas(table: pa.Table) -> pa.Table:
+  """Decimal-comma numbers in the numeric columns as decimal-point ones (--decimal ',')."""
+  for i, name in enumerate(table.column_names):
+    if normalise_alias(name) not in _TEXT_COLUMNS:
+      table = table.set_column(i, name, pc.replace_substring_regex(
+          table.column(i), _DECIMAL_COMMA, r"\1.\2"))
+  return table
+
+
+_BLOCK = 8 << 20
+
+
+class _PairedQuotes(io.RawIOBase):
+  """A CSV stream after its header, less the lines whose '"' do not pair up.
+
+  A CSV cell may quote a line break, but in per-minute data it never does, while a
+  lost closing quote would make the parser swallow every line up to the next '"'
+  (hundreds of rows, silently). So a row is one line here: a line with an odd
+  number of quotes is set aside as malformed, (line number, text), and the parser
+  never sees it. Lines without any quote (most files) cost one bytes.find a block.
+  """
+
+  def __init__(self, stream, malformed: list):
+    super().__init__()
+    self._stream, self._malformed = stream, malformed
+    self._line = 2  # the line number of the next line read (line 1 is the header)
+    self._rest, self._out, self._eof = b"", b"", False
+    self._dropped = []  # line numbers set aside, ascending
+    self.handed = 0  # bytes handed to the parser
+
+  def readable(self) -> bool:
+    return True
+
+  def read(self, size: int = -1) -> bytes:
+    while not self._eof and (size < 0 or len(self._out) < size):
+      self._out += self._next_block()
+    cut = len(self._out) if size < 0 else size
+    data, self._out = self._out[:cut], self._out[cut:]
+    self.handed += len(data)
+    return data
+
+  def physical(self, number: int) -> int:
+    """The file's line number of the parser's row `number` (1-based among the lines
+    it was handed, which start at line 2 and skip the dropped ones)."""
+    dropped = np.asarray(self._dropped, np.int64)
+    before = np.searchsorted(dropped - 1 - np.arange(len(dropped)), number, side="right")
+    return int(number + 1 + before)
+
+  def _next_block(self) -> bytes:
+    chunk = self._stream.read(_BLOCK)
+    data = self._rest + chunk
+    if chunk:
+      cut = data.rfind(b"\n") + 1
+      data, self._rest = data[:cut], data[cut:]
+    else:
+      self._eof, self._rest = True, b""
+    first = self._line
+    self._line += data.count(b"\n")
+    return data if b'"' not in data else self._drop_unpaired(data, first)
+
+  def _drop_unpaired(self, data: bytes, first: int) -> bytes:
+    """`data` (whole lines, the first numbered `first`) less its lines of odd quotes."""
+    octets = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(octets == ord("\n")) + 1
+    if not len(ends) or ends[-1] != len(data):
+      ends = np.append(ends, len(data))
+    starts = np.concatenate([[0], ends[:-1]])
+    quotes = np.flatnonzero(octets == ord('"'))
+    odd = np.flatnonzero((np.searchsorted(quotes, ends) - np.searchsorted(quotes, starts))
+                         % 2)
+    if not len(odd):
+      return data
+    kept, start = [], 0
+    for i in odd:
+      kept.append(data[start:starts[i]])
+      start = ends[i]
+      self._dropped.append(first + int(i))
+      self._malformed.append((first + int(i), data[starts[i]:ends[i]].decode(
+          "utf-8", errors="replace").rstrip("\r\n")))
+    kept.append(data[start:])
+    return b"".join(kept)
 
 
 def _skip_lines(line: int, n: int, bad: list[int]) -> tuple[np.ndarray, int]:
@@ -183,6 +324,7 @@ def read_parquet(path: str):
     with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
       parquet = pq.ParquetFile(f)
       columns = parquet.schema_arrow.names
+      check_columns(path, columns)
       start = 0
       # Arrow's decoding threads (5-8% more CPU on wide float columns) put the
       # second core to work while the local runner's one Python thread parses.
@@ -242,10 +384,12 @@ def _json_batch(path, records, rows, columns, malformed) -> RawBatch:
   return RawBatch(path, layout(columns), table, np.asarray(rows, np.int64), malformed)
 
 
-def head_timestamps(path: str, fmt: str, n: int = 32) -> tuple[str, pa.Array] | None:
+def head_timestamps(path: str, fmt: str, n: int = 32,
+                    delimiter: str = ",") -> tuple[str, pa.Array] | None:
   """(name, first n cells as the reader yields them) of a canonical file's timestamp
   column, for pipeline.parse.check_times before the pipeline runs; None when the
-  head names no such column or cannot be read (the reader then names the problem)."""
+  head names no such column or cannot be read (the reader then names the problem).
+  delimiter: the CSV separator (--csv_delimiter)."""
   try:
     if fmt == "parquet":
       with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
@@ -262,7 +406,7 @@ def head_timestamps(path: str, fmt: str, n: int = 32) -> tuple[str, pa.Array] | 
     name = _timestamp_name(list(dict.fromkeys(k for r in records for k in r)))
     cells = [_json_cell(r.get(name)) for r in records]
   else:
-    rows = list(csv.reader(line for line in lines if line))
+    rows = list(csv.reader((line for line in lines if line), delimiter=delimiter))
     name = _timestamp_name(rows[0]) if rows else None
     cells = [row[rows[0].index(name)] for row in rows[1:]
              if name and len(row) == len(rows[0])]
@@ -280,17 +424,23 @@ READERS = {"csv": read_csv, "parquet": read_parquet, "jsonl": read_jsonl}
 class ReadRaw(beam.PTransform):
   """Sorted input paths -> RawBatch elements (reshuffled so files spread over workers)."""
 
-  def __init__(self, paths: list[str], forced_format: str = "auto"):
+  def __init__(self, paths: list[str], forced_format: str = "auto",
+               delimiter: str = ",", decimal: str = "."):
     super().__init__()
     self._paths = sorted(paths)
-    self._format = forced_format
+    self._format, self._csv = forced_format, {"delimiter": delimiter, "decimal": decimal}
     for path in self._paths:  # fail fast, before any work, on an unknown extension
       file_format(path, forced_format)
 
   def expand(self, pbegin):
-    forced = self._format
     return (pbegin
             | "Paths" >> beam.Create(self._paths)
             | "Spread" >> beam.Reshuffle()
-            | "Read" >> beam.FlatMap(lambda p: READERS[file_format(p, forced)](p)
+            | "Read" >> beam.FlatMap(read_file, self._format, self._csv
                                      ).with_output_types(RawBatch))
+
+
+def read_file(path: str, forced: str = "auto", csv_options: dict | None = None):
+  """RawBatches of one file, by its format; csv_options: read_csv's delimiter, decimal."""
+  fmt = file_format(path, forced)
+  return READERS[fmt](path, **(csv_options or {})) if fmt == "csv" else READERS[fmt](path)

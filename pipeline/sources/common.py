@@ -49,7 +49,7 @@ def local_open(path: str) -> IO[bytes]:
 def read_head(path: str, opener: Opener, n_lines: int = 3) -> list[str]:
   """First lines of a file (decoded, BOM and line ends stripped) for detection."""
   with opener(path) as f:
-    stream = _ungzip(f)
+    stream = ungzip(f)
     lines = []
     for _ in range(n_lines):
       line = stream.readline()
@@ -62,14 +62,23 @@ def read_head(path: str, opener: Opener, n_lines: int = 3) -> list[str]:
 def read_text(path: str, opener: Opener) -> str:
   """Whole file as text; bad bytes become U+FFFD so a row can be dead-lettered, not crash."""
   with opener(path) as f:
-    return _ungzip(f).read().decode("utf-8-sig", errors="replace")
+    return ungzip(f).read().decode("utf-8-sig", errors="replace")
 
 
-def _ungzip(f: IO[bytes]) -> IO[bytes]:
-  # Beam's FileSystems.open already decompresses .gz by default; a local opener may not.
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def ungzip(f: IO[bytes]) -> IO[bytes]:
+  """The file's bytes, gunzipped when they start with gzip's magic bytes.
+
+  The one gzip rule of every reader (detection, adapters, pipeline.read): the bytes
+  decide, not the name, so gzip bytes in 'x.csv' and plain bytes in 'x.csv.gz' are
+  both read as what they are. Open with Beam's CompressionTypes.UNCOMPRESSED so that
+  nothing gunzips by name first.
+  """
   buffered = f if hasattr(f, "peek") else io.BufferedReader(f)
   head = buffered.peek(2)[:2]
-  return gzip.GzipFile(fileobj=buffered) if head == b"\x1f\x8b" else buffered
+  return gzip.GzipFile(fileobj=buffered) if head == GZIP_MAGIC else buffered
 
 
 def basename(path: str) -> str:

@@ -3,7 +3,8 @@
 Each rule looks at one thing a format always has (a header, E4's file names and
 preamble, Garmin's 'ISO-time;TYPE;value' lines). A file no rule accepts, or more
 than one rule accepts, is an error naming the file, so a new export never slips
-through under the wrong reader. `--format` (format=...) skips detection.
+through under the wrong reader. `--format` (read_source's format=) skips detection.
+A file with no bytes (after gunzipping) is an EmptyFileError, not an unknown format.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 from absl import logging
 
 from pipeline.sources import common, empatica, fitbit, garmin, nhanes
-from schemas.features import canonical_name
+from schemas.features import canonical_name, normalise_alias
 from schemas.raw import LONG_COLUMNS, WIDE_ID_COLUMNS
 
 
@@ -68,6 +69,10 @@ RULES = {
 FORMATS = tuple(RULES)
 
 
+class EmptyFileError(common.SourceError):
+  """A file with no bytes (or only line ends) that no format rule accepts."""
+
+
 def detect(path: str, *, opener: common.Opener = common.local_open) -> str:
   """The format name of one file (or of an E4 session folder); logs why."""
   if os.path.isdir(path):
@@ -85,10 +90,23 @@ def detect(path: str, *, opener: common.Opener = common.local_open) -> str:
   if len(matches) == 1:
     logging.info("%s: detected %s (%s)", path, matches[0], RULES[matches[0]][1])
     return matches[0]
-  first = head[0][:120] if head else "<empty>"
+  if not matches and not any(line.strip() for line in head):
+    raise EmptyFileError(f"{path}: empty file (no bytes, or only blank lines)")
   if not matches:
+    hint = delimiter_hint(head[0])
     raise common.SourceError(
-        f"{path}: unknown format (first line {first!r}); supported: {', '.join(FORMATS)}. "
-        "Convert it to the canonical long format (schemas/raw.py) or pass format=")
+        f"{path}: unknown format (first line {head[0][:120]!r}); supported: "
+        f"{', '.join(FORMATS)}. " + (f"It splits on another separator: {hint}" if hint
+                                     else "Convert it to the canonical long format "
+                                     "(schemas/raw.py) or pass --format"))
   raise common.SourceError(f"{path}: ambiguous format, matches {', '.join(matches)}; "
-                           "pass format= to choose")
+                           "pass --format to choose")
+
+
+def delimiter_hint(line: str) -> str:
+  """'pass --csv_delimiter X' for a header that names subject_id and timestamp when
+  split on X (';', tab, '|'), as European spreadsheets write it; else ''."""
+  for sep in (";", "\t", "|"):
+    if {"subject_id", "timestamp"} <= {normalise_alias(c) for c in line.split(sep)}:
+      return f"pass --csv_delimiter {sep!r}"
+  return ""

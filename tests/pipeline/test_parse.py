@@ -61,8 +61,8 @@ def test_dead_letters_name_source_row_and_reason(tmp_path, make_pipeline):
   def check(parsed):
     letters = parsed[counts.DEAD_LETTER] | beam.Map(json.loads) | beam.Map(
         lambda e: (e["source"].rsplit("/", 1)[1], e["row"], e["reason"],
-                   e.get("subject"), e["raw"].get("reading") if isinstance(e["raw"], dict)
-                   else e["raw"]))
+                   e.get("subject"), e["raw"].get("reading", e["raw"].get("column"))
+                   if isinstance(e["raw"], dict) else e["raw"]))
     s2, s3 = record.subject_hash("s2", KEY), record.subject_hash("s3", KEY)
     assert_that(letters, equal_to([
         ("wide.csv", 3, "malformed_row", None, "s1,2024-03-01T08:16:00+01:00"),
@@ -277,7 +277,7 @@ def test_a_file_that_needs_an_option_fails_before_the_run(tmp_path, name, text, 
   else:
     path.write_text(text)
   with pytest.raises(read.UnreadableFileError) as error:
-    devices.plan_inputs([str(path)], "auto", rule)
+    devices.plan_inputs([str(path)], "auto", rule=rule)
   assert str(error.value).startswith(f"{path.parent}/{message}")
 
 
@@ -285,3 +285,45 @@ def test_offset_files_need_no_tz(tmp_path):
   (tmp_path / "ok.csv").write_text("subject_id,timestamp,HR\ns1,2024-03-04 08:00Z,60\n")
   assert devices.plan_inputs([str(tmp_path / "ok.csv")]).canonical == [
       str(tmp_path / "ok.csv")]
+def _parse(table, layout="wide"):
+  rows = np.arange(2, table.num_rows + 2)
+  items = list(parse.parse_batch(read.RawBatch("x.csv", layout, table, rows, []), KEY))
+  letters = [json.loads(i.value) for i in items
+             if isinstance(i, beam.pvalue.TaggedOutput) and i.tag == counts.DEAD_LETTER]
+  tally = [i.value for i in items
+           if isinstance(i, beam.pvalue.TaggedOutput) and i.tag == counts.COUNTS]
+  readings = [i[1] for i in items if not isinstance(i, beam.pvalue.TaggedOutput)]
+  return letters, tally[0], readings
+
+
+def test_unknown_wide_columns_are_one_dead_letter_each_with_their_count():
+  # 5,000 unknown columns x 50 rows: one entry per column (it used to be one entry per
+  # cell, each holding the whole 5,000-cell row: quadratic), and the readings reconcile.
+  n_rows, n_unknown = 50, 5000
+  columns = {"subject_id": pa.array([b"s1"] * n_rows),
+             "timestamp": pa.array([f"2024-03-01T08:{m:02d}:00Z".encode()
+                                    for m in range(n_rows)]),
+             "HR": pa.array([b"60"] * n_rows)}
+  for c in range(n_unknown):
+    columns[f"x{c}"] = pa.array([b""] * (c % 3) + [str(c).encode()] * (n_rows - c % 3))
+  letters, tally, readings = _parse(pa.table(columns))
+  assert len(letters) == n_unknown
+  assert letters[1] == {"source": "x.csv", "row": 3, "reason": "unknown_feature",
+                        "raw": {"column": "x1", "example": "1"}, "readings": n_rows - 1,
+                        "subject": record.subject_hash("s1", KEY)}
+  unknown = sum(n_rows - c % 3 for c in range(n_unknown))
+  assert sum(e["readings"] for e in letters) == unknown
+  used = sum(int((~np.isnan(r.value)).sum()) for r in readings)
+  assert used == n_rows
+  assert tally["readings_read"] == used + unknown
+  assert tally["readings_dead_letter/unknown_feature"] == unknown
+
+
+def test_a_bad_wide_reading_dead_letters_its_cell_not_the_row():
+  table = pa.table({"subject_id": [b"s1"], "timestamp": [b"2024-03-01T08:00:00Z"],
+                    "HR": [b"abc"], "steps": [b"5"], "notes": [b"x" * 1000]})
+  letters, _, _ = _parse(table)
+  assert [e["raw"] for e in letters] == [
+      {"subject_id": "s1", "timestamp": "2024-03-01T08:00:00Z", "HR": "abc",
+       "reading": "HR"},
+      {"column": "notes", "example": "x" * 1000}]

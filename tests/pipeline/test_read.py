@@ -1,13 +1,17 @@
 """ReadRaw: every format and layout, row numbers, malformed rows, unreadable files."""
 
 import gzip
+import json
+import pathlib
+import shutil
 
 import apache_beam as beam
 import numpy as np
+import pyarrow as pa
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline import read
+from pipeline import counts, devices, main, parse, read
 from pipeline.read import ReadRaw, UnreadableFileError
 
 
@@ -73,3 +77,123 @@ def test_layout_detection():
   assert read.layout(["subject_id", "timestamp", "feature", "value"]) == "long"
   assert read.layout(["Subject ID", "Timestamp", "Feature", "Value"]) == "long"
   assert read.layout(["subject_id", "timestamp", "HR", "steps"]) == "wide"
+
+
+CASES = pathlib.Path(__file__).resolve().parents[1] / "data" / "cases"
+
+
+def test_bom_crlf_case_end_to_end_with_relative_glob_and_empty_file(tmp_path, monkeypatch):
+  # Excel's "CSV UTF-8" (BOM + CRLF), a header-only and a zero-byte file, matched by a
+  # glob relative to the current folder: the empty file is skipped and counted.
+  for name in ("canonical_long_bom_crlf/hr_steps_excel_utf8.csv",
+               "empty_and_header_only_files/cohort_p10.csv",
+               "empty_and_header_only_files/cohort_p11.csv"):
+    shutil.copy(CASES / name, tmp_path)
+  monkeypatch.chdir(tmp_path)
+  main.run(["--input=*.csv", "--output=out", "--subject_hash_key=k", "--window_minutes=10",
+            "--split=1,0,0"])
+  manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+  assert manifest["counts"]["rows"]["read"] == 120
+  assert manifest["counts"]["readings"]["used"] == 120
+  assert manifest["counts"]["windows"]["pretrain"]["written"]["train"] == 6
+  assert manifest["inputs_skipped_empty"] == 1
+  assert {i["path"]: i["format"] for i in manifest["inputs"]} == {
+      "./cohort_p10.csv": "canonical_long", "./cohort_p11.csv": "empty",
+      "./hr_steps_excel_utf8.csv": "canonical_long"}
+
+
+def test_bom_header_is_stripped():
+  (batch,) = read.read_csv(str(CASES / "canonical_long_bom_crlf" / "hr_steps_excel_utf8.csv"))
+  assert batch.table.column_names == ["subject_id", "timestamp", "feature", "value"]
+  assert (batch.rows[0], batch.rows[-1], batch.malformed) == (2, 121, [])
+  assert batch.table.column("value")[0].as_py() == b"70.0"  # no '\r' left
+
+
+def test_a_repeated_header_column_is_an_error_naming_it(tmp_path):
+  def header(name, text):
+    (tmp_path / name).write_text(text + "\ns1,2024-03-01T00:00:00Z,60,61\n")
+    return str(tmp_path / name)
+  with pytest.raises(UnreadableFileError,
+                     match=r"two_hr.csv: column 'HR' \(column 4\) repeats column 'HR' "
+                           r"\(column 3\)"):
+    list(read.read_csv(header("two_hr.csv", "subject_id,timestamp,HR,HR")))
+  with pytest.raises(UnreadableFileError, match=r"two_ts.csv: column 'Timestamp'"):
+    list(read.read_csv(header("two_ts.csv", "subject_id,timestamp,Timestamp,HR")))
+  # two aliases of one feature: read, the second column's readings are duplicates
+  (batch,) = read.read_csv(header("alias.csv", "subject_id,timestamp,HR,heart_rate"))
+  assert batch.table.column_names == ["subject_id", "timestamp", "HR", "heart_rate"]
+
+
+def test_gzip_is_told_by_the_bytes_not_the_name(tmp_path):
+  text = b"subject_id,timestamp,HR\ns1,2024-03-01T00:00:00Z,60\n"
+  (tmp_path / "packed.csv").write_bytes(gzip.compress(text))
+  (tmp_path / "plain.csv.gz").write_bytes(text)
+  for name in ("packed.csv", "plain.csv.gz"):
+    path = str(tmp_path / name)
+    (batch,) = read.read_csv(path)
+    assert batch.table.to_pylist() == [
+        {"subject_id": b"s1", "timestamp": b"2024-03-01T00:00:00Z", "HR": b"60"}]
+    assert devices._detect(path) == "canonical_wide"  # detection reads the same bytes
+
+
+def test_an_unterminated_quote_spoils_its_line_only(tmp_path):
+  lines = ["subject_id,timestamp,HR"]
+  lines += [f"s1,2024-03-01T{m // 60:02d}:{m % 60:02d}:00Z,{60 + m % 50}" for m in range(300)]
+  lines[11] = 's1,"2024-03-01T00:10:00Z,70'   # line 12: the closing quote is lost
+  lines[19] = "s1,2024-03-01T00:18:00Z"       # line 20: too few fields
+  (tmp_path / "q.csv").write_text("\r\n".join(lines) + "\r\n")
+  batches = list(read.read_csv(str(tmp_path / "q.csv")))
+  rows = np.concatenate([b.rows for b in batches])
+  malformed = [m for b in batches for m in b.malformed]
+  assert malformed == [(12, 's1,"2024-03-01T00:10:00Z,70'), (20, "s1,2024-03-01T00:18:00Z")]
+  assert rows.tolist() == [r for r in range(2, 302) if r not in (12, 20)]
+  table = pa.concat_tables(b.table for b in batches)
+  assert table.column("timestamp")[-1].as_py() == b"2024-03-01T04:59:00Z"  # line 301
+
+
+def test_semicolons_and_decimal_commas_need_their_options(caplog):
+  folder = CASES / "decimal_comma_semicolon"
+  semicolon = str(folder / "temp_semicolon_de.csv")
+  quoted = str(folder / "temp_quoted_decimal_comma.csv")
+  hint = r"temp_semicolon_de.csv: .*pass --csv_delimiter ';'"
+  with pytest.raises(UnreadableFileError, match=hint):
+    list(read.read_csv(semicolon))
+  with pytest.raises(UnreadableFileError, match=hint):
+    devices.plan_inputs([semicolon])
+  assert devices.plan_inputs([semicolon], delimiter=";").inputs[0]["format"] == "canonical_long"
+
+  def values(path, **options):
+    out = {}
+    for batch in read.read_csv(path, **options):
+      for item in parse.parse_batch(batch, b"k"):
+        if isinstance(item, beam.pvalue.TaggedOutput):
+          if item.tag == counts.COUNTS:
+            out.update(item.value)
+        else:
+          out["values"] = item[1].long()[2][:2].tolist()
+    return out
+  # without --decimal ',' a decimal comma is never a number (not 3300, not 33)
+  assert values(quoted)["readings_dead_letter/non_numeric"] == 60
+  assert "values like '33,00' look like decimal commas; pass --decimal ','" in caplog.text
+  assert values(semicolon, delimiter=";")["readings_dead_letter/non_numeric"] == 60
+  for path, options in ((quoted, {}), (semicolon, {"delimiter": ";"})):
+    read_as = values(path, decimal=",", **options)
+    assert read_as["values"] == [33.0, 33.06]
+    assert read_as["readings_read"] == 60 and "readings_dead_letter/non_numeric" not in read_as
+
+
+def test_empty_and_header_only_files(tmp_path):
+  folder = CASES / "empty_and_header_only_files"
+  assert list(read.read_csv(str(folder / "cohort_p10.csv"))) == []  # header only: no rows
+  plan = devices.plan_inputs([str(folder / "cohort_p10.csv"), str(folder / "cohort_p11.csv")])
+  assert [i["format"] for i in plan.inputs] == ["canonical_long", "empty"]
+  assert plan.canonical == [str(folder / "cohort_p10.csv")]
+  with pytest.raises(UnreadableFileError, match="every input is an empty file: .*cohort_p11.csv"):
+    devices.plan_inputs([str(folder / "cohort_p11.csv")])
+
+
+def test_a_glob_relative_to_the_current_folder(tmp_path, monkeypatch):
+  (tmp_path / "part1.csv").write_text("subject_id,timestamp,HR\n")
+  monkeypatch.chdir(tmp_path)
+  assert read.match_inputs(["part*.csv"]) == read.match_inputs(["./part*.csv"]) == [
+      "./part1.csv"]

@@ -1,5 +1,6 @@
 """Detection: every real excerpt recognised; unknown and ambiguous files are errors."""
 
+import gzip
 import io
 
 import pytest
@@ -67,3 +68,30 @@ def test_any_file_like_opener_works(data_dir):
   files = {"mem://bucket/g1/data.csv": (data_dir / "garmin" / "data.csv").read_bytes()}
   r = read_source(list(files), opener=lambda path: io.BytesIO(files[path]))
   assert r.format == "garmin" and set(r.provided) == {"g1"}
+
+
+def test_an_empty_file_is_named_empty_not_unknown(write, tmp_path):
+  with pytest.raises(detect_module.EmptyFileError, match=r"nothing.csv: empty file"):
+    detect(write("nothing.csv", ""))
+  packed = tmp_path / "nothing.csv.gz"
+  packed.write_bytes(gzip.compress(b""))
+  with pytest.raises(detect_module.EmptyFileError, match=r"nothing.csv.gz: empty file"):
+    detect(str(packed))
+
+
+def test_messages_name_the_real_flags(write, monkeypatch):
+  with pytest.raises(SourceError, match=r"semi.csv: unknown format .* pass --csv_delimiter ';'"):
+    detect(write("semi.csv", "subject_id;timestamp;feature;value\np1;2024-03-01T00:00Z;HR;60\n"))
+  with pytest.raises(SourceError, match=r"odd.csv: unknown format .* or pass --format$"):
+    detect(write("odd.csv", "a,b\n1,2\n"))
+  rules = dict(detect_module.RULES)
+  rules["lookalike"] = (lambda path, head: True, "anything")
+  monkeypatch.setattr(detect_module, "RULES", rules)
+  with pytest.raises(SourceError, match="pass --format to choose"):
+    detect(write("d.csv", "2019-10-16T12:08:58.041+02:00;STEPS;299.0\n"))
+
+
+def test_gzip_bytes_under_any_name_are_detected(data_dir, tmp_path):
+  packed = tmp_path / "data.csv"  # gzip bytes, a plain name
+  packed.write_bytes(gzip.compress((data_dir / "garmin" / "data.csv").read_bytes()))
+  assert detect(str(packed)) == "garmin"
