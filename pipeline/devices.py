@@ -88,6 +88,8 @@ def _detect(path: str, delimiter: str = ",") -> str:
   rule accepts it); raises UnreadableFileError naming the file, for a canonical CSV
   header that repeats a column too (read.check_columns)."""
   if _known_extension(path) and read.file_format(path) in ("parquet", "jsonl"):
+    if read.file_format(path) == "jsonl":
+      read.check_json_lines(path)
     return "canonical"
   try:
     head = sources.common.read_head(path, _open, 3)

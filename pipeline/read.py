@@ -363,6 +363,25 @@ def read_jsonl(path: str):
     raise UnreadableFileError(f"{path}: cannot read as JSON lines: {e}") from e
 
 
+def check_json_lines(path: str) -> None:
+  """Raises UnreadableFileError when a .json/.jsonl file is one JSON document (an
+  array, or a pretty-printed object) rather than one object per line: read as JSON
+  lines, each of its physical lines would be dead-lettered as a malformed row.
+  Google Takeout's Fitbit files (heart_rate-YYYY-MM-DD.json) are such arrays."""
+  try:
+    with _open(path) as f:
+      first = next((line for line in iter(f.readline, b"") if line.strip()), b"")
+  except (OSError, EOFError) as e:
+    raise UnreadableFileError(f"{path}: cannot read as JSON lines: {e}") from e
+  text = first.decode("utf-8-sig", errors="replace").strip()
+  if text and _json_object(text) is None and text[0] in "[{":
+    raise UnreadableFileError(
+        f"{path}: one JSON document (first line {text[:60]!r}), not JSON lines (one "
+        "object per line, schemas/raw.py); JSON arrays such as Google Takeout's Fitbit "
+        "files (heart_rate-*.json, steps-*.json) are not read: convert them to the "
+        "canonical long format (subject_id,timestamp,feature,value)")
+
+
 def _json_object(line: str):
   try:
     record = json.loads(line)

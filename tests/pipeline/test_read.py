@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import os
 import pathlib
 import shutil
 
@@ -197,3 +198,20 @@ def test_a_glob_relative_to_the_current_folder(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
   assert read.match_inputs(["part*.csv"]) == read.match_inputs(["./part*.csv"]) == [
       "./part1.csv"]
+
+
+def test_a_json_document_is_refused_before_the_run_not_read_as_json_lines(tmp_path):
+  """Google Takeout's Fitbit JSON is an array: read line by line, every physical line
+  would be a malformed row and the run would lose everything."""
+  takeout = os.path.join(os.path.dirname(__file__), "..", "data", "cases",
+                         "takeout_fitbit_json", "heart_rate-2020-04-24.json")
+  pretty = tmp_path / "pretty.json"
+  pretty.write_text('{\n  "subject_id": "s1",\n  "timestamp": "2024-03-01T08:00Z"\n}\n')
+  for path in (takeout, str(pretty)):
+    with pytest.raises(read.UnreadableFileError) as error:
+      devices.plan_inputs([path])
+    assert str(error.value).startswith(f"{path}: one JSON document")
+    assert "not JSON lines" in str(error.value)
+  lines = tmp_path / "ok.jsonl"
+  lines.write_text('\n{"subject_id": "s1", "timestamp": "2024-03-01T08:00Z", "HR": 60}\n')
+  assert devices.plan_inputs([str(lines)]).canonical == [str(lines)]
