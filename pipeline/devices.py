@@ -195,7 +195,7 @@ def read_export(export, tz, subject_id, key: bytes):
   for subject in sorted(set(subjects[ok])):
     part = ok & (subjects == subject)
     yield hashes[subject], Readings(source, time[part], row[part], value[part], feature[part])
-  yield counts.emit(tally)
+  yield counts.emit(tally, source)
 
 
 class ReadDevices(beam.PTransform):

@@ -244,7 +244,7 @@ def parse_batch(batch, key: bytes):
   parsed = row_reason == _PARSED
   tally["rows_parsed"] = int(parsed.sum())
   if not parsed.any():
-    yield counts.emit(tally)
+    yield counts.emit(tally, source)
     return
   hashes = [record.subject_hash(s, key) if s else None for s in ids]
   feature_columns = [c for c in table.column_names
@@ -263,7 +263,7 @@ def parse_batch(batch, key: bytes):
       yield beam.pvalue.TaggedOutput(counts.DEAD_LETTER, dead_letter(
           source, batch.rows[i], why, _raw_row(table, i) | {"reading": name[j]},
           hashes[codes[i]]))
-  yield counts.emit(tally)
+  yield counts.emit(tally, source)
   yield from _per_subject(source, readings, codes, hashes, times, batch.rows)
 
 

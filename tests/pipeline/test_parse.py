@@ -139,4 +139,5 @@ def test_a_batch_sliced_out_of_a_table_reads_only_its_own_cells():
   assert outputs(sliced) == outputs(copied)
   assert [o[1] for o in outputs(sliced) if o[0] == counts.COUNTS] == [{
       "rows_read": 19, "rows_parsed": 19, "readings_read": 17,
-      "readings_dead_letter/non_finite": 1, "readings_dead_letter/out_of_range": 1}]
+      "readings_dead_letter/non_finite": 1, "readings_dead_letter/out_of_range": 1,
+      counts.SOURCE: "x.parquet"}]
