@@ -18,8 +18,18 @@ counts.sources.<format>: entries, extras and dead letters by reason, features
 provided and present, subjects_without_features, and no_windows when the source has
 none of the 26 features; subjects_without_readings, subjects_shorter_than_window),
 window_ratios (count / min / mean / max of missing_ratio and source_missing_ratio
-per dataset) and the extras file's path. When a dataset gets no window, a warning
-says why (no feature, too short, all dropped, or an unlucky split).
+per dataset) and the extras file's path; counts.features_present (per split, the
+pretrain windows holding each feature), summary (a few lines for people: rows,
+entries, readings, subjects, windows per split and dataset) and warnings (short,
+without raw paths or ids: a dataset or split without windows and why, thin splits,
+features one split has and another lacks, features normalised with population
+statistics, subjects split at gaps). run() logs the summary and warnings at the end.
+
+Before anything is written the manifest checks the run: an input that kept none of
+its rows, or more than --max_dead_letter_fraction of all rows and entries
+dead-lettered, raises counts.RunFailed (naming the inputs, top reasons and an
+example each) and no manifest is written, so no trainer picks the output up. The
+dead-letter file is a side input of that step, so it is complete by then.
 """
 
 from __future__ import annotations
@@ -467,7 +477,11 @@ def log_summary(body: dict) -> None:
 
 
 class WriteManifest(beam.PTransform):
-  """Runs once all counts, shards and statistics are in; yields the manifest's path."""
+  """Runs once all counts, shards and statistics are in; yields the manifest's path.
+
+  inputs: 'counts', 'shards', 'statistics'; optional 'ratios', 'by_source' and
+  'examples' (for counts.run_failures), 'dead_letters' (the written dead-letter file).
+  """
 
   def __init__(self, output: str, header: dict, window: int, num_shards: int):
     super().__init__()
