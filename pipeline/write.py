@@ -413,8 +413,9 @@ def write_manifest(_, output: str, header: dict, flat_counts: dict, shards: list
 
   by_source, examples: counts.SumBySource's and counts.FirstExamples' outputs;
   dead_letters: the written dead-letter file (a side input only so that it is
-  complete before a failure points to it). Raises counts.RunFailed, writing nothing,
-  when counts.run_failures finds a lost input or too many dead letters.
+  complete before a failure points to it). Raises counts.RunFailed, writing nothing
+  and removing an earlier run's manifest, when counts.run_failures finds a lost
+  input or too many dead letters.
   """
   del dead_letters
   options = header.get("options", {})
@@ -423,6 +424,9 @@ def write_manifest(_, output: str, header: dict, flat_counts: dict, shards: list
       options.get("max_dead_letter_fraction", counts.MAX_DEAD_LETTER_FRACTION),
       _export_files(header.get("inputs", [])))
   if failures:
+    stale = os.path.join(output, manifest.MANIFEST_NAME)
+    if FileSystems.exists(stale):  # an earlier run's: it must not describe this output
+      FileSystems.delete([stale])
     raise counts.RunFailed(failure_message(output, failures))
   datasets = header["datasets_written"]
   written = {(d, s, i): (c, n) for d, s, i, c, n in shards}

@@ -95,6 +95,8 @@ def test_a_run_that_lost_every_row_exits_non_zero_with_the_summary(tmp_path, raw
   bad.write_text("subject_id,timestamp,HR\n" + "".join(
       f"p1,2024-02-06 19:{m:02d}:17 -0800 (PST),70\n" for m in range(60)))
   out = tmp_path / "out"
+  out.mkdir()
+  (out / manifest.MANIFEST_NAME).write_text("{}")  # an earlier run's, into the same folder
   with pytest.raises(SystemExit) as exit_:
     main.main(raw.pipeline_args([str(bad)], str(out)))
   message = str(exit_.value.code)
