@@ -125,8 +125,10 @@ def run(argv=None, save_main_session: bool = False):
       tmp = os.path.join(opts.output, "tmp")
       if FileSystems.exists(tmp):
         FileSystems.delete([tmp])
-  with FileSystems.open(os.path.join(opts.output, manifest.MANIFEST_NAME)) as f:
-    log_summary(json.load(f))
+  written = os.path.join(opts.output, manifest.MANIFEST_NAME)
+  if FileSystems.exists(written):  # absent when a runner only built the job (templates)
+    with FileSystems.open(written) as f:
+      log_summary(json.load(f))
   return result
 
 
