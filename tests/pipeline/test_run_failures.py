@@ -186,3 +186,24 @@ def test_thin_splits_and_features_missing_from_train_are_said(tmp_path, raw):
       "skin_temperature"].dropna().to_numpy()
   np.testing.assert_allclose(np.sort(z), np.sort(raw_temp - f.population_mean)
                              / f.population_std, atol=1e-5)
+
+
+def test_a_run_whose_readings_were_all_dead_lettered_says_so_not_blaming_the_split():
+  from pipeline.write import nest_counts, run_warnings, summary
+  nested = nest_counts({"rows_read": 60, "rows_parsed": 60, "readings_read": 60,
+                        "readings_dead_letter/unknown_feature": 60,
+                        "subjects_split_at_gaps": 1}, ["pretrain"])
+  nested["windows"]["pretrain"]["written"] = {"train": 0, "valid": 0, "test": 0}
+  options = {"split": {"train": 0.8, "valid": 0.1, "test": 0.1}, "max_gap_minutes": 10080}
+  warnings = run_warnings(nested, {}, options, ["pretrain"], 300)
+  assert warnings[0] == (
+      "dataset pretrain: no window could be cut: no reading was used; 60 readings read, "
+      "60 dead-lettered (unknown_feature 60); 60 rows read, 0 dead-lettered; see "
+      "dead_letter/dead_letter.jsonl")
+  assert "--split" not in warnings[0]
+  assert warnings[1].startswith("1 subject(s) had readings more than 10080 minutes apart")
+  assert summary(nested, ["pretrain"]) == [
+      "rows: 60 read, 60 parsed, 0 dead-lettered",
+      "readings: 60 read, 0 used, 60 dead-lettered (unknown_feature 60)",
+      "subjects: 0 (train 0, valid 0, test 0)",
+      "windows pretrain: 0 cut, 0 written (train 0, valid 0, test 0), 0 dropped"]
