@@ -93,8 +93,12 @@ def example(entry: dict) -> str:
   if isinstance(raw, dict):
     if entry.get("reason") == "bad_timestamp":
       raw = next((v for k, v in raw.items() if normalise_alias(k) == "timestamp"), raw)
-    elif "reading" in raw:
-      raw = raw.get(raw["reading"], raw.get("value", raw))
+    elif "reading" in raw:  # wide: the reading's column; long: the feature cell
+      name = raw["reading"]
+      if entry.get("reason") == "unknown_feature":
+        raw = f"column {name}" if name in raw else f"feature {name}"
+      else:
+        raw = raw.get(name, raw.get("value", raw))
     elif "value" in raw:
       raw = raw["value"]
   text = raw if isinstance(raw, str) else json.dumps(raw, sort_keys=True, default=str)
@@ -155,6 +159,16 @@ def _dead(counts: dict, prefix: str) -> dict:
   return {k[len(prefix):]: v for k, v in counts.items() if k.startswith(prefix) and v}
 
 
+def _readings_lost(counts: dict) -> tuple[int, dict] | None:
+  """(readings read, dead-lettered by reason) of a canonical file whose parsed rows
+  passed no reading on; None when some reading got through (or no row parsed)."""
+  read = counts.get("readings_read", 0)
+  dead = _dead(counts, "readings_dead_letter/")
+  if not counts.get("rows_parsed") or read > sum(dead.values()):
+    return None
+  return read, dead
+
+
 def _input_counts(counts: dict) -> tuple[int, int, dict]:
   """(rows or entries read, kept (parsed, used or extras), dead-lettered by reason)."""
   read, kept = counts.get("rows_read", 0), counts.get("rows_parsed", 0)
@@ -203,7 +217,8 @@ def run_failures(by_source: dict, examples: dict, max_fraction: float,
   by_source: SumBySource's output; examples: FirstExamples' output; files: for a
   device export's folder, the files it was read from (named in the message).
   An input fails when it had rows (entries) and kept none: no parsed row of a
-  canonical file; no used entry and no extra of a device export. The run fails when
+  canonical file, or no reading of its parsed rows that passed the checks; no used
+  entry and no extra of a device export. The run fails when
   more than max_fraction of all its rows and entries were dead-lettered (a line of
   its own only when some input kept rows: else the lost inputs say it all).
   """
@@ -220,6 +235,12 @@ def run_failures(by_source: dict, examples: dict, max_fraction: float,
       noun = "rows" if "rows_read" in counts else "entries"
       lines.append(f"{named}: all {read} {noun} were dead-lettered: "
                    f"{_reasons(dead, _examples_of(source, examples))}")
+    elif _readings_lost(counts):
+      readings, lost = _readings_lost(counts)
+      lines.append(f"{source}: its {read} rows gave no usable reading: " + (
+          f"all {readings} readings were dead-lettered: "
+          f"{_reasons(lost, _examples_of(source, examples))}" if readings
+          else "every feature cell is empty"))
   dead_total = sum(total_dead.values())
   if total_read and dead_total > max_fraction * total_read and (kept_any or not lines):
     run_examples = {}

@@ -48,7 +48,7 @@ def test_examples_are_the_lowest_row_and_show_the_offending_cell():
 
 
 def test_an_input_that_kept_no_row_fails_naming_it_the_reason_and_an_example():
-  by_source = {"good.csv": {"rows_read": 100, "rows_parsed": 100},
+  by_source = {"good.csv": {"rows_read": 100, "rows_parsed": 100, "readings_read": 100},
                "apple.csv": {"rows_read": 60, "rows_dead_letter/bad_timestamp": 58,
                              "rows_dead_letter/malformed_row": 2}}
   examples = {"apple.csv": {"bad_timestamp": (2, "2024-02-06 19:00:17 -0800"),
@@ -59,9 +59,9 @@ def test_an_input_that_kept_no_row_fails_naming_it_the_reason_and_an_example():
 
 
 def test_the_dead_letter_fraction_fails_above_the_option_only():
-  by_source = {"a.csv": {"rows_read": 100, "rows_parsed": 40,
+  by_source = {"a.csv": {"rows_read": 100, "rows_parsed": 40, "readings_read": 40,
                          "rows_dead_letter/bad_timestamp": 60},
-               "b.csv": {"rows_read": 100, "rows_parsed": 100}}
+               "b.csv": {"rows_read": 100, "rows_parsed": 100, "readings_read": 100}}
   examples = {"a.csv": {"bad_timestamp": (3, "yesterday")}}
   assert run_failures(by_source, examples, 0.5) == []  # 60 of 200
   assert run_failures(by_source, examples, 0.25) == [
@@ -207,3 +207,24 @@ def test_a_run_whose_readings_were_all_dead_lettered_says_so_not_blaming_the_spl
       "readings: 60 read, 0 used, 60 dead-lettered (unknown_feature 60)",
       "subjects: 0 (train 0, valid 0, test 0)",
       "windows pretrain: 0 cut, 0 written (train 0, valid 0, test 0), 0 dropped"]
+
+
+def test_a_file_whose_rows_parse_but_give_no_usable_reading_fails():
+  examples = _examples([
+      _letter("w.csv", 3, "unknown_feature", {"subject_id": "p1", "HeartRate": "70",
+                                              "reading": "HeartRate"}),
+      _letter("l.csv", 4, "unknown_feature", {"subject_id": "p1", "feature": "pulse",
+                                              "value": "70", "reading": "pulse"})])
+  by_source = {"w.csv": {"rows_read": 5, "rows_parsed": 5, "readings_read": 5,
+                         "readings_dead_letter/unknown_feature": 5},
+               "l.csv": {"rows_read": 2, "rows_parsed": 2, "readings_read": 2,
+                         "readings_dead_letter/unknown_feature": 2},
+               "empty.csv": {"rows_read": 4, "rows_parsed": 4},
+               "ok.csv": {"rows_read": 4, "rows_parsed": 4, "readings_read": 8,
+                          "readings_dead_letter/out_of_range": 7}}
+  assert run_failures(by_source, examples, 1.0) == [
+      "empty.csv: its 4 rows gave no usable reading: every feature cell is empty",
+      "l.csv: its 2 rows gave no usable reading: all 2 readings were dead-lettered: "
+      "unknown_feature 2 (row 4: 'feature pulse')",
+      "w.csv: its 5 rows gave no usable reading: all 5 readings were dead-lettered: "
+      "unknown_feature 5 (row 3: 'column HeartRate')"]
