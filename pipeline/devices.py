@@ -238,7 +238,7 @@ def read_export(export, tz, subject_id, key: bytes, subject_id_pattern=None,
     tally[f"{prefix}present/{name}"] = int((frame["feature"][ok] == name).sum())
   yield from _per_subject_file(frame["subject_id"].to_numpy(object), source, paths, ok,
                                hashes, time, row, value, feature)
-  yield counts.emit(tally)
+  yield counts.emit(tally, folder or ".")
 
 
 def _per_subject_file(subjects, source, paths, ok, hashes, time, row, value, feature):

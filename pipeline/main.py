@@ -14,6 +14,7 @@ pipeline/exchange.py), elsewhere through the runner's shuffle.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -30,9 +31,14 @@ from pipeline.parse import ParseReadings
 from pipeline.read import ReadRaw, UnreadableFileError, match_inputs
 from pipeline.split import AssignSplit
 from pipeline.windows import CutWindows, RatioStats
-from pipeline.write import WriteManifest, WriteShards
+from pipeline.write import WriteManifest, WriteShards, log_summary
+from schemas import manifest
 
 LOCAL_RUNNER = "FnApiRunner"
+# Loggers through which the local runner reports a DoFn's exception with its traceback.
+RUNNER_ERROR_LOGGERS = ("apache_beam.runners.common",
+                        "apache_beam.runners.portability.local_job_service",
+                        "apache_beam.runners.worker.sdk_worker")
 
 
 def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str], key: bytes):
@@ -63,7 +69,7 @@ def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str], key
     subjects["sessions"] = sessions.sessions
     count_parts.append(sessions[counts.COUNTS])
     letter_parts.append(sessions[counts.DEAD_LETTER])
-  aligned = subjects | "AlignSubjects" >> AlignSubjects()
+  aligned = subjects | "AlignSubjects" >> AlignSubjects(opts.max_gap_minutes)
   count_parts.append(aligned[counts.COUNTS])
   letter_parts.append(aligned[counts.DEAD_LETTER])
   windows = (aligned.grids
@@ -74,22 +80,25 @@ def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str], key
       window, os.path.join(output, "transform"), os.path.join(output, "tmp"))
   written = {"windows": windows.windows, "transform": transform} | "WriteShards" >> \
       WriteShards(output, window, opts.num_shards, exchange_dir)
-  _ = (letter_parts | "AllDeadLetters" >> beam.Flatten()
-       | "WriteDeadLetters" >> beam.io.WriteToText(
-           os.path.join(output, "dead_letter", "dead_letter"), file_name_suffix=".jsonl",
-           num_shards=1, shard_name_template=""))
+  letters = letter_parts | "AllDeadLetters" >> beam.Flatten()
+  letters_written = letters | "WriteDeadLetters" >> beam.io.WriteToText(
+      os.path.join(output, "dead_letter", "dead_letter"), file_name_suffix=".jsonl",
+      num_shards=1, shard_name_template="")
+  examples = letters | "DeadLetterExamples" >> beam.CombineGlobally(counts.FirstExamples())
   _ = (device[devices.EXTRAS] | "WriteExtras" >> beam.io.WriteToText(
       os.path.join(output, "extras", "extras"), file_name_suffix=".jsonl", num_shards=1,
       shard_name_template=""))
   ratios = windows.windows | "WindowRatios" >> beam.CombineGlobally(RatioStats())
-  total = (count_parts | "AllCounts" >> beam.Flatten()
-           | "SumCounts" >> beam.CombineGlobally(counts.SumCounts()))
+  all_counts = count_parts | "AllCounts" >> beam.Flatten()
+  total = all_counts | "SumCounts" >> beam.CombineGlobally(counts.SumCounts())
+  by_source = all_counts | "SumBySource" >> beam.CombineGlobally(counts.SumBySource())
   header = {"options": lsm_options.recorded(opts), "inputs": plan.inputs,
             devices.EMPTY_COUNT: sum(e["format"] == devices.EMPTY for e in plan.inputs),
             "labels_input": opts.session_labels,
             "datasets_written": ["pretrain"] + (["labelled"] if labelled else [])}
   return {"counts": total, "shards": written["shards"],
-          "statistics": written["statistics"], "ratios": ratios} \
+          "statistics": written["statistics"], "ratios": ratios, "by_source": by_source,
+          "examples": examples, "dead_letters": letters_written} \
       | "WriteManifest" >> WriteManifest(output, header, window, opts.num_shards)
 
 
@@ -109,19 +118,55 @@ def run(argv=None, save_main_session: bool = False):
   if not 0 <= opts.max_missing <= 1:
     raise SystemExit("lsm-pipeline: --max_missing must be within [0, 1]")
   lsm_options.check_subject_options(opts)
+  if not 0 <= opts.max_dead_letter_fraction <= 1:
+    raise SystemExit("lsm-pipeline: --max_dead_letter_fraction must be within [0, 1]")
+  if opts.max_gap_minutes <= 0:
+    raise SystemExit("lsm-pipeline: --max_gap_minutes must be > 0")
   p = beam.Pipeline(options=opts)
   build(p, opts, inputs, key)
-  result = p.run()
-  result.wait_until_finish()
-  if standard.runner == LOCAL_RUNNER:
-    tmp = os.path.join(opts.output, "tmp")
-    if FileSystems.exists(tmp):
-      FileSystems.delete([tmp])
+  try:
+    result = p.run()
+    result.wait_until_finish()
+  finally:  # a failed run (counts.RunFailed) leaves no exchange files behind either
+    if standard.runner == LOCAL_RUNNER:
+      tmp = os.path.join(opts.output, "tmp")
+      if FileSystems.exists(tmp):
+        FileSystems.delete([tmp])
+  written = os.path.join(opts.output, manifest.MANIFEST_NAME)
+  if FileSystems.exists(written):  # absent when a runner only built the job (templates)
+    with FileSystems.open(written) as f:
+      log_summary(json.load(f))
   return result
+
+
+def run_failure(error: BaseException) -> str | None:
+  """The summary of a counts.RunFailed raised in the pipeline, or None.
+
+  In process the runner re-raises the RunFailed itself (its message followed by
+  " [while running 'step']"); from worker processes it arrives as the text of a
+  RuntimeError's traceback.
+  """
+  while error is not None:
+    if isinstance(error, counts.RunFailed) or "RunFailed: " in str(error):
+      text = str(error)
+      return counts.RunFailed.from_text(text if "RunFailed: " in text
+                                        else "RunFailed: " + text)
+    error = error.__cause__ or error.__context__
+  return None
+
+
+class _HideRunFailedTracebacks(logging.Filter):
+  """Drops the runner's error logs of a RunFailed: main() prints its summary alone."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    error = record.exc_info[1] if record.exc_info else None
+    return not (isinstance(error, counts.RunFailed) or "RunFailed: " in record.getMessage())
 
 
 def main(argv=None) -> None:
   logging.getLogger().setLevel(logging.INFO)
+  for name in RUNNER_ERROR_LOGGERS:
+    logging.getLogger(name).addFilter(_HideRunFailedTracebacks())
   argv = sys.argv[1:] if argv is None else argv
   if not argv or "--help" in argv or "-h" in argv:
     print(__doc__)
@@ -130,6 +175,11 @@ def main(argv=None) -> None:
     run(argv)
   except UnreadableFileError as e:
     sys.exit(f"lsm-pipeline: {e}")
+  except Exception as e:  # a RunFailed arrives wrapped by the runner
+    summary = run_failure(e)
+    if summary is None:
+      raise
+    sys.exit(summary)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,11 @@ Analysis runs over the pretrain dataset's train split only. Each feature's mean 
 standard deviation are taken over its observed values only (float64 sums in which
 missing minutes contribute nothing), so missing minutes cannot bias them. Transform (every split,
 both datasets): clip to the feature's clip range, z-score, clip to [-5, 5], missing
--> 0. The graph also outputs the statistics (__mean, __std, __count: [F] per row) so that
+-> 0. A feature with no observed train value (one subject who hashes to test; a
+feature only some devices have) is centred and scaled with LSM's population
+statistics (schemas.features population_mean / population_std) inside the graph,
+never with a std of 0 from no data; statistics() marks it with source
+POPULATION. The graph also outputs the statistics (__mean, __std, __count: [F] per row) so that
 the manifest reports exactly the numbers the graph applies, and so that they can be
 inverted to report errors in physical units. The graph is saved under transform/.
 
@@ -48,6 +52,8 @@ def to_record_batch(block) -> pa.RecordBatch:
 
 
 STATISTICS = ("__mean", "__std", "__count")  # extra outputs: [F] per row, LSM order
+TRAIN = "train"
+POPULATION = "population (no observed train value)"
 
 
 def preprocessing_fn(inputs):
@@ -65,6 +71,7 @@ def preprocessing_fn(inputs):
   per window. Clipping to the clip range, then the z-score to +-5, is one clip of
   the z-score to the clip range's z-scores (the same numbers: z is monotonic), which
   keeps the graph small: tf.Transform traces it several times at every run's start.
+  A feature of count 0 takes the population mean and std (a tf.where in the graph).
   """
   import tensorflow as tf
   import tensorflow_transform as tft
@@ -85,6 +92,9 @@ def preprocessing_fn(inputs):
   std = tf.sqrt(tf.maximum(squares / n - offset * offset, 0.0))
   # A constant feature leaves rounding noise, not spread: call it 0 (scaled by 1).
   std = tf.where(std > 1e-6 * tf.maximum(tf.abs(mean), 1.0), std, tf.zeros_like(std))
+  unseen = tf.equal(count, 0)
+  mean = tf.where(unseen, shift, mean)
+  std = tf.where(unseen, tf.constant([f.population_std for f in FEATURES], tf.float64), std)
   scale = tf.cast(tf.where(std > 0, std, tf.ones_like(std)), tf.float32)
   centre = tf.cast(mean, tf.float32)
   bounds = (tf.maximum((low - centre) / scale, -NORMALISED_CLIP),
@@ -120,9 +130,11 @@ def encode_block(block, z: np.ndarray):
 
 
 def statistics(outputs) -> dict:
-  """The statistics the graph applies (every row carries them; the first one is read)."""
+  """The statistics the graph applies (every row carries them; the first one is read),
+  with their source: TRAIN, or POPULATION for a feature of no observed train value."""
   mean, std, count = (np.asarray(outputs[name][0]) for name in STATISTICS)
-  return {name: {"mean": float(mean[i]), "std": float(std[i]), "count": int(count[i])}
+  return {name: {"mean": float(mean[i]), "std": float(std[i]), "count": int(count[i]),
+                 "source": TRAIN if count[i] else POPULATION}
           for i, name in enumerate(FEATURE_NAMES)}
 
 

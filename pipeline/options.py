@@ -10,6 +10,8 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from pipeline.align import MAX_GAP_MINUTES
+from pipeline.counts import MAX_DEAD_LETTER_FRACTION
 from pipeline.parse import MAX_TIME, MIN_TIME, UNITS, TimeRule
 from pipeline.sources.common import SourceError, parse_tz
 from pipeline.sources.detection import FORMATS as SOURCE_FORMATS
@@ -82,8 +84,19 @@ class LsmOptions(PipelineOptions):
                         help="minutes between window starts; 0: the window length")
     parser.add_argument("--max_missing", type=float, default=MAX_MISSING_RATIO,
                         help="windows with a larger missing ratio are dropped (counted)")
+    parser.add_argument("--max_dead_letter_fraction", type=float,
+                        default=MAX_DEAD_LETTER_FRACTION,
+                        help="the run fails (no manifest) when it dead-letters more than "
+                             "this fraction of its rows and device entries; it also fails "
+                             "when an input file keeps none of its rows")
+    parser.add_argument("--max_gap_minutes", type=int, default=MAX_GAP_MINUTES,
+                        help="readings of a subject more than this many minutes apart "
+                             "start a new minute grid (no window spans the gap), so a "
+                             "stray timestamp years away allocates no grid over the years "
+                             "between; default 7 days")
     parser.add_argument("--split", default="0.8,0.1,0.1",
-                        help="train,valid,test fractions of subjects")
+                        help="train,valid,test fractions of subjects; one person's own "
+                             "data (n-of-1): 1,0,0 (statistics need train windows)")
     parser.add_argument("--split_salt", default="lsm-split-v1",
                         help="salt of the subject hash that assigns splits; change it "
                              "to draw another split")
@@ -214,6 +227,8 @@ def recorded(options: LsmOptions) -> dict:
       "window_minutes": options.window_minutes,
       "stride_minutes": stride(options),
       "max_missing": options.max_missing,
+      "max_dead_letter_fraction": options.max_dead_letter_fraction,
+      "max_gap_minutes": options.max_gap_minutes,
       "split": dict(zip(SPLITS, split_fractions(options))),
       "split_salt": options.split_salt,
       "num_shards": options.num_shards,

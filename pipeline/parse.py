@@ -459,7 +459,7 @@ def parse_batch(batch, key: bytes, rule: TimeRule = TimeRule()):
   parsed = row_reason == _PARSED
   tally["rows_parsed"] = int(parsed.sum())
   if not parsed.any():
-    yield counts.emit(tally)
+    yield counts.emit(tally, source)
     return
   hashes = [record.subject_hash(s, key) if s else None for s in ids]
   feature_columns = [c for c in table.column_names
@@ -491,7 +491,7 @@ def parse_batch(batch, key: bytes, rule: TimeRule = TimeRule()):
         source, batch.rows[i], "unknown_feature",
         {"column": column, "example": _raw_cell(table, column, i)}, hashes[codes[i]],
         readings=n_readings))
-  yield counts.emit(tally)
+  yield counts.emit(tally, source)
   yield from _per_subject(source, readings, codes, hashes, times, batch.rows)
 
 

@@ -66,17 +66,28 @@ def _take(array: np.ndarray, offsets: np.ndarray, length: int, fill) -> np.ndarr
 
 
 def cut_subject(item, window: int, stride: int, max_missing: float, labelled: bool):
-  """(subject, (split, Grid)) -> the subject's WindowBlocks (pretrain, labelled), counts."""
+  """(subject, (split, Grid)) -> the WindowBlocks (pretrain, labelled) of one grid
+  (a subject, or one segment of it), counts.
+
+  Subject-level counts come with the subject's first segment only. Per split,
+  features/<split>/<feature> counts the pretrain windows written in which the
+  feature is observed at least once (the features each split really holds).
+  """
   subject, (split, grid_) = item
   first, grid, sessions = grid_.start, grid_.values, grid_.sessions
-  tally = {f"subjects/{split}": 1,
-           "subjects_shorter_than_window": int(len(grid) < window)}
+  tally = {}
+  if grid_.segment == 0:
+    tally = {f"subjects/{split}": 1,
+             "subjects_shorter_than_window": int((grid_.longest or len(grid)) < window)}
   provided = grid_.declared | ~np.all(np.isnan(grid), axis=0)
   count = (len(grid) - window) // stride + 1 if len(grid) >= window else 0
   offsets = np.arange(count, dtype=np.int64) * stride
   block = _block(subject, split, "pretrain", grid, first, offsets, window, provided,
                  sessions, max_missing, tally, None)
   if block is not None:
+    windows_with = (~np.isnan(block.values)).any(axis=1).sum(axis=0)
+    for f in np.flatnonzero(windows_with):
+      tally[f"features/{split}/{FEATURES[f].name}"] = int(windows_with[f])
     yield block
   if labelled and sessions:
     offsets = np.array([(s + e) // 2 - window // 2 - first for s, e, _, _ in sessions],

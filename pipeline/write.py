@@ -18,8 +18,18 @@ counts.sources.<format>: entries, extras and dead letters by reason, features
 provided and present, subjects_without_features, and no_windows when the source has
 none of the 26 features; subjects_without_readings, subjects_shorter_than_window),
 window_ratios (count / min / mean / max of missing_ratio and source_missing_ratio
-per dataset) and the extras file's path. When a dataset gets no window, a warning
-says why (no feature, too short, all dropped, or an unlucky split).
+per dataset) and the extras file's path; counts.features_present (per split, the
+pretrain windows holding each feature), summary (a few lines for people: rows,
+entries, readings, subjects, windows per split and dataset) and warnings (short,
+without raw paths or ids: a dataset or split without windows and why, thin splits,
+features one split has and another lacks, features normalised with population
+statistics, subjects split at gaps). run() logs the summary and warnings at the end.
+
+Before anything is written the manifest checks the run: an input that kept none of
+its rows, or more than --max_dead_letter_fraction of all rows and entries
+dead-lettered, raises counts.RunFailed (naming the inputs, top reasons and an
+example each) and no manifest is written, so no trainer picks the output up. The
+dead-letter file is a side input of that step, so it is complete by then.
 """
 
 from __future__ import annotations
@@ -37,7 +47,8 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import exchange, gcs, normalise
+from pipeline import counts, exchange, gcs, normalise
+from pipeline.align import MAX_GAP_MINUTES
 from pipeline.windows import WindowBlock
 from schemas import manifest, record
 from schemas.constants import SPLITS
@@ -50,6 +61,9 @@ SHARD_BYTES = 256 << 20
 WRITER_OPTIONS = "group_size:1,snappy"
 # counts.sources.<format>.no_windows of a source none of whose subjects has any LSM
 # feature (NHANES activity counts): no window can ever be cut from it.
+DEAD_LETTER_PATH = "dead_letter/dead_letter.jsonl"
+MIN_SPLIT_SUBJECTS = 3  # fewer subjects in a split (meant to get some) is warned about
+N_OF_1 = "for one person's own data (n-of-1) pass --split 1,0,0 (every window in train)"
 NO_WINDOWS = ("the source provides none of the 26 LSM features, so no window can be "
               "cut; its data is kept in the extras")
 
@@ -84,7 +98,7 @@ def _write_array_record(path: str, records) -> int:
 
 
 def _batches(blocks):
-  """Consecutive (subject, windows, ref) runs of about normalise.TRANSFORM_WINDOWS windows."""
+  """Consecutive ((subject, start), windows, ref) runs of about normalise.TRANSFORM_WINDOWS windows."""
   batch, size = [], 0
   for block in blocks:
     batch.append(block)
@@ -97,8 +111,11 @@ def _batches(blocks):
 
 
 class _WriteShard(beam.DoFn):
-  """((dataset, split, index, count), [(subject, windows, block ref)]) -> the shard
-  written, yielding (dataset, split, index, count, records); 'statistics'."""
+  """((dataset, split, index, count), [((subject, first start), windows, block ref)])
+  -> the shard written, yielding (dataset, split, index, count, records); 'statistics'.
+
+  A subject has several blocks when its grid was split at a gap; (subject, first
+  start) orders them."""
 
   def __init__(self, output: str):
     self._output = output
@@ -159,7 +176,8 @@ class WriteShards(beam.PTransform):
   def expand(self, inputs):
     window, forced = self._window, self._num_shards
     stored = (inputs["windows"]
-              | "Key" >> beam.Map(lambda b: ((b.dataset, b.split, b.subject, len(b)), b)
+              | "Key" >> beam.Map(lambda b: ((b.dataset, b.split, b.subject, len(b),
+                                              int(b.start[0])), b)
                                   ).with_output_types(typing.Tuple[tuple, WindowBlock])
               | "Stash" >> exchange.Stash(self._exchange_dir))
     totals = (stored
@@ -167,10 +185,10 @@ class WriteShards(beam.PTransform):
               | "PerSplit" >> beam.CombinePerKey(sum))
 
     def assign(item, totals):
-      (dataset, split, subject, n), ref = item
+      (dataset, split, subject, n, start), ref = item
       count = shard_count(totals[(dataset, split)], window, forced)
       index = zlib.crc32(subject.encode("ascii")) % count
-      return (dataset, split, index, count), (subject, n, ref)
+      return (dataset, split, index, count), ((subject, start), n, ref)
 
     written = (stored
                | "Assign" >> beam.Map(assign, beam.pvalue.AsDict(totals))
@@ -219,7 +237,11 @@ def nest_counts(flat: dict, datasets) -> dict:
                  if k.startswith("subjects_by_sessions/")}
   if by_sessions:  # device subjects by the number of sessions (exports) they came from
     out["subjects_by_sessions"] = dict(sorted(by_sessions.items(), key=lambda kv: int(kv[0])))
-  for name in ("subjects_without_readings", "subjects_shorter_than_window"):
+  out["features_present"] = {
+      s: {k.rsplit("/", 1)[1]: v for k, v in flat.items() if k.startswith(f"features/{s}/")}
+      for s in SPLITS}
+  for name in ("subjects_without_readings", "subjects_shorter_than_window",
+               "subjects_split_at_gaps"):
     if flat.get(name):
       out[name] = flat[name]
   return out
@@ -251,31 +273,165 @@ def source_counts(flat: dict) -> dict:
   return out
 
 
-def _warn_if_empty(dataset: str, nested: dict, window: int):
-  """Says why a dataset (or some of its splits) got no window: legal, rarely meant."""
+def _reasons(dead: dict) -> str:
+  """' (bad_timestamp 3, duplicate 1)' of the non-zero reasons; '' when none."""
+  named = [f"{r} {n}" for r, n in sorted(dead.items(), key=lambda kv: (-kv[1], kv[0])) if n]
+  return f" ({', '.join(named)})" if named else ""
+
+
+def _empty_warning(dataset: str, nested: dict, window: int, fractions: dict) -> str | None:
+  """Why a dataset (or some of its splits meant to get windows) got no window: legal,
+  rarely meant."""
   windows = nested["windows"][dataset]
   cut, written = windows["cut"], windows["written"]
   featureless = sorted(f for f, n in nested.get("sources", {}).items() if "no_windows" in n)
-  empty = [s for s, n in written.items() if not n]
+  empty = [s for s, n in written.items() if not n and fractions.get(s, 1) > 0]
+  readings = nested["readings"]
   if not cut and featureless:
-    logging.warning("lsm-pipeline: dataset %s: no window could be cut; %s: %s", dataset,
-                    ", ".join(featureless), NO_WINDOWS)
-  elif not cut and nested.get("subjects_shorter_than_window"):
-    logging.warning("lsm-pipeline: dataset %s: no window could be cut; %d subject(s) "
-                    "recorded less than one window (%d minutes from first to last "
-                    "reading)", dataset, nested["subjects_shorter_than_window"], window)
-  elif cut and not sum(written.values()):
-    logging.warning("lsm-pipeline: dataset %s: all %d windows cut were dropped (%s)",
-                    dataset, cut, json.dumps(windows["dropped"], sort_keys=True))
-  elif empty:
-    logging.warning("lsm-pipeline: dataset %s has no windows in split(s) %s; with few "
-                    "subjects try other --split fractions or --split_salt", dataset,
-                    ", ".join(empty))
+    return (f"dataset {dataset}: no window could be cut; {', '.join(featureless)}: "
+            f"{NO_WINDOWS}")
+  if not cut and not readings["used"]:
+    dead = sum(readings["dead_lettered"].values())
+    return (f"dataset {dataset}: no window could be cut: no reading was used; "
+            f"{readings['read']} readings read, {dead} dead-lettered"
+            f"{_reasons(readings['dead_lettered'])}; {nested['rows']['read']} rows read, "
+            f"{sum(nested['rows']['dead_lettered'].values())} dead-lettered"
+            f"{_reasons(nested['rows']['dead_lettered'])}; see {DEAD_LETTER_PATH}")
+  if not cut and nested.get("subjects_shorter_than_window"):
+    return (f"dataset {dataset}: no window could be cut; "
+            f"{nested['subjects_shorter_than_window']} subject(s) recorded less than one "
+            f"window ({window} minutes from first to last reading)")
+  if cut and not sum(written.values()):
+    return (f"dataset {dataset}: all {cut} windows cut were dropped "
+            f"({json.dumps(windows['dropped'], sort_keys=True)})")
+  if empty:
+    text = (f"dataset {dataset} has no windows in split(s) {', '.join(empty)}; with few "
+            "subjects try other --split fractions or --split_salt")
+    if "train" in empty and dataset == "pretrain":
+      text += (f"; with no train window every feature is normalised with LSM's population "
+               f"statistics; {N_OF_1}")
+    return text
+  return None
+
+
+def _split_warnings(nested: dict, statistics: dict, fractions: dict) -> list[str]:
+  """Thin splits, and features that one split holds and another lacks."""
+  out = []
+  used = [s for s in SPLITS if fractions.get(s, 1) > 0]
+  for split in used:
+    n = nested["subjects"][split]
+    if 0 < n < MIN_SPLIT_SUBJECTS and len(used) > 1:
+      out.append(f"split {split} holds only {n} subject(s): its windows (and any metric "
+                 "on them) rest on very few people")
+  present = {s: set(nested["features_present"][s]) for s in SPLITS}
+  written = nested["windows"]["pretrain"]["written"] if "pretrain" in nested["windows"] \
+      else {}
+  for split in SPLITS[1:]:
+    if not (written.get("train") and written.get(split)):
+      continue
+    for first, second in (("train", split), (split, "train")):
+      only = sorted(present[first] - present[second], key=FEATURE_NAMES.index)
+      if only:
+        out.append(f"feature(s) {', '.join(only)} present in {first} but absent from "
+                   f"{second} (pretrain windows)")
+  elsewhere = set().union(*(present[s] for s in SPLITS[1:]))
+  fallback = [f for f in FEATURE_NAMES if f in elsewhere
+              and statistics.get(f, {}).get("source") == normalise.POPULATION]
+  if fallback:
+    out.append(f"feature(s) {', '.join(fallback)} have no observed value in train but "
+               "appear in other splits: normalised with LSM's population statistics "
+               "(train_statistics[feature]['source'])")
+  return out
+
+
+def run_warnings(nested: dict, statistics: dict, options: dict, datasets, window: int
+                 ) -> list[str]:
+  """The run's warnings, short and without raw paths or ids (they go to the manifest)."""
+  fractions = options.get("split", {})
+  out = [w for w in (_empty_warning(d, nested, window, fractions) for d in datasets) if w]
+  out += _split_warnings(nested, statistics, fractions)
+  if nested.get("subjects_split_at_gaps"):
+    gap = options.get("max_gap_minutes", MAX_GAP_MINUTES)
+    out.append(f"{nested['subjects_split_at_gaps']} subject(s) had readings more than "
+               f"{gap} minutes apart: their minute grid was split at the gap(s), no window "
+               "spans one (a stray timestamp far from the rest? see --max_gap_minutes)")
+  return out
+
+
+def summary(nested: dict, datasets) -> list[str]:
+  """The run in a few lines for people: rows, entries, readings, subjects, windows."""
+  rows, readings = nested["rows"], nested["readings"]
+  lines = []
+  if rows["read"] or not nested.get("sources"):
+    lines.append(f"rows: {rows['read']} read, {rows['parsed']} parsed, "
+                 f"{sum(rows['dead_lettered'].values())} dead-lettered"
+                 f"{_reasons(rows['dead_lettered'])}")
+  for fmt, node in sorted(nested.get("sources", {}).items()):
+    lines.append(f"{fmt} entries: {node.get('entries_read', 0)} read, "
+                 f"{node.get('entries_used', 0)} used, {sum(node['extras'].values())} kept "
+                 f"as extras, {sum(node['dead_letter'].values())} dead-lettered"
+                 f"{_reasons(node['dead_letter'])}")
+  lines.append(f"readings: {readings['read']} read, {readings['used']} used, "
+               f"{sum(readings['dead_lettered'].values())} dead-lettered"
+               f"{_reasons(readings['dead_lettered'])}")
+  subjects = nested["subjects"]
+  lines.append(f"subjects: {sum(subjects.values())} ("
+               + ", ".join(f"{s} {subjects[s]}" for s in SPLITS) + ")")
+  for dataset in datasets:
+    windows = nested["windows"][dataset]
+    lines.append(f"windows {dataset}: {windows['cut']} cut, "
+                 f"{sum(windows['written'].values())} written ("
+                 + ", ".join(f"{s} {windows['written'][s]}" for s in SPLITS)
+                 + f"), {sum(windows['dropped'].values())} dropped"
+                 f"{_reasons(windows['dropped'])}")
+  return lines
+
+
+def _export_files(inputs: list) -> dict:
+  """{device export folder (as pipeline.devices names it): [file names]}, for messages."""
+  out = {}
+  for entry in inputs:
+    if isinstance(entry, dict) and not entry["format"].startswith("canonical"):
+      path = entry["path"].rstrip("/")
+      out.setdefault(os.path.dirname(path) or ".", []).append(os.path.basename(path))
+  return out
+
+
+def failure_message(output: str, failures: list[str]) -> str:
+  """RunFailed's text: what was lost, where the dead letters are, what to do."""
+  hint = ("; or pass a larger --max_dead_letter_fraction to accept the loss"
+          if any("--max_dead_letter_fraction" in f for f in failures) else "")
+  return "\n".join(
+      ["lsm-pipeline: the run failed and wrote no manifest (no trainer can pick this "
+       "output up):"] + [f"  - {f}" for f in failures]
+      + [f"  every dead-lettered row, with its reason: "
+         f"{os.path.join(output, DEAD_LETTER_PATH)}",
+         "  fix or remove the input(s) named above (README, \"Bring your own data\")"
+         + hint])
 
 
 def write_manifest(_, output: str, header: dict, flat_counts: dict, shards: list,
-                   statistics: dict, window: int, forced: int, ratios=None):
-  """Writes DIR/manifest.json; creates the empty shards no window was hashed to."""
+                   statistics: dict, window: int, forced: int, ratios=None,
+                   by_source=None, examples=None, dead_letters=()):
+  """Writes DIR/manifest.json; creates the empty shards no window was hashed to.
+
+  by_source, examples: counts.SumBySource's and counts.FirstExamples' outputs;
+  dead_letters: the written dead-letter file (a side input only so that it is
+  complete before a failure points to it). Raises counts.RunFailed, writing nothing
+  and removing an earlier run's manifest, when counts.run_failures finds a lost
+  input or too many dead letters.
+  """
+  del dead_letters
+  options = header.get("options", {})
+  failures = counts.run_failures(
+      by_source or {}, examples or {},
+      options.get("max_dead_letter_fraction", counts.MAX_DEAD_LETTER_FRACTION),
+      _export_files(header.get("inputs", [])))
+  if failures:
+    stale = os.path.join(output, manifest.MANIFEST_NAME)
+    if FileSystems.exists(stale):  # an earlier run's: it must not describe this output
+      FileSystems.delete([stale])
+    raise counts.RunFailed(failure_message(output, failures))
   datasets = header["datasets_written"]
   written = {(d, s, i): (c, n) for d, s, i, c, n in shards}
   totals = {}
@@ -298,7 +454,6 @@ def write_manifest(_, output: str, header: dict, flat_counts: dict, shards: list
   for dataset in datasets:
     nested["windows"][dataset]["written"] = {
         split: sum(e["records"] for e in listing[dataset][split]) for split in SPLITS}
-    _warn_if_empty(dataset, nested, window)
   body = {
       "manifest_version": manifest.MANIFEST_VERSION,
       "record_version": record.VERSION,
@@ -307,10 +462,12 @@ def write_manifest(_, output: str, header: dict, flat_counts: dict, shards: list
       "datasets": listing,
       "train_statistics": statistics,
       "transform_dir": "transform",
-      "dead_letter": "dead_letter/dead_letter.jsonl",
+      "dead_letter": DEAD_LETTER_PATH,
       "extras": "extras/extras.jsonl",
       "counts": nested,
       "window_ratios": ratios or {},
+      "summary": summary(nested, datasets),
+      "warnings": run_warnings(nested, statistics, options, datasets, window),
       **{k: v for k, v in header.items() if k != "datasets_written"},
   }
   path = os.path.join(output, manifest.MANIFEST_NAME)
@@ -319,8 +476,20 @@ def write_manifest(_, output: str, header: dict, flat_counts: dict, shards: list
   yield path
 
 
+def log_summary(body: dict) -> None:
+  """Logs a written manifest's summary (info) and warnings (warning)."""
+  for line in body.get("summary", []):
+    logging.info("lsm-pipeline: %s", line)
+  for warning in body.get("warnings", []):
+    logging.warning("lsm-pipeline: %s", warning)
+
+
 class WriteManifest(beam.PTransform):
-  """Runs once all counts, shards and statistics are in; yields the manifest's path."""
+  """Runs once all counts, shards and statistics are in; yields the manifest's path.
+
+  inputs: 'counts', 'shards', 'statistics'; optional 'ratios', 'by_source' and
+  'examples' (for counts.run_failures), 'dead_letters' (the written dead-letter file).
+  """
 
   def __init__(self, output: str, header: dict, window: int, num_shards: int):
     super().__init__()
@@ -330,6 +499,10 @@ class WriteManifest(beam.PTransform):
   def expand(self, inputs):
     pbegin = inputs["counts"].pipeline
     ratios = ([beam.pvalue.AsSingleton(inputs["ratios"])] if "ratios" in inputs else [])
+    optional = {name: beam.pvalue.AsSingleton(inputs[name])
+                for name in ("by_source", "examples") if name in inputs}
+    if "dead_letters" in inputs:
+      optional["dead_letters"] = beam.pvalue.AsList(inputs["dead_letters"])
     return (pbegin
             | "Once" >> beam.Create([None])
             | "Write" >> beam.FlatMap(
@@ -337,4 +510,4 @@ class WriteManifest(beam.PTransform):
                 beam.pvalue.AsSingleton(inputs["counts"]),
                 beam.pvalue.AsList(inputs["shards"]),
                 beam.pvalue.AsSingleton(inputs["statistics"]),
-                self._window, self._num_shards, *ratios))
+                self._window, self._num_shards, *ratios, **optional))

@@ -9,8 +9,10 @@ read it through this module only. Keys the trainer relies on:
   datasets: {dataset: {split: [{"path": str relative to DIR, "records": int}, ...]}}
       dataset "pretrain": windows cut over the whole stream (stride as configured);
       dataset "labelled": windows placed around labelled sessions (when --labels).
-  train_statistics: {feature_name: {"mean": float, "std": float, "count": int}} over
-      observed training values in physical units (to invert the normalisation)
+  train_statistics: {feature_name: {"mean": float, "std": float, "count": int,
+      "source": str}} over observed training values in physical units (to invert the
+      normalisation); source "train", or "population (no observed train value)" where
+      count is 0 and the graph applied LSM's population mean and std
   transform_dir: path of the saved tf.Transform graph, relative to DIR
 
 Other keys (options, inputs, counts, dead-letter location, ...) are for people.

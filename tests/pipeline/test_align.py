@@ -1,5 +1,6 @@
 """AlignSubjects: minute grid, aggregation rules, duplicates, the HRV rule, clipping."""
 
+import collections
 import json
 
 import apache_beam as beam
@@ -83,3 +84,64 @@ def test_sessions_and_declared_features_travel_with_the_grid(make_pipeline):
     assert_that(total | beam.Map(lambda c: (c["label_sessions_without_data"],
                                             c["subjects_without_readings"])),
                 equal_to([(1, 1)]), label="counts")
+
+
+def _day_readings(minutes: int, stray_minute: int | None = None):
+  """Wide readings of HR and steps on whole minutes from T0, plus an optional stray row."""
+  times = np.arange(minutes, dtype=np.int64) * 60 * NS
+  if stray_minute is not None:
+    times = np.append(times, stray_minute * 60 * NS)
+  values = np.full((len(times), 26), np.nan, np.float32)
+  values[:, HR] = 60 + np.arange(len(times)) % 40
+  values[:, STEPS] = np.arange(len(times)) % 7
+  return Readings("a.csv", T0 + times, np.arange(len(times), dtype=np.int64) + 2, values)
+
+
+@pytest.mark.parametrize("wide", [True, False])
+def test_a_stray_reading_decades_away_gets_a_segment_not_a_grid_over_decades(wide):
+  from pipeline.align import MAX_GAP_MINUTES, align_subject
+  from pipeline.windows import cut_subject
+  thirty_years = 30 * 365 * 24 * 60
+  two_days = 2 * 24 * 60
+  session = (28_000_000 + 100, 28_000_000 + 140, 3, 1)
+
+  def run(stray):
+    part = _day_readings(two_days, stray)
+    if not wide:  # the general path: long readings
+      time, feature, value, row = part.long()
+      part = Readings("a.csv", time, row, value, feature)
+    out = list(align_subject(("s", {"readings": [part], "sessions": [session]}),
+                             MAX_GAP_MINUTES))
+    grids = [g for g in out if isinstance(g, tuple)]
+    tally = [o.value for o in out if isinstance(o, beam.pvalue.TaggedOutput)
+             and o.tag == counts.COUNTS][0]
+    return grids, tally
+
+  grids, tally = run(thirty_years)
+  assert [(g.start, g.values.shape, g.segment, g.longest) for _, g in grids] == [
+      (28_000_000, (two_days, 26), 0, two_days),
+      (28_000_000 + thirty_years, (1, 26), 1, two_days)]
+  assert tally["subjects"] == 1 and tally["subjects_split_at_gaps"] == 1
+  assert tally["readings_used"] == 2 * (two_days + 1)
+  assert grids[0][1].sessions == [session] and grids[1][1].sessions == []
+  alone, alone_tally = run(None)
+  assert len(alone) == 1 and "subjects_split_at_gaps" not in alone_tally
+  np.testing.assert_array_equal(alone[0][1].values, grids[0][1].values)
+
+  def windows(grids):
+    blocks, total = [], collections.Counter()
+    for subject, grid in grids:
+      for out in cut_subject((subject, ("train", grid)), 300, 300, 0.8, True):
+        if isinstance(out, beam.pvalue.TaggedOutput):
+          total.update(out.value)
+        else:
+          blocks.append(out)
+    return blocks, total
+
+  split_blocks, split_counts = windows(grids)
+  alone_blocks, alone_counts = windows(alone)
+  assert [(b.dataset, b.start.tolist()) for b in split_blocks] == \
+      [(b.dataset, b.start.tolist()) for b in alone_blocks]
+  for a, b in zip(split_blocks, alone_blocks):
+    np.testing.assert_array_equal(a.values, b.values)
+  assert split_counts["subjects/train"] == 1 and split_counts == alone_counts

@@ -1,12 +1,14 @@
 """Normalise (tf.Transform): observed-only train statistics, z-score, clip; the shard
 writer applies the saved graph to make the records."""
 
+import warnings
+
 import apache_beam as beam
 import grain.python as grain
 import numpy as np
 import pytest
 
-from pipeline.normalise import Normalise
+from pipeline.normalise import POPULATION, Normalise
 from pipeline.windows import WindowBlock
 from pipeline.write import WriteShards
 from schemas import record
@@ -15,6 +17,7 @@ from schemas.features import FEATURE_INDEX, FEATURES
 W = 4
 HR = FEATURE_INDEX["HR"]
 STEPS = FEATURE_INDEX["steps"]
+TEMP = FEATURE_INDEX["wrist_temperatures"]
 
 
 def _block(subject, split, dataset, values):
@@ -32,13 +35,17 @@ def test_train_only_observed_statistics_and_transform(tmp_path, make_pipeline, e
   train = rng.uniform(60, 100, (3, W, len(FEATURES)))
   train[rng.random(train.shape) < 0.4] = np.nan
   train[0, 0, STEPS] = 400.0          # clipped to 255 before analysis
+  train[:, :, TEMP] = np.nan           # never observed in train: population statistics
   other = np.full((1, W, len(FEATURES)), 1000.0)  # valid split: never analysed
   other[0, 1] = np.nan
   blocks = [_block("a", "train", "pretrain", train[:2]), _block("b", "train", "pretrain", train[2:]),
             _block("c", "valid", "pretrain", other),
             _block("a", "train", "labelled", other)]  # labelled windows are not analysed
   clipped = np.clip(train, *np.array([f.clip_range for f in FEATURES]).T)
-  mean, std = np.nanmean(clipped, axis=(0, 1)), np.nanstd(clipped, axis=(0, 1))
+  with np.errstate(invalid="ignore"), warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)  # the all-NaN feature
+    mean, std = np.nanmean(clipped, axis=(0, 1)), np.nanstd(clipped, axis=(0, 1))
+  mean[TEMP], std[TEMP] = FEATURES[TEMP].population_mean, FEATURES[TEMP].population_std
 
   def check_stats(stats):
     got = np.array([[stats[f.name]["mean"], stats[f.name]["std"]] for f in FEATURES])
@@ -46,6 +53,8 @@ def test_train_only_observed_statistics_and_transform(tmp_path, make_pipeline, e
     np.testing.assert_allclose(got[:, 1], std, rtol=1e-4)
     assert [stats[f.name]["count"] for f in FEATURES] == \
         np.isfinite(train).sum(axis=(0, 1)).tolist()
+    assert [stats[f.name]["source"] for f in FEATURES] == [
+        POPULATION if i == TEMP else "train" for i in range(len(FEATURES))]
 
 
   raw = {(b.dataset, b.subject, int(s)): v for b in blocks for s, v in zip(b.start, b.values)}

@@ -142,7 +142,8 @@ def test_a_batch_sliced_out_of_a_table_reads_only_its_own_cells():
   assert outputs(sliced) == outputs(copied)
   assert [o[1] for o in outputs(sliced) if o[0] == counts.COUNTS] == [{
       "rows_read": 19, "rows_parsed": 19, "readings_read": 17,
-      "readings_dead_letter/non_finite": 1, "readings_dead_letter/out_of_range": 1}]
+      "readings_dead_letter/non_finite": 1, "readings_dead_letter/out_of_range": 1,
+      counts.SOURCE: "x.parquet"}]
 
 
 def _utc(text):
@@ -285,6 +286,8 @@ def test_offset_files_need_no_tz(tmp_path):
   (tmp_path / "ok.csv").write_text("subject_id,timestamp,HR\ns1,2024-03-04 08:00Z,60\n")
   assert devices.plan_inputs([str(tmp_path / "ok.csv")]).canonical == [
       str(tmp_path / "ok.csv")]
+
+
 def _parse(table, layout="wide"):
   rows = np.arange(2, table.num_rows + 2)
   items = list(parse.parse_batch(read.RawBatch("x.csv", layout, table, rows, []), KEY))

@@ -14,6 +14,7 @@ from pipeline.split import AssignSplit, split_of
 from pipeline.windows import CutWindows
 from schemas import record
 from schemas.constants import ACTIVITY_CLASSES
+from schemas.features import FEATURE_NAMES
 
 FIRST = 28_000_000
 W = 10
@@ -95,7 +96,9 @@ def test_cut_windows_drops_and_labels(make_pipeline):
     assert_that(total, equal_to([{
         "subjects/valid": 1, "windows/pretrain/cut": 3,
         "windows/pretrain/dropped/missing_ratio_above_max": 1, "windows/labelled/cut": 2,
-        "windows/labelled/dropped/missing_ratio_above_max": 1}]), label="counts")
+        "windows/labelled/dropped/missing_ratio_above_max": 1,
+        **{f"features/valid/{name}": 2 for i, name in enumerate(FEATURE_NAMES) if i != 5}
+    }]), label="counts")
 
 
 def _cut(grid, provided=(), max_missing=0.5):

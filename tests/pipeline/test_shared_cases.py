@@ -1,0 +1,214 @@
+"""Every real-world input case (tests/data/cases/, a copy of the shared cases) re-run
+with the outcome a user should get written down: correct windows, or an error that
+says what to change. Each case stands for a kind of fault; the unit tests of each
+kind live beside the code that fixes it.
+
+Runs happen in each case's folder, as its README's command does (relative inputs).
+"""
+
+import glob
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from pipeline import main
+from schemas import manifest, record
+from schemas.features import FEATURE_INDEX
+
+CASES = os.path.join(os.path.dirname(__file__), "..", "data", "cases")
+KEY = "test-key"
+
+
+@pytest.fixture
+def case(tmp_path, monkeypatch):
+  """case(name) -> a writable copy of the case folder, made the current directory."""
+  monkeypatch.setenv("LSM_SUBJECT_HASH_KEY", KEY)
+
+  def enter(name):
+    folder = tmp_path / name
+    shutil.copytree(os.path.join(CASES, name), folder)
+    monkeypatch.chdir(folder)
+    return folder
+  return enter
+
+
+def _fails(argv, capsys) -> str:
+  """Runs the CLI; asserts it exits non-zero and returns what it said."""
+  with pytest.raises(SystemExit) as failed:
+    main.main(argv)
+  assert failed.value.code not in (0, None)
+  return str(failed.value.code) + capsys.readouterr().err
+
+
+def _windows(out, dataset="pretrain"):
+  """[(split, decoded record)] of every window the manifest lists."""
+  import grain.python as grain
+  m = manifest.load(out)
+  found = []
+  for split in ("train", "valid", "test"):
+    for path, _ in manifest.shards(out, split, dataset, m):
+      source = grain.ArrayRecordDataSource([path])
+      found += [(split, record.decode(source[i])) for i in range(len(source))]
+  return found
+
+
+def _physical(out, window, feature):
+  """A window's values of one feature in physical units (NaN where missing)."""
+  stats = manifest.load(out)["train_statistics"][feature]
+  i = FEATURE_INDEX[feature]
+  values = window["values"][:, i] * (stats["std"] or 1.0) + stats["mean"]
+  return np.where(window["mask"][:, i], values, np.nan)
+
+
+def _dead_letters(out):
+  with open(os.path.join(out, "dead_letter", "dead_letter.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_canonical_long_bom_crlf(case):
+  case("canonical_long_bom_crlf")
+  main.run(["--input", "hr_steps_excel_utf8.csv", "--window_minutes", "10", "--output", "out"])
+  windows = _windows("out")
+  assert len(windows) == 6
+  counts = manifest.load("out")["counts"]
+  assert counts["readings"]["used"] == 120
+  assert all(w["mask"][:, FEATURE_INDEX["HR"]].all() for _, w in windows)
+  assert all(w["mask"][:, FEATURE_INDEX["steps"]].all() for _, w in windows)
+
+
+def test_timestamps_without_offset_read_with_tz(case):
+  case("timestamps_without_offset")
+  main.run(["--input", "local_time_no_offset.csv", "--input", "unix_epoch_ms.csv",
+            "--timestamp_unit", "ms", "--tz", "Europe/Berlin", "--window_minutes", "10",
+            "--output", "out"])
+  assert len(_windows("out")) == 12
+  main.run(["--input", "pandas_naive_datetime.parquet", "--tz", "Europe/Berlin",
+            "--window_minutes", "10", "--output", "out_parquet"])
+  assert len(_windows("out_parquet")) == 6
+
+
+def test_timestamps_without_offset_and_no_tz_fail_naming_file_and_column(case, capsys):
+  case("timestamps_without_offset")
+  said = _fails(["--input", "local_time_no_offset.csv", "--window_minutes", "10",
+                 "--output", "out"], capsys)
+  assert "local_time_no_offset.csv" in said and "timestamp" in said and "--tz" in said
+  assert "2024-03-04 08:00:00" in said
+  assert not os.path.exists("out/manifest.json")
+
+
+def test_apple_health_csv_dates(case):
+  case("apple_health_dates")
+  main.run(["--input", "heart_rate_from_export_xml.csv", "--window_minutes", "10",
+            "--output", "out"])
+  assert len(_windows("out")) == 6
+  assert manifest.load("out")["counts"]["readings"]["used"] == 60
+
+
+def test_apple_health_export_xml_is_refused_naming_the_flag(case, capsys):
+  case("apple_health_dates")
+  said = _fails(["--input", "export.xml", "--window_minutes", "10", "--output", "out_xml"],
+                capsys)
+  assert "export.xml" in said and "--format" in said and "format=" not in said
+
+
+def test_takeout_fitbit_json_is_refused_not_dead_lettered_line_by_line(case, capsys):
+  case("takeout_fitbit_json")
+  said = _fails(["--input", "./*.json", "--tz", "America/New_York", "--subject_id", "u01",
+                 "--window_minutes", "10", "--output", "out"], capsys)
+  assert "heart_rate-2020-04-24.json" in said and "JSON" in said
+  assert not os.path.exists("out/manifest.json")
+
+
+def test_dst_fallback_newest_first_equals_oldest_first(case):
+  folder = case("dst_fallback_newest_first")
+  shutil.copy(os.path.join(CASES, "dst_fallback_heartrate_seconds",
+                           "heartrate_seconds_merged.csv"), folder / "oldest_first")
+  flags = ["--tz", "America/Chicago", "--window_minutes", "60", "--max_missing", "1",
+           "--split", "1,0,0"]
+  main.run(["--input", "heartrate_seconds_newest_first.csv", *flags, "--output", "new"])
+  os.makedirs("old_in")
+  shutil.move("oldest_first", "old_in/heartrate_seconds_merged.csv")
+  main.run(["--input", "old_in/heartrate_seconds_merged.csv", *flags, "--output", "old"])
+  for out in ("new", "old"):
+    windows = sorted(_windows(out), key=lambda w: w[1]["start"])
+    hours = [np.nanmean(_physical(out, w, "HR")) for _, w in windows]
+    np.testing.assert_allclose(hours, [70, 60, 90, 75], atol=0.01)
+    assert manifest.load(out)["counts"]["readings"]["used"] == 240
+  for path in glob.glob("new/pretrain/*.array_record"):
+    with open(path, "rb") as a, open(path.replace("new/", "old/", 1), "rb") as b:
+      assert a.read() == b.read(), path
+
+
+def test_e4_sessions_of_one_participant_are_one_subject(case):
+  case("e4_multi_session_participants")
+  sessions = sorted(glob.glob("p0*/*/"))
+  main.run([arg for s in sessions for arg in ("--input", s)]
+           + ["--window_minutes", "10", "--split", "0.5,0.25,0.25", "--output", "out"])
+  splits = {}
+  for split, w in _windows("out"):
+    splits.setdefault(w["subject"], set()).add(split)
+  assert len(splits) == 2
+  assert all(len(s) == 1 for s in splits.values())
+
+
+def test_fitabase_overlapping_exports_dead_letters_point_at_file_rows(case):
+  case("fitabase_overlapping_exports")
+  main.run(["--input", "./*.csv", "--tz", "America/New_York", "--window_minutes", "60",
+            "--split", "1,0,0", "--output", "out"])
+  assert len(_windows("out")) == 3
+  duplicates = [d for d in _dead_letters("out") if d["reason"] == "duplicate"]
+  assert len(duplicates) == 60
+  assert {os.path.basename(d["source"]) for d in duplicates} == {
+      "sub07_minuteStepsNarrow_20230105_20230106.csv"}
+  assert sorted(d["row"] for d in duplicates) == list(range(1, 61))
+
+
+def test_single_subject_outside_train_is_normalised_with_population_statistics(case):
+  case("single_subject_no_train_split")
+  main.run(["--input", "my_own_watch_wide.csv", "--window_minutes", "30", "--output", "out"])
+  windows = _windows("out")
+  assert len(windows) == 4
+  stats = manifest.load("out")["train_statistics"]["HR"]
+  assert stats["count"] == 0 and stats["std"] > 0
+  for _, w in windows:
+    hr = w["values"][:, FEATURE_INDEX["HR"]][w["mask"][:, FEATURE_INDEX["HR"]]]
+    assert np.abs(hr).max() < 5  # not saturated at the +-5 clip
+
+
+def test_n_of_1_with_split_1_0_0_uses_its_own_statistics(case):
+  case("single_subject_no_train_split")
+  main.run(["--input", "my_own_watch_wide.csv", "--window_minutes", "30", "--split", "1,0,0",
+            "--output", "out"])
+  windows = _windows("out")
+  assert len(windows) == 4 and {s for s, _ in windows} == {"train"}
+  assert manifest.load("out")["train_statistics"]["HR"]["count"] == 120
+
+
+def test_empty_file_is_named_as_empty(case, capsys):
+  case("empty_and_header_only_files")
+  main.run(["--input", "cohort_p09.csv", "--input", "cohort_p10.csv", "--window_minutes", "10",
+            "--split", "1,0,0", "--output", "out2"])
+  assert len(_windows("out2")) == 3
+
+
+def test_semicolon_and_decimal_comma_files(case, capsys):
+  case("decimal_comma_semicolon")
+  said = _fails(["--input", "temp_semicolon_de.csv", "--window_minutes", "10",
+                 "--output", "out_semi"], capsys)
+  assert "temp_semicolon_de.csv" in said and "--csv_delimiter" in said
+
+
+def test_rerun_into_a_used_output_is_refused_without_overwrite(case, capsys):
+  case("rerun_same_output")
+  main.run(["--input", "./*.csv", "--window_minutes", "10", "--split", "1,0,0",
+            "--num_shards", "3", "--output", "out"])
+  said = _fails(["--input", "export_part1_utc.csv", "--window_minutes", "10", "--split", "1,0,0",
+                 "--num_shards", "1", "--output", "out"], capsys)
+  assert "--overwrite" in said
+  main.run(["--input", "export_part1_utc.csv", "--window_minutes", "10", "--split", "1,0,0",
+            "--num_shards", "1", "--output", "out", "--overwrite"])
+  assert sorted(os.listdir("out/pretrain")) == [
+      f"{s}-00000-of-00001.array_record" for s in ("test", "train", "valid")]
