@@ -23,7 +23,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipeline import counts, devices, exchange, options as lsm_options
+from pipeline import counts, devices, exchange, options as lsm_options, write
 from pipeline.align import AlignSubjects
 from pipeline.labels import ReadLabels
 from pipeline.normalise import Normalise
@@ -50,6 +50,10 @@ def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str], key
   rule = lsm_options.time_rule(opts)
   plan = devices.plan_inputs(inputs, opts.format, rule,  # fails naming a file, before any work
                              opts.csv_delimiter)
+  if (opts.subject_id or opts.subject_id_pattern) and not plan.exports:
+    logging.warning("lsm-pipeline: --subject_id / --subject_id_pattern name the subject "
+                    "of device exports that name none; every input here is a canonical "
+                    "file with a subject_id column, so they are not used")
   exchange_dir = lsm_options.exchange_dir(opts)
   parsed = (p | "ReadRaw" >> ReadRaw(plan.canonical, plan.file_format, opts.csv_delimiter,
                                      opts.decimal)
@@ -122,6 +126,7 @@ def run(argv=None, save_main_session: bool = False):
     raise SystemExit("lsm-pipeline: --max_dead_letter_fraction must be within [0, 1]")
   if opts.max_gap_minutes <= 0:
     raise SystemExit("lsm-pipeline: --max_gap_minutes must be > 0")
+  _clear_output(opts)
   p = beam.Pipeline(options=opts)
   build(p, opts, inputs, key)
   try:
@@ -137,6 +142,20 @@ def run(argv=None, save_main_session: bool = False):
     with FileSystems.open(written) as f:
       log_summary(json.load(f))
   return result
+
+
+def _clear_output(opts) -> None:
+  """Refuses an output folder holding an earlier run's files unless --overwrite, which
+  removes them first: a glob over the folder must never read a stale shard."""
+  previous = write.previous_outputs(opts.output)
+  if previous and not opts.overwrite:
+    shown = ", ".join(os.path.relpath(p, opts.output) for p in previous[:3])
+    raise SystemExit(f"lsm-pipeline: {opts.output} holds {len(previous)} files of an "
+                     f"earlier run ({shown}{', ...' if len(previous) > 3 else ''}); pass "
+                     "--overwrite to replace them, or choose another --output")
+  if previous:
+    logging.info("lsm-pipeline: --overwrite: removed %d files of an earlier run from %s",
+                 write.remove_previous(opts.output), opts.output)
 
 
 def run_failure(error: BaseException) -> str | None:

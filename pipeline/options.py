@@ -118,6 +118,10 @@ class LsmOptions(PipelineOptions):
                              "prefer --subject_hash_key_file")
     parser.add_argument("--subject_hash_key_file", default=None,
                         help="file holding the secret key of the subject-id HMAC")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace what an earlier run wrote in --output (manifest, "
+                             "shards, transform graph, dead letters, extras); without "
+                             "it such an output folder is refused")
 
 
 def labels_alias(argv: list[str]) -> list[str]:

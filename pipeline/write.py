@@ -40,6 +40,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import typing
 import zlib
 
@@ -410,6 +411,31 @@ def failure_message(output: str, failures: list[str]) -> str:
          + hint])
 
 
+# What a run writes under OUTPUT (beside manifest.json); an earlier run's are removed
+# with --overwrite, so that no stale shard sits next to the new ones.
+OUTPUT_FOLDERS = ("pretrain", "labelled", "transform", "dead_letter", "extras", "tmp")
+
+
+def previous_outputs(output: str) -> list[str]:
+  """Paths of the files an earlier run left in `output` (any Beam file system)."""
+  patterns = [os.path.join(output, manifest.MANIFEST_NAME)] + [
+      os.path.join(output, folder, "*") for folder in OUTPUT_FOLDERS]
+  return sorted(m.path for result in FileSystems.match(patterns)
+                for m in result.metadata_list)
+
+
+def remove_previous(output: str) -> int:
+  """Deletes an earlier run's files (and, locally, its folders); returns how many files."""
+  paths = previous_outputs(output)
+  if paths:
+    FileSystems.delete(paths)
+  for folder in OUTPUT_FOLDERS:
+    path = os.path.join(output, folder)
+    if gcs.is_local(path) and os.path.isdir(path):
+      shutil.rmtree(path)
+  return len(paths)
+
+
 def write_manifest(_, output: str, header: dict, flat_counts: dict, shards: list,
                    statistics: dict, window: int, forced: int, ratios=None,
                    by_source=None, examples=None, dead_letters=()):
@@ -417,9 +443,10 @@ def write_manifest(_, output: str, header: dict, flat_counts: dict, shards: list
 
   by_source, examples: counts.SumBySource's and counts.FirstExamples' outputs;
   dead_letters: the written dead-letter file (a side input only so that it is
-  complete before a failure points to it). Raises counts.RunFailed, writing nothing
-  and removing an earlier run's manifest, when counts.run_failures finds a lost
-  input or too many dead letters.
+  complete before a failure points to it). Raises counts.RunFailed, writing nothing,
+  when counts.run_failures finds a lost input or too many dead letters (an earlier
+  run's manifest is never there: lsm-pipeline refuses such a folder or, with
+  --overwrite, removes it before the run).
   """
   del dead_letters
   options = header.get("options", {})
@@ -428,9 +455,6 @@ def write_manifest(_, output: str, header: dict, flat_counts: dict, shards: list
       options.get("max_dead_letter_fraction", counts.MAX_DEAD_LETTER_FRACTION),
       _export_files(header.get("inputs", [])))
   if failures:
-    stale = os.path.join(output, manifest.MANIFEST_NAME)
-    if FileSystems.exists(stale):  # an earlier run's: it must not describe this output
-      FileSystems.delete([stale])
     raise counts.RunFailed(failure_message(output, failures))
   datasets = header["datasets_written"]
   written = {(d, s, i): (c, n) for d, s, i, c, n in shards}

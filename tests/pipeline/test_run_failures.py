@@ -91,18 +91,18 @@ def test_the_summary_is_found_in_what_the_runner_raises():
 
 
 def test_a_run_that_lost_every_row_exits_non_zero_with_the_summary(tmp_path, raw, capsys):
-  bad = tmp_path / "apple_health.csv"
+  bad = tmp_path / "export.csv"  # every data row has a field more than the header
   bad.write_text("subject_id,timestamp,HR\n" + "".join(
-      f"p1,2024-02-06 19:{m:02d}:17 -0800 (PST),70\n" for m in range(60)))
+      f"p1,2024-02-06T19:{m:02d}:17-08:00,70,bpm\n" for m in range(60)))
   out = tmp_path / "out"
   out.mkdir()
   (out / manifest.MANIFEST_NAME).write_text("{}")  # an earlier run's, into the same folder
   with pytest.raises(SystemExit) as exit_:
-    main.main(raw.pipeline_args([str(bad)], str(out)))
+    main.main(raw.pipeline_args([str(bad)], str(out), "--overwrite"))
   message = str(exit_.value.code)
   assert message.startswith("lsm-pipeline: the run failed and wrote no manifest")
-  assert (f"{bad}: all 60 rows were dead-lettered: bad_timestamp 60 "
-          "(row 2: '2024-02-06 19:00:17 -0800 (PST)')") in message
+  assert (f"{bad}: all 60 rows were dead-lettered: malformed_row 60 "
+          "(row 2: 'p1,2024-02-06T19:00:17-08:00,70,bpm')") in message
   assert str(out / "dead_letter" / "dead_letter.jsonl") in message
   assert "Traceback" not in message and "Traceback" not in capsys.readouterr().err
   assert not (out / manifest.MANIFEST_NAME).exists() and not (out / "tmp").exists()

@@ -178,6 +178,20 @@ def test_single_subject_outside_train_is_normalised_with_population_statistics(c
     assert np.abs(hr).max() < 5  # not saturated at the +-5 clip
 
 
+def test_feature_absent_from_train_is_scaled_with_population_statistics(case):
+  from schemas.features import FEATURES
+  case("single_subject_no_train_split")
+  main.run(["--input", "mixed_device_cohort_wide.csv", "--window_minutes", "30",
+            "--output", "out"])
+  m = manifest.load("out")
+  stats = m["train_statistics"]["wrist_temperatures"]
+  assert stats["count"] == 0 and stats["source"].startswith("population")
+  feature = FEATURES[FEATURE_INDEX["wrist_temperatures"]]
+  assert (stats["mean"], stats["std"]) == pytest.approx(
+      (feature.population_mean, feature.population_std), rel=1e-6)
+  assert any("wrist_temperatures" in w for w in m["warnings"])
+
+
 def test_n_of_1_with_split_1_0_0_uses_its_own_statistics(case):
   case("single_subject_no_train_split")
   main.run(["--input", "my_own_watch_wide.csv", "--window_minutes", "30", "--split", "1,0,0",
@@ -187,8 +201,14 @@ def test_n_of_1_with_split_1_0_0_uses_its_own_statistics(case):
   assert manifest.load("out")["train_statistics"]["HR"]["count"] == 120
 
 
-def test_empty_file_is_named_as_empty(case, capsys):
+def test_empty_and_header_only_files_in_a_cohort_glob(case):
   case("empty_and_header_only_files")
+  main.run(["--input", "./*.csv", "--window_minutes", "10", "--output", "out"])
+  m = manifest.load("out")
+  assert m["inputs_skipped_empty"] == 1
+  assert {os.path.basename(i["path"]): i["format"] for i in m["inputs"]}["cohort_p11.csv"] == \
+      "empty"
+  assert len(_windows("out")) == 3 and m["counts"]["rows"]["read"] == 30
   main.run(["--input", "cohort_p09.csv", "--input", "cohort_p10.csv", "--window_minutes", "10",
             "--split", "1,0,0", "--output", "out2"])
   assert len(_windows("out2")) == 3
@@ -198,7 +218,19 @@ def test_semicolon_and_decimal_comma_files(case, capsys):
   case("decimal_comma_semicolon")
   said = _fails(["--input", "temp_semicolon_de.csv", "--window_minutes", "10",
                  "--output", "out_semi"], capsys)
-  assert "temp_semicolon_de.csv" in said and "--csv_delimiter" in said
+  assert "temp_semicolon_de.csv" in said and "--csv_delimiter ';'" in said
+  said = _fails(["--input", "temp_quoted_decimal_comma.csv", "--window_minutes", "10",
+                 "--output", "out_quoted"], capsys)  # never 3300 or 33: all dead-lettered
+  assert "temp_quoted_decimal_comma.csv" in said and "non_numeric 60 (row 2: '33,00')" in said
+  for name, flags in (("temp_semicolon_de.csv", ["--csv_delimiter", ";"]),
+                      ("temp_quoted_decimal_comma.csv", [])):
+    out = "out_" + name
+    main.run(["--input", name, *flags, "--decimal", ",", "--window_minutes", "10",
+              "--split", "1,0,0", "--output", out])
+    windows = sorted(_windows(out), key=lambda w: w[1]["start"])
+    assert len(windows) == 6
+    np.testing.assert_allclose(_physical(out, windows[0][1], "wrist_temperatures")[:2],
+                               [33.00, 33.06], atol=1e-3)
 
 
 def test_rerun_into_a_used_output_is_refused_without_overwrite(case, capsys):
