@@ -117,15 +117,7 @@ def run(argv=None, save_main_session: bool = False):
     raise SystemExit("lsm-pipeline: --input and --output are required (see --help)")
   key = lsm_options.subject_key(opts)
   inputs = match_inputs(opts.input)  # fails fast, naming the glob, before any work
-  if opts.window_minutes <= 0 or lsm_options.stride(opts) <= 0:
-    raise SystemExit("lsm-pipeline: --window_minutes and --stride_minutes must be > 0")
-  if not 0 <= opts.max_missing <= 1:
-    raise SystemExit("lsm-pipeline: --max_missing must be within [0, 1]")
-  lsm_options.check_subject_options(opts)
-  if not 0 <= opts.max_dead_letter_fraction <= 1:
-    raise SystemExit("lsm-pipeline: --max_dead_letter_fraction must be within [0, 1]")
-  if opts.max_gap_minutes <= 0:
-    raise SystemExit("lsm-pipeline: --max_gap_minutes must be > 0")
+  lsm_options.check(opts)
   _clear_output(opts)
   p = beam.Pipeline(options=opts)
   build(p, opts, inputs, key)

@@ -168,6 +168,20 @@ def subject_key(options: LsmOptions) -> bytes:
   return key
 
 
+def check(options: LsmOptions) -> None:
+  """Stops with one line on an option value that cannot work, before any work."""
+  if options.window_minutes <= 0 or stride(options) <= 0:
+    raise SystemExit("lsm-pipeline: --window_minutes and --stride_minutes must be > 0")
+  for name in ("max_missing", "max_dead_letter_fraction"):
+    if not 0 <= getattr(options, name) <= 1:
+      raise SystemExit(f"lsm-pipeline: --{name} must be within [0, 1]")
+  if options.max_gap_minutes <= 0:
+    raise SystemExit("lsm-pipeline: --max_gap_minutes must be > 0")
+  check_subject_options(options)
+  split_fractions(options)
+  time_rule(options)
+
+
 def check_subject_options(options: LsmOptions) -> None:
   """--subject_id and --subject_id_pattern exclude each other; the pattern must compile."""
   pattern = options.subject_id_pattern
