@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import collections
 import json
-import re
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -30,6 +29,9 @@ SOURCE = "source"  # the input (file or export folder) a counts element belongs 
 MAX_DEAD_LETTER_FRACTION = 0.5
 EXAMPLE_CHARS = 80
 TOP_REASONS = 3
+# Readings whose value itself is bad: counted against --max_dead_letter_fraction like
+# rows (unknown features, duplicates and HRV gating are not a broken value).
+BAD_VALUE_REASONS = ("non_numeric", "non_finite", "out_of_range")
 
 
 def emit(counts: dict, source: str | None = None) -> beam.pvalue.TaggedOutput:
@@ -143,15 +145,8 @@ class RunFailed(RuntimeError):
   """A run that lost a whole input or too much of its rows: no manifest is written.
 
   The message is the summary for the user (no blank line in it, so that it can be
-  found again in a traceback a runner passes on as text: from_text).
+  found again in a traceback a runner passes on as text: pipeline.main.user_error).
   """
-
-  @staticmethod
-  def from_text(text: str) -> str | None:
-    """The summary of a RunFailed inside an exception's text (a runner's traceback)."""
-    found = re.search(r"RunFailed: (.*?)(?: \[while running '[^']*'\])?(?:\n\n|\n?$)", text,
-                      re.S)
-    return found.group(1) if found else None
 
 
 def _dead(counts: dict, prefix: str) -> dict:
@@ -220,14 +215,20 @@ def run_failures(by_source: dict, examples: dict, max_fraction: float,
   canonical file, or no reading of its parsed rows that passed the checks; no used
   entry and no extra of a device export. The run fails when
   more than max_fraction of all its rows and entries were dead-lettered (a line of
-  its own only when some input kept rows: else the lost inputs say it all).
+  its own only when some input kept rows: else the lost inputs say it all), or, when
+  nothing else failed it, more than max_fraction of its readings for a bad value
+  (BAD_VALUE_REASONS).
   """
   files = files or {}
   lines, total_read, total_dead, kept_any = [], 0, collections.Counter(), False
+  readings, bad_values = 0, collections.Counter()
   for source, counts in sorted(by_source.items()):
     read, kept, dead = _input_counts(counts)
     total_read += read
     total_dead.update(dead)
+    readings += counts.get("readings_read", 0)
+    bad_values.update({reason: n for reason, n in _dead(counts, "readings_dead_letter/").items()
+                       if reason in BAD_VALUE_REASONS})
     kept_any |= bool(kept)
     if read and not kept:
       named = source if source not in files else (
@@ -241,16 +242,21 @@ def run_failures(by_source: dict, examples: dict, max_fraction: float,
           f"all {readings} readings were dead-lettered: "
           f"{_reasons(lost, _examples_of(source, examples))}" if readings
           else "every feature cell is empty"))
+  run_examples = {}
+  for source in sorted(examples, key=str):
+    for reason, (row, text) in examples[source].items():
+      run_examples.setdefault(reason, (_where(source, row, True), text))
   dead_total = sum(total_dead.values())
   if total_read and dead_total > max_fraction * total_read and (kept_any or not lines):
-    run_examples = {}
-    for source in sorted(examples, key=str):
-      for reason, (row, text) in examples[source].items():
-        run_examples.setdefault(reason, (_where(source, row, True), text))
     lines.append(f"the run dead-lettered {dead_total} of its {total_read} rows and "
                  f"entries ({dead_total / total_read:.0%}), more than "
                  f"--max_dead_letter_fraction {max_fraction:g}: "
                  f"{_reasons(dict(total_dead), run_examples)}")
+  bad_total = sum(bad_values.values())
+  if readings and bad_total > max_fraction * readings and not lines:
+    lines.append(f"the run dead-lettered {bad_total} of its {readings} readings for a bad "
+                 f"value ({bad_total / readings:.0%}), more than --max_dead_letter_fraction "
+                 f"{max_fraction:g}: {_reasons(dict(bad_values), run_examples)}")
   return lines
 
 

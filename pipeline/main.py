@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 
 import apache_beam as beam
@@ -137,60 +138,72 @@ def run(argv=None, save_main_session: bool = False):
 
 
 def _clear_output(opts) -> None:
-  """Refuses an output folder holding an earlier run's files unless --overwrite, which
-  removes them first: a glob over the folder must never read a stale shard."""
+  """Refuses an output folder holding a finished run (its manifest.json) unless
+  --overwrite; removes an earlier run's files first either way, so that a glob over
+  the folder never reads a stale shard. A run that failed or was killed wrote no
+  manifest: its leftovers (dead letters to debug with, partial shards) go without
+  asking, so that the user can fix the input and run the same command again."""
   previous = write.previous_outputs(opts.output)
-  if previous and not opts.overwrite:
-    shown = ", ".join(os.path.relpath(p, opts.output) for p in previous[:3])
-    raise SystemExit(f"lsm-pipeline: {opts.output} holds {len(previous)} files of an "
-                     f"earlier run ({shown}{', ...' if len(previous) > 3 else ''}); pass "
-                     "--overwrite to replace them, or choose another --output")
+  finished = os.path.join(opts.output, manifest.MANIFEST_NAME) in previous
+  if finished and not opts.overwrite:
+    raise SystemExit(f"lsm-pipeline: {opts.output} holds an earlier run (manifest.json and "
+                     f"{len(previous) - 1} more files); pass --overwrite to replace it, or "
+                     "choose another --output")
   if previous:
-    logging.info("lsm-pipeline: --overwrite: removed %d files of an earlier run from %s",
-                 write.remove_previous(opts.output), opts.output)
+    logging.info("lsm-pipeline: removed %d files of an earlier %s run from %s",
+                 write.remove_previous(opts.output),
+                 "finished (--overwrite)" if finished else "unfinished", opts.output)
 
 
-def run_failure(error: BaseException) -> str | None:
-  """The summary of a counts.RunFailed raised in the pipeline, or None.
+# Errors that say what the user must change: main() prints their message alone.
+# UnreadableFileError is also raised mid-run (a bad timestamp form found past a
+# file's head); RunFailed only there.
+USER_ERRORS = (counts.RunFailed, UnreadableFileError)
 
-  In process the runner re-raises the RunFailed itself (its message followed by
-  " [while running 'step']"); from worker processes it arrives as the text of a
-  RuntimeError's traceback.
+
+def user_error(error: BaseException) -> str | None:
+  """The message of a USER_ERRORS exception behind `error` (the runner's wrapping and
+  its " [while running 'step']" suffix removed), or None.
+
+  In process the runner re-raises the exception itself; from worker processes it
+  arrives as the text of a RuntimeError's traceback.
   """
   while error is not None:
-    if isinstance(error, counts.RunFailed) or "RunFailed: " in str(error):
-      text = str(error)
-      return counts.RunFailed.from_text(text if "RunFailed: " in text
-                                        else "RunFailed: " + text)
+    text = str(error)
+    for kind in USER_ERRORS:
+      if isinstance(error, kind) or f"{kind.__name__}: " in text:
+        found = re.search(rf"(?:{kind.__name__}: )?(.*?)(?: \[while running '[^']*'\])?"
+                          r"(?:\n\n|\n?$)", text.split(f"{kind.__name__}: ", 1)[-1], re.S)
+        message = found.group(1)
+        return message if kind is counts.RunFailed else f"lsm-pipeline: {message}"
     error = error.__cause__ or error.__context__
   return None
 
 
-class _HideRunFailedTracebacks(logging.Filter):
-  """Drops the runner's error logs of a RunFailed: main() prints its summary alone."""
+class _HideUserErrorTracebacks(logging.Filter):
+  """Drops the runner's error logs of USER_ERRORS: main() prints their message alone."""
 
   def filter(self, record: logging.LogRecord) -> bool:
     error = record.exc_info[1] if record.exc_info else None
-    return not (isinstance(error, counts.RunFailed) or "RunFailed: " in record.getMessage())
+    return not (isinstance(error, USER_ERRORS) or any(
+        f"{kind.__name__}: " in record.getMessage() for kind in USER_ERRORS))
 
 
 def main(argv=None) -> None:
   logging.getLogger().setLevel(logging.INFO)
   for name in RUNNER_ERROR_LOGGERS:
-    logging.getLogger(name).addFilter(_HideRunFailedTracebacks())
+    logging.getLogger(name).addFilter(_HideUserErrorTracebacks())
   argv = sys.argv[1:] if argv is None else argv
   if not argv or "--help" in argv or "-h" in argv:
     print(__doc__)
     lsm_options.LsmOptions(["--help"])
   try:
     run(argv)
-  except UnreadableFileError as e:
-    sys.exit(f"lsm-pipeline: {e}")
-  except Exception as e:  # a RunFailed arrives wrapped by the runner
-    summary = run_failure(e)
-    if summary is None:
+  except Exception as e:  # raised before the run, or wrapped by the runner
+    message = user_error(e)
+    if message is None:
       raise
-    sys.exit(summary)
+    sys.exit(message)
 
 
 if __name__ == "__main__":

@@ -87,8 +87,9 @@ class LsmOptions(PipelineOptions):
     parser.add_argument("--max_dead_letter_fraction", type=float,
                         default=MAX_DEAD_LETTER_FRACTION,
                         help="the run fails (no manifest) when it dead-letters more than "
-                             "this fraction of its rows and device entries; it also fails "
-                             "when an input file keeps none of its rows")
+                             "this fraction of its rows and device entries, or of its "
+                             "readings for a bad value (non-numeric, non-finite, out of "
+                             "range); it also fails when an input file keeps none of its rows")
     parser.add_argument("--max_gap_minutes", type=int, default=MAX_GAP_MINUTES,
                         help="readings of a subject more than this many minutes apart "
                              "start a new minute grid (no window spans the gap), so a "
@@ -119,9 +120,10 @@ class LsmOptions(PipelineOptions):
     parser.add_argument("--subject_hash_key_file", default=None,
                         help="file holding the secret key of the subject-id HMAC")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace what an earlier run wrote in --output (manifest, "
-                             "shards, transform graph, dead letters, extras); without "
-                             "it such an output folder is refused")
+                        help="replace what an earlier finished run wrote in --output "
+                             "(manifest, shards, transform graph, dead letters, extras); "
+                             "without it such an output folder is refused (an unfinished "
+                             "run's leftovers are always removed)")
 
 
 def labels_alias(argv: list[str]) -> list[str]:

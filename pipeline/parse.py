@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import difflib
 import json
 import logging
 import re
@@ -31,7 +32,8 @@ import pyarrow.compute as pc
 from pipeline import counts, exchange, read
 from pipeline.sources import common
 from schemas import record
-from schemas.features import FEATURES, canonical_name, feature_array, normalise_alias
+from schemas.features import (ALIASES, FEATURES, canonical_name, feature_array,
+                              normalise_alias)
 from schemas.raw import READING_REASONS, ROW_REASONS
 
 VALID_LOW = feature_array("valid_range")[:, 0]
@@ -450,18 +452,20 @@ def parse_batch(batch, key: bytes, rule: TimeRule = TimeRule()):
   else:
     row_reason[:] = 0
   row_reason[all_empty] = 0
+  hashes = [record.subject_hash(s, key) if s else None for s in ids] if (
+      row_reason >= _BAD_TIMESTAMP).any() else []
   for code, reason in enumerate(ROW_REASONS):
     bad = np.flatnonzero(row_reason == code)
     tally[f"rows_dead_letter/{reason}"] = tally.get(f"rows_dead_letter/{reason}", 0) + len(bad)
-    for i in bad:
+    for i in bad:  # rows that failed on their time have a subject: its hash goes along
       yield beam.pvalue.TaggedOutput(counts.DEAD_LETTER, dead_letter(
-          source, batch.rows[i], reason, _raw_row(table, i)))
+          source, batch.rows[i], reason, _raw_row(table, i),
+          hashes[codes[i]] if code >= _BAD_TIMESTAMP else None))
   parsed = row_reason == _PARSED
   tally["rows_parsed"] = int(parsed.sum())
   if not parsed.any():
     yield counts.emit(tally, source)
     return
-  hashes = [record.subject_hash(s, key) if s else None for s in ids]
   feature_columns = [c for c in table.column_names
                      if normalise_alias(c) not in ("subject_id", "timestamp")]
   if batch.layout == "long":
@@ -487,12 +491,23 @@ def parse_batch(batch, key: bytes, rule: TimeRule = TimeRule()):
   for column, i, n_readings in unknown:  # one entry per unknown wide column
     key = "readings_dead_letter/unknown_feature"
     tally[key] = tally.get(key, 0) + n_readings
+    _warn_unknown_column(source, column, n_readings)
     yield beam.pvalue.TaggedOutput(counts.DEAD_LETTER, dead_letter(
         source, batch.rows[i], "unknown_feature",
         {"column": column, "example": _raw_cell(table, column, i)}, hashes[codes[i]],
         readings=n_readings))
   yield counts.emit(tally, source)
   yield from _per_subject(source, readings, codes, hashes, times, batch.rows)
+
+
+def _warn_unknown_column(source: str, column: str, n_readings: int) -> None:
+  """Logs a wide column that names no LSM feature (a typo loses a whole sensor),
+  with the closest feature names or aliases (schemas.features.ALIASES)."""
+  close = difflib.get_close_matches(normalise_alias(column), list(ALIASES), n=2, cutoff=0.75)
+  names = dict.fromkeys(ALIASES[c] for c in close)
+  hint = f" (did you mean {' or '.join(map(repr, names))}?)" if names else ""
+  logging.warning("lsm-pipeline: %s: column %r names no LSM feature%s; its %d readings "
+                  "are dead-lettered as unknown_feature", source, column, hint, n_readings)
 
 
 def _hint_decimal_comma(source: str, cell) -> None:

@@ -2,6 +2,7 @@
 
 import datetime
 import json
+import logging
 
 import apache_beam as beam
 import numpy as np
@@ -63,18 +64,18 @@ def test_dead_letters_name_source_row_and_reason(tmp_path, make_pipeline):
         lambda e: (e["source"].rsplit("/", 1)[1], e["row"], e["reason"],
                    e.get("subject"), e["raw"].get("reading", e["raw"].get("column"))
                    if isinstance(e["raw"], dict) else e["raw"]))
-    s2, s3 = record.subject_hash("s2", KEY), record.subject_hash("s3", KEY)
+    s1, s2, s3 = (record.subject_hash(s, KEY) for s in ("s1", "s2", "s3"))
     assert_that(letters, equal_to([
         ("wide.csv", 3, "malformed_row", None, "s1,2024-03-01T08:16:00+01:00"),
         ("wide.csv", 4, "missing_subject", None, None),
-        ("wide.csv", 5, "bad_timestamp", None, None),
-        ("wide.csv", 6, "bad_timestamp", None, None),
+        ("wide.csv", 5, "bad_timestamp", s1, None),
+        ("wide.csv", 6, "bad_timestamp", s1, None),
         ("wide.csv", 7, "non_numeric", s2, "HR"),
         ("wide.csv", 7, "non_finite", s2, "steps"),
         ("wide.csv", 7, "unknown_feature", s2, "mystery"),
         ("wide.csv", 8, "out_of_range", s2, "HR"),
         ("wide.csv", 9, "malformed_row", None, None),
-        ("long.csv", 3, "unknown_feature", record.subject_hash("s1", KEY), "wat"),
+        ("long.csv", 3, "unknown_feature", s1, "wat"),
         ("long.csv", 4, "non_finite", s3, "steps"),
         ("long.csv", 5, "non_numeric", s3, "steps"),
     ]))
@@ -215,8 +216,8 @@ def test_nonexistent_local_time_rows_are_dead_lettered_and_counted():
                                BERLIN))
   letters = [json.loads(o.value) for o in out
              if isinstance(o, beam.pvalue.TaggedOutput) and o.tag == counts.DEAD_LETTER]
-  assert [(e["row"], e["reason"], e["raw"]["timestamp"]) for e in letters] == [
-      (3, "nonexistent_local_time", "2024-03-31 02:30")]
+  assert [(e["row"], e["reason"], e["raw"]["timestamp"], e["subject"]) for e in letters] == [
+      (3, "nonexistent_local_time", "2024-03-31 02:30", record.subject_hash("s1", KEY))]
   tally = [o.value for o in out if isinstance(o, beam.pvalue.TaggedOutput)
            and o.tag == counts.COUNTS][0]
   assert tally["rows_read"] == 3 and tally["rows_parsed"] == 2
@@ -320,6 +321,17 @@ def test_unknown_wide_columns_are_one_dead_letter_each_with_their_count():
   assert used == n_rows
   assert tally["readings_read"] == used + unknown
   assert tally["readings_dead_letter/unknown_feature"] == unknown
+
+
+def test_an_unknown_wide_column_is_warned_about_with_the_closest_feature(caplog):
+  table = pa.table({"subject_id": [b"s1"] * 2, "timestamp": [b"2024-03-01T08:00:00Z",
+                                                             b"2024-03-01T08:01:00Z"],
+                    "stepz": [b"5", b"7"], "foo_sensor": [b"1", b""]})
+  with caplog.at_level(logging.WARNING):
+    _parse(table)
+  assert ("x.csv: column 'stepz' names no LSM feature (did you mean 'steps'?); its 2 "
+          "readings are dead-lettered as unknown_feature") in caplog.text
+  assert "column 'foo_sensor' names no LSM feature; its 1 readings" in caplog.text
 
 
 def test_a_bad_wide_reading_dead_letters_its_cell_not_the_row():

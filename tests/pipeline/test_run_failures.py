@@ -11,7 +11,8 @@ import pytest
 
 from pipeline import counts, main
 from pipeline.counts import FirstExamples, RunFailed, run_failures
-from pipeline.main import run_failure
+from pipeline.main import user_error
+from pipeline.read import UnreadableFileError
 from schemas import manifest, record
 from schemas.features import FEATURES, FEATURE_INDEX
 
@@ -69,6 +70,23 @@ def test_the_dead_letter_fraction_fails_above_the_option_only():
       "--max_dead_letter_fraction 0.25: bad_timestamp 60 (a.csv row 3: 'yesterday')"]
 
 
+def test_readings_with_bad_values_count_against_the_fraction_too():
+  """60% of a long file's values unreadable: one bad value is one lost row to a user.
+  Unknown features and duplicates are no broken value and do not count."""
+  by_source = {"hr.csv": {"rows_read": 100, "rows_parsed": 100, "readings_read": 100,
+                          "readings_dead_letter/non_numeric": 55,
+                          "readings_dead_letter/out_of_range": 5},
+               "wide.csv": {"rows_read": 10, "rows_parsed": 10, "readings_read": 100,
+                            "readings_dead_letter/unknown_feature": 60}}
+  examples = {"hr.csv": {"non_numeric": (4, "n/a")}}
+  assert run_failures(by_source, examples, 0.5) == []  # 60 bad values of 200 readings
+  del by_source["wide.csv"]
+  assert run_failures(by_source, examples, 0.5) == [
+      "the run dead-lettered 60 of its 100 readings for a bad value (60%), more than "
+      "--max_dead_letter_fraction 0.5: non_numeric 55 (hr.csv row 4: 'n/a'), "
+      "out_of_range 5"]
+
+
 def test_device_exports_count_extras_as_kept_and_are_named_with_their_files():
   nhanes = {"sources/nhanes/entries_read": 6, "sources/nhanes/entries_used": 0,
             "sources/nhanes/extras/not_an_lsm_feature": 6}
@@ -83,11 +101,18 @@ def test_device_exports_count_extras_as_kept_and_are_named_with_their_files():
 def test_the_summary_is_found_in_what_the_runner_raises():
   summary = "lsm-pipeline: the run failed\n  - a.csv: all 3 rows were dead-lettered"
   in_process = RunFailed(summary + " [while running 'WriteManifest/Write']")
-  assert run_failure(in_process) == summary
+  assert user_error(in_process) == summary
   text = ("Traceback (most recent call last):\n  File x\npipeline.counts.RunFailed: "
           f"{summary}\n\nDuring handling of the above exception, another exception ...")
-  assert run_failure(RuntimeError(text)) == summary
-  assert run_failure(ValueError("something else")) is None
+  assert user_error(RuntimeError(text)) == summary
+  assert user_error(ValueError("something else")) is None
+  unreadable = UnreadableFileError("x.csv: column 'timestamp': dates like '13/04/2016 0:01'"
+                                   " ... [while running 'ParseReadings/Parse']")
+  assert user_error(RuntimeError("wrapped")) is None
+  wrapped = RuntimeError("wrapped")
+  wrapped.__cause__ = unreadable
+  assert user_error(wrapped) == \
+      "lsm-pipeline: x.csv: column 'timestamp': dates like '13/04/2016 0:01' ..."
 
 
 def test_a_run_that_lost_every_row_exits_non_zero_with_the_summary(tmp_path, raw, capsys):

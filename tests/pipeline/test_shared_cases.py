@@ -242,5 +242,11 @@ def test_rerun_into_a_used_output_is_refused_without_overwrite(case, capsys):
   assert "--overwrite" in said
   main.run(["--input", "export_part1_utc.csv", "--window_minutes", "10", "--split", "1,0,0",
             "--num_shards", "1", "--output", "out", "--overwrite"])
-  assert sorted(os.listdir("out/pretrain")) == [
-      f"{s}-00000-of-00001.array_record" for s in ("test", "train", "valid")]
+  new_shards = [f"{s}-00000-of-00001.array_record" for s in ("test", "train", "valid")]
+  assert sorted(os.listdir("out/pretrain")) == new_shards
+  # A run that failed or was killed left no manifest: its leftovers go without asking.
+  os.remove("out/manifest.json")
+  open("out/pretrain/train-00002-of-00003.array_record", "wb").close()
+  main.run(["--input", "export_part1_utc.csv", "--window_minutes", "10", "--split", "1,0,0",
+            "--num_shards", "1", "--output", "out"])
+  assert sorted(os.listdir("out/pretrain")) == new_shards
