@@ -10,9 +10,21 @@ from typing import Callable
 from absl import app, flags
 from absl import logging as absl_logging
 
+from schemas import manifest as manifest_lib
+from schemas import record as record_lib
+
 # Libraries whose INFO lines drown the trainer's own: Orbax logs a dozen lines per
 # checkpoint save or restore (handlers, paths, throughput).
 QUIET_LIBRARIES = (f"{os.sep}orbax{os.sep}",)
+
+
+class CommandError(Exception):
+  """An error whose message says all the user needs: printed alone, no traceback."""
+
+
+# Bad data directories, records and checkpoints: the message names the file and what
+# is wrong, so the commands print it as one line and exit 1.
+USER_ERRORS = (manifest_lib.ManifestError, record_lib.RecordError, CommandError)
 
 
 class QuietLibraries(logging.Filter):
@@ -24,9 +36,10 @@ class QuietLibraries(logging.Filter):
             or not any(part in record.pathname for part in QUIET_LIBRARIES))
 
 
-def run(main: Callable[[list[str]], None], module_name: str) -> None:
+def run(main: Callable[[list[str]], None], module_name: str, command: str) -> None:
   """app.run, with a --help that prints the command's own doc and flags, then exits 0,
-  and the QuietLibraries filter on absl's log handler.
+  the QuietLibraries filter on absl's log handler, and USER_ERRORS printed as one line
+  "COMMAND: message" (exit status 1).
 
   absl's own --help exits 1 and, under a console-script wrapper, lists no flags.
   """
@@ -38,4 +51,11 @@ def run(main: Callable[[list[str]], None], module_name: str) -> None:
   handler = absl_logging.get_absl_handler()
   if not any(isinstance(f, QuietLibraries) for f in handler.filters):
     handler.addFilter(QuietLibraries())
-  app.run(main)
+
+  def main_or_message(argv: list[str]) -> None:
+    try:
+      main(argv)
+    except USER_ERRORS as e:
+      sys.exit(f"{command}: {e}")
+
+  app.run(main_or_message)

@@ -557,7 +557,7 @@ def main() -> None:
   sys.argv = [a.replace("--export-embeddings", "--export_embeddings")
               .replace("--max-windows", "--max_windows") for a in sys.argv]
   flags.mark_flags_as_required(["workdir", "data"])
-  cli.run(_main, __name__)
+  cli.run(_main, __name__, "lsm-eval")
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ def _main(argv) -> None:
 
 
 def main() -> None:
-  cli.run(_main, __name__)
+  cli.run(_main, __name__, "lsm-train")
 
 
 if __name__ == "__main__":

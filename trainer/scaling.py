@@ -228,7 +228,7 @@ def _main(argv) -> None:
 def main() -> None:
   define_flags()
   flags.mark_flags_as_required(["config", "workdir"])
-  cli.run(_main, __name__)
+  cli.run(_main, __name__, "lsm-scaling")
 
 
 if __name__ == "__main__":

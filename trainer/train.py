@@ -253,7 +253,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   ckpts = checkpoints_lib.Checkpoints(workdir, config.keep_checkpoints,
                                       config.async_checkpoints)
   iterator = input_pipeline.train_iterator(config)
-  restored = ckpts.restore(trainer.abstract_state())
+  restored = ckpts.restore(trainer.abstract_state(),
+                           restart_if_corrupt=config.restart_if_corrupt)
   start = 0
   if restored is not None:
     start, trainer.state, iterator_state = restored

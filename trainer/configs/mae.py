@@ -69,6 +69,9 @@ def get_config(size: str = "tiny") -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 200
   config.keep_checkpoints = 3           # last N, plus the best by validation loss
   config.async_checkpoints = True
+  # When every checkpoint fails its integrity check: False stops with an error naming
+  # them; True sets them aside (workdir/corrupt_checkpoints) and trains from step 1.
+  config.restart_if_corrupt = False
   config.plot_windows = 4               # validation windows drawn to a PNG at each eval
 
   config.workers = 0                    # Grain worker processes (0 = in-process)
