@@ -36,7 +36,6 @@ import numpy as np
 
 from schemas import manifest as manifest_lib
 from trainer import cli
-from schemas import record as record_lib
 from schemas.constants import ACTIVITY_CLASSES
 
 GENERATIVE_TASKS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -96,9 +95,10 @@ def read_windows(data_dir: str, dataset: str, split: str, max_windows: int = 0,
                  seed: int = 0) -> dict[str, np.ndarray] | None:
   """All windows of one split as arrays (None when the split is absent or empty).
 
-  With max_windows, a seeded sample of that many, kept in file order.
+  With max_windows, a seeded sample of that many, kept in file order. A record that
+  cannot be read or decoded raises RecordError naming its shard and index.
   """
-  from array_record.python.array_record_module import ArrayRecordReader
+  from trainer import input_pipeline
   try:
     shards = [(p, n) for p, n in manifest_lib.shards(data_dir, split, dataset) if n]
   except manifest_lib.ManifestError:
@@ -109,29 +109,14 @@ def read_windows(data_dir: str, dataset: str, split: str, max_windows: int = 0,
   keep = np.arange(total)
   if max_windows and total > max_windows:
     keep = np.sort(np.random.default_rng([seed, 7]).choice(total, max_windows, replace=False))
+  source = input_pipeline.ShardSource(shards, window=None)
   fields = {k: [] for k in ("values", "observed", "subject", "start", "label", "exercise")}
-  offset = 0
-  for path, n in shards:
-    wanted = keep[(keep >= offset) & (keep < offset + n)] - offset
-    offset += n
-    if not wanted.size:
-      continue
-    reader = ArrayRecordReader(path)
-    try:
-      if reader.num_records() != n:
-        raise manifest_lib.ManifestError(f"{path}: {reader.num_records()} records, the "
-                                         f"manifest says {n}")
-      for i, data in zip(wanted, reader.read(list(map(int, wanted)))):
-        try:
-          w = record_lib.decode(data)
-        except record_lib.RecordError as e:
-          raise record_lib.RecordError(f"{path} record {i}: {e}") from None
-        fields["values"].append(np.array(w["values"], np.float32))
-        fields["observed"].append(np.array(w["mask"], bool))
-        for key in ("subject", "start", "label", "exercise"):
-          fields[key].append(w[key])
-    finally:
-      reader.close()
+  for i in keep:
+    w = source[int(i)]
+    fields["values"].append(np.array(w["values"], np.float32))
+    fields["observed"].append(np.array(w["mask"], bool))
+    for key in ("subject", "start", "label", "exercise"):
+      fields[key].append(w[key])
   return {"values": np.stack(fields["values"]), "observed": np.stack(fields["observed"]),
           "subject": np.array(fields["subject"], dtype="U64"),
           "start": np.array(fields["start"], np.int64),

@@ -1,7 +1,8 @@
 """Grain input pipeline: ArrayRecord shards from a pipeline output -> masked batches.
 
 MapDataset over the split's shards (manifest.json) -> global shuffle with the seed,
-a new order every epoch -> decode (schemas.record) -> augmentation and masking as
+a new order every epoch -> decode (schemas.record; a bad record names its shard and
+index) -> augmentation and masking as
 Grain RandomMap transforms (seeded per element, so the stream is a pure function of
 the seed and the position: that is what makes resume exact) -> this process's slice
 (jax.process_index / process_count, taken last, so that the global batches and
@@ -33,24 +34,59 @@ class EmptySplitError(manifest_lib.ManifestError):
   """The manifest lists no records for a split (e.g. a cohort too small for a valid split)."""
 
 
-class Decode(grain.transforms.MapWithIndex):
-  """Record bytes -> {"values", "observed"}; a bad record names its split and index."""
+class ShardSource:
+  """The records of a list of ArrayRecord shards as one random-access source (Grain's
+  RandomAccessDataSource protocol), each decoded with schemas.record.
 
-  def __init__(self, split: str, window: Sequence[int] = WINDOW):
-    self.split = split
-    self.window = tuple(window)
+  A record that cannot be read (ArrayRecord's "chunk data hash mismatch", a truncated
+  shard) or decoded (schemas.record's checksum, magic, length), or whose window is not
+  `window` [T, F] (None: any), raises RecordError naming the shard and the record's
+  index in it; a shard whose record count differs from the manifest's, ManifestError.
+  """
 
-  def map_with_index(self, index: int, data: bytes) -> dict[str, np.ndarray]:
+  def __init__(self, shards: Sequence[tuple[str, int]],
+               window: Sequence[int] | None = WINDOW):
+    self.paths = [path for path, _ in shards]
+    self.window = None if window is None else tuple(window)
+    self.sources = []
+    for path, n in shards:
+      try:
+        source = grain.sources.ArrayRecordDataSource([path])
+      except (RuntimeError, OSError) as e:
+        raise record_lib.RecordError(f"{path}: not a readable ArrayRecord shard: "
+                                     f"{_first_line(e)}") from None
+      if len(source) != n:
+        raise manifest_lib.ManifestError(f"{path}: {len(source)} records, the manifest "
+                                         f"says {n}")
+      self.sources.append(source)
+    self.offsets = np.cumsum([0] + [n for _, n in shards])
+
+  def __len__(self) -> int:
+    return int(self.offsets[-1])
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    """schemas.record.decode of record `index` (counting across the shards in order)."""
+    shard = int(np.searchsorted(self.offsets, index, side="right")) - 1
+    local = int(index) - int(self.offsets[shard])
+    where = f"{self.paths[shard]}: record {local}"
     try:
-      window = record_lib.decode(data)
-    except record_lib.RecordError as e:
-      raise record_lib.RecordError(f"{self.split} record {index}: {e}") from None
-    if window["values"].shape != self.window:
-      raise record_lib.RecordError(
-          f"{self.split} record {index}: window shape {window['values'].shape}, the "
-          f"trainer is configured for {self.window}")
-    return {"values": np.array(window["values"], dtype=np.float32),
-            "observed": np.array(window["mask"], dtype=bool)}
+      window = record_lib.decode(self.sources[shard][local])
+    except (RuntimeError, OSError, record_lib.RecordError) as e:
+      raise record_lib.RecordError(f"{where}: {_first_line(e)}") from None
+    if self.window is not None and window["values"].shape != self.window:
+      raise record_lib.RecordError(f"{where}: window shape {window['values'].shape}, the "
+                                   f"trainer is configured for {self.window}")
+    return window
+
+
+def _first_line(error: Exception) -> str:
+  return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def window_arrays(window: dict[str, Any]) -> dict[str, np.ndarray]:
+  """A decoded record -> {"values": float32 [T, F], "observed": bool [T, F]} (copies)."""
+  return {"values": np.array(window["values"], dtype=np.float32),
+          "observed": np.array(window["mask"], dtype=bool)}
 
 
 class Augment(grain.transforms.RandomMap):
@@ -130,18 +166,12 @@ def encoder_tokens(config: ml_collections.ConfigDict, window: Sequence[int] = WI
   return n - int(round(config.mask.ratio * n))
 
 
-def split_source(data_dir: str, split: str, dataset: str = "pretrain"):
-  """The split's shards as one Grain ArrayRecord source; checks the manifest's counts."""
+def split_source(data_dir: str, split: str, dataset: str = "pretrain") -> ShardSource:
+  """The split's shards as one ShardSource (which checks the manifest's counts)."""
   shards = [(path, n) for path, n in manifest_lib.shards(data_dir, split, dataset) if n]
   if not shards:
     raise EmptySplitError(f"{data_dir}: {dataset} split {split!r} has no records")
-  source = grain.sources.ArrayRecordDataSource([path for path, _ in shards])
-  expected = sum(n for _, n in shards)
-  if len(source) != expected:
-    raise manifest_lib.ManifestError(
-        f"{data_dir}: {dataset}/{split} shards hold {len(source)} records, the manifest "
-        f"says {expected}")
-  return source
+  return ShardSource(shards)
 
 
 def dataset(config: ml_collections.ConfigDict, split: str, *, train: bool,
@@ -159,7 +189,7 @@ def dataset(config: ml_collections.ConfigDict, split: str, *, train: bool,
                           f"fewer than the {process_count} processes")
   if train:
     ds = ds.shuffle(seed=config.seed).repeat(None)
-  ds = ds.map_with_index(Decode(split))
+  ds = ds.map(window_arrays)
   if train and config.augment.enabled:
     ds = ds.random_map(Augment(config.augment.p, config.augment.max_stretch,
                                config.augment.max_noise_sigma), seed=config.seed + 1)
