@@ -245,6 +245,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   lead = jax.process_index() == 0
   if lead:
     save_config(config, workdir)
+  iterator = input_pipeline.train_iterator(config)  # a bad data dir fails before compiling
   trainer = Trainer(config)
   logging.info("model %s: %d parameters, %d devices, encoder budget %d of %d tokens",
                config.size, models.count_params(trainer.model_config), jax.device_count(),
@@ -252,7 +253,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   ckpts = checkpoints_lib.Checkpoints(workdir, config.keep_checkpoints,
                                       config.async_checkpoints)
-  iterator = input_pipeline.train_iterator(config)
   restored = ckpts.restore(trainer.abstract_state(),
                            restart_if_corrupt=config.restart_if_corrupt)
   start = 0

@@ -91,6 +91,45 @@ def write_data_dir(path: str, counts: dict[str, int], shards: int = 2, seed: int
   return path
 
 
+def write_corrupt_copy(out: str, data_dir: str, split: str, shard: int, index: int,
+                 how: str) -> tuple[str, str]:
+  """A copy of data_dir (shards linked) at `out` whose pretrain `split` shard number
+  `shard` is rewritten uncompressed with record `index` damaged; returns (out, that
+  shard's path). how: "record" flips a byte of the record before it is written (the
+  record's CRC32C fails, ArrayRecord's hashes pass); "chunk" flips a byte of its chunk
+  in the written file (ArrayRecord's chunk data hash fails)."""
+  from grain.sources import ArrayRecordDataSource  # pylint: disable=g-import-not-at-top
+  os.makedirs(out)
+  manifest = manifest_lib.load(data_dir)
+  for entries in manifest["datasets"]["pretrain"].values():
+    for entry in entries:
+      os.symlink(os.path.join(data_dir, entry["path"]), os.path.join(out, entry["path"]))
+  with open(os.path.join(out, manifest_lib.MANIFEST_NAME), "w") as f:
+    json.dump(manifest, f)
+  name = manifest["datasets"]["pretrain"][split][shard]["path"]
+  source = ArrayRecordDataSource([os.path.join(data_dir, name)])
+  records = [bytearray(source[i]) for i in range(len(source))]
+  if how == "record":
+    records[index][1000] ^= 0x01
+  path = os.path.join(out, name)
+  os.remove(path)
+  writer = ArrayRecordWriter(path, "group_size:1,uncompressed")
+  for data in records:
+    writer.write(bytes(data))
+  writer.close()
+  if how == "chunk":
+    data = bytearray(open(path, "rb").read())
+    data[data.index(records[index][2000:2064]) + 10] ^= 0x01
+    with open(path, "wb") as f:
+      f.write(data)
+  return out, path
+
+
+@pytest.fixture(name="corrupt_copy", scope="session")
+def corrupt_copy_fixture():
+  return write_corrupt_copy
+
+
 @pytest.fixture(scope="session")
 def labelled_data_dir(tmp_path_factory) -> str:
   """Pretrain 64/16/16 windows of 8 subjects plus a "labelled" dataset (train 96 windows:

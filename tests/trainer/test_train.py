@@ -115,9 +115,10 @@ def test_killed_run_resumes_with_the_same_losses(reference_run, data_dir, tmp_pa
   command = cli(workdir, data_dir, RESUME_OVERRIDES)
   proc = subprocess.Popen(command, cwd=repo_dir, env=subprocess_env(),
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-  first = os.path.join(workdir, "checkpoints", "4")
+  # Complete: committed and checksummed (killed before its checksums, it is set aside).
+  first = os.path.join(workdir, "checkpoints", "4", checkpoints_lib.CHECKSUMS_NAME)
   deadline = time.time() + 300
-  while not os.path.isdir(first) and proc.poll() is None and time.time() < deadline:
+  while not os.path.isfile(first) and proc.poll() is None and time.time() < deadline:
     time.sleep(0.05)
   still_running = proc.poll() is None
   proc.send_signal(signal.SIGKILL)
@@ -161,7 +162,8 @@ def test_corrupted_latest_checkpoint_falls_back_to_the_previous(reference_run, t
     step, state, iterator_state = ckpts.restore(trainer.abstract_state())
   ckpts.close()
   assert step == 8 and int(state.step) == 8 and iterator_state == {"next_index": 8}
-  assert "checkpoint 12" in caplog.text and "falling back" in caplog.text
+  assert "checkpoint 12" in caplog.text and "checksum mismatch" in caplog.text
+  assert "falling back to checkpoint 8" in caplog.text
   assert os.path.isdir(os.path.join(workdir, "corrupt_checkpoints", "12"))
   # Training on from the fallback reproduces the reference's last steps.
   os.remove(os.path.join(workdir, "metrics_train.jsonl"))
@@ -170,6 +172,60 @@ def test_corrupted_latest_checkpoint_falls_back_to_the_previous(reference_run, t
   assert sorted(resumed) == [9, 10, 11, 12]
   np.testing.assert_allclose([resumed[s] for s in resumed], [reference[s] for s in resumed],
                              rtol=1e-6)
+
+
+def flip_byte(path):
+  data = bytearray(open(path, "rb").read())
+  data[len(data) // 2] ^= 0x01
+  open(path, "wb").write(bytes(data))
+
+
+def test_every_checkpoint_corrupt_stops_lsm_train_unless_restart_if_corrupt(
+    reference_run, data_dir, tmp_path, subprocess_env, repo_dir, caplog):
+  config, ref_dir, _ = reference_run
+  workdir = str(tmp_path / "copy")
+  shutil.copytree(ref_dir, workdir)
+  for step in (4, 8, 12):
+    files = glob.glob(os.path.join(workdir, "checkpoints", str(step), "state", "**", "*"),
+                      recursive=True)
+    flip_byte(max((p for p in files if os.path.isfile(p)), key=os.path.getsize))
+  done = subprocess.run(cli(workdir, data_dir, RESUME_OVERRIDES), cwd=repo_dir,
+                        env=subprocess_env(), capture_output=True, text=True, timeout=600)
+  assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+  last = done.stderr.strip().splitlines()[-1]
+  assert last.startswith(f"lsm-train: {os.path.join(workdir, 'checkpoints')}: no intact "
+                         "checkpoint: step 12 (state"), last
+  assert "step 8 (state" in last and "step 4 (state" in last and "checksum mismatch" in last
+  assert "--config.restart_if_corrupt=True" in last
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["12", "4", "8"]
+  # Asked to, the run sets them aside and starts over.
+  config = config.copy_and_resolve_references()
+  config.restart_if_corrupt = True
+  config.num_train_steps = 2
+  with caplog.at_level(logging.WARNING):
+    result = train.train_and_evaluate(config, workdir)
+  assert result["step"] == 2 and "starting over from step 1" in caplog.text
+  assert sorted(os.listdir(os.path.join(workdir, "corrupt_checkpoints"))) == ["12", "4", "8"]
+
+
+def test_lsm_train_names_a_bad_manifest_or_record_in_one_line(
+    data_dir, tmp_path, subprocess_env, repo_dir, corrupt_copy):
+  truncated = tmp_path / "truncated"
+  shutil.copytree(data_dir, truncated)
+  manifest = truncated / "manifest.json"
+  manifest.write_text(manifest.read_text()[:200])
+  done = subprocess.run(cli(str(tmp_path / "a"), str(truncated), {}), cwd=repo_dir,
+                        env=subprocess_env(), capture_output=True, text=True, timeout=600)
+  assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+  assert done.stderr.strip().splitlines()[-1].startswith(
+      f"lsm-train: {manifest}: not valid JSON (truncated or corrupted?): ")
+  bad, shard = corrupt_copy(str(tmp_path / "bad"), data_dir, "train", 0, 5, "chunk")
+  done = subprocess.run(cli(str(tmp_path / "b"), bad, {"num_train_steps": 8}), cwd=repo_dir,
+                        env=subprocess_env(), capture_output=True, text=True, timeout=600)
+  assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+  assert done.stderr.strip().splitlines()[-1].startswith(
+      f"lsm-train: {shard}: record 5: Corrupted Riegeli/records file: chunk data hash "
+      "mismatch")
 
 
 def test_non_finite_loss_stops_naming_the_step_and_keeps_good_checkpoints(
