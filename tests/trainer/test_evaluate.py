@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from schemas import record
 from trainer import evaluate, finetune, inference, models, train
 
 
@@ -230,3 +231,28 @@ assert "tensorflow" not in sys.modules, "tensorflow was imported"
   out = subprocess.run([python, "-c", code], env=subprocess_env(), capture_output=True,
                        text=True, timeout=300)
   assert out.returncode == 0, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("how, reason", [("record", "record checksum mismatch"),
+                                         ("chunk", "chunk data hash mismatch")])
+def test_a_corrupt_record_names_its_shard_and_index(labelled_data_dir, tmp_path,
+                                                    corrupt_copy, how, reason):
+  data, shard = corrupt_copy(str(tmp_path / "data"), labelled_data_dir, "test", 1, 3, how)
+  with pytest.raises(record.RecordError, match=f"^{shard}: record 3: .*{reason}"):
+    evaluate.read_windows(data, "pretrain", "test")
+  assert len(evaluate.read_windows(data, "pretrain", "valid")["values"]) == 16
+
+
+def test_lsm_eval_names_a_truncated_manifest_in_one_line(labelled_data_dir, tmp_path,
+                                                         python, subprocess_env):
+  import shutil
+  import subprocess
+  data = tmp_path / "data"
+  shutil.copytree(labelled_data_dir, data)
+  (data / "manifest.json").write_text((data / "manifest.json").read_text()[:300])
+  out = subprocess.run([python, "-c", "from trainer.evaluate import main; main()",
+                        f"--workdir={tmp_path / 'run'}", f"--data={data}"],
+                       env=subprocess_env(), capture_output=True, text=True, timeout=300)
+  assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
+  assert out.stderr.strip().splitlines()[-1].startswith(
+      f"lsm-eval: {data / 'manifest.json'}: not valid JSON (truncated or corrupted?): ")
