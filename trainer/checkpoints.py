@@ -157,7 +157,11 @@ class Checkpoints:
       return checksum_problem(self._step_dir(step))
     except FileNotFoundError:
       pass
-    if not (self.manager.metadata(step).custom_metadata or {}).get(CHECKSUMS_KEY):
+    try:
+      custom = self.manager.metadata(step).custom_metadata or {}
+    except Exception as e:  # pylint: disable=broad-except
+      return f"{CHECKSUMS_NAME} is missing and the Orbax metadata unreadable ({e})"
+    if not custom.get(CHECKSUMS_KEY):
       logging.warning("checkpoint %d in %s predates checksums: restored unverified",
                       step, self.directory)
       return None
