@@ -432,7 +432,7 @@ def test_read_export_yields_readings_per_subject_and_file():
   import apache_beam as beam
   folder = f"{CASES}/e4_multi_session_participants/p01/1600000000_A01B2C"
   export = ("empatica_e4", folder, (f"{folder}/HR.csv", f"{folder}/TEMP.csv"))
-  out = list(devices.read_export(export, None, None, b"test-key",
+  out = list(devices.read_export(export, b"test-key", None, None,
                                  subject_id_pattern=r"_(?P<subject>[0-9A-F]{6})/"))
   readings = [o for o in out if not isinstance(o, beam.pvalue.TaggedOutput)]
   assert {h for h, _ in readings} == {record.subject_hash("A01B2C", b"test-key")}
