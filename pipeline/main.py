@@ -95,8 +95,8 @@ def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str],
   letter_dir = lsm_options.dead_letter_dir(opts)
   _private_dead_letters(letter_dir, output)
   letters_written = (letters | "WriteDeadLetters" >> beam.io.WriteToText(
-      os.path.join(letter_dir, "dead_letter"), file_name_suffix=".jsonl", num_shards=1, shard_name_template="")
-                     | "OwnerOnly" >> beam.Map(privacy.owner_only))
+      os.path.join(letter_dir, "dead_letter"), file_name_suffix=".jsonl", num_shards=1,
+      shard_name_template="") | "OwnerOnly" >> beam.Map(privacy.owner_only))
   examples = letters | "DeadLetterExamples" >> beam.CombineGlobally(counts.FirstExamples())
   _ = (device[devices.EXTRAS] | "WriteExtras" >> beam.io.WriteToText(
       os.path.join(output, "extras", "extras"), file_name_suffix=".jsonl", num_shards=1,
