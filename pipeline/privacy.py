@@ -42,14 +42,12 @@ def is_owner_only(path: str) -> bool:
 def identifiers(ids, paths, root: str | None = None) -> list[str]:
   """The strings that must not appear in a shareable output: the raw ids, the input
   paths, and each path's components below `root` (a file or folder named after a
-  participant); longest first."""
+  participant), longest first."""
   out = set(map(str, ids)) | set(paths)
   for path in paths:
     rel = os.path.relpath(path, root) if root else path
-    parts = [p for p in rel.split(os.sep) if p and p not in (".", "..")]
-    out.update(parts)
-    out.update(os.path.splitext(p)[0] for p in parts)
-  return sorted((s for s in out if s), key=lambda s: (-len(s), s))
+    out.update(p for p in rel.split(os.sep) if p not in ("", ".", ".."))
+  return sorted(out, key=lambda s: (-len(s), s))
 
 
 def find_identifiers(folder: str, needles) -> dict[str, list[str]]:
