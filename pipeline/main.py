@@ -123,8 +123,9 @@ def _private_dead_letters(folder: str, output: str) -> None:
   logging.info("lsm-pipeline: dead letters (raw rows, raw subject ids and paths: for the "
                "data owner, not for sharing) go to %s%s", folder,
                "" if gcs.is_local(folder) else "; bucket IAM decides who reads them")
-  norm = lambda path: (os.path.abspath(path) if gcs.is_local(path) else path.rstrip("/"))
-  if (norm(folder) + "/").startswith(norm(output) + "/"):
+  def norm(path):
+    return (os.path.abspath(path) if gcs.is_local(path) else path.rstrip("/")) + "/"
+  if norm(folder).startswith(norm(output)):
     logging.warning("lsm-pipeline: --dead_letter_dir %s is inside --output: the output "
                     "folder then holds raw ids and must not be shared whole", folder)
 
