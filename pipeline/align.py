@@ -83,7 +83,7 @@ def align_subject(item, max_gap: int = MAX_GAP_MINUTES):
   tally = {}
   segments = _whole_minute_rows(parts, max_gap)
   if segments is None:  # general path: sort, dedupe and reduce readings
-    segments = (yield from _reduce(subject, parts, tally, max_gap)) if parts else None
+    segments = (yield from _reduce(parts, tally, max_gap)) if parts else None
   if not segments:  # no sensor data: labels or a device subject, nothing to align
     tally.update({"label_sessions_without_data": len(sessions),
                   "subjects_without_readings": int(bool(grouped.get("provided")))})
@@ -92,7 +92,7 @@ def align_subject(item, max_gap: int = MAX_GAP_MINUTES):
   used = 0  # readings before the HRV rule; one per observed cell on the fast path
   for first, grid, readings in segments:
     used += int(np.count_nonzero(~np.isnan(grid)) if readings is None else readings.sum())
-    yield from _gate_hrv(subject, first, grid, readings, tally)
+    yield from _gate_hrv(first, grid, readings, tally)
     np.clip(grid, CLIP_LOW.astype(np.float32), CLIP_HIGH.astype(np.float32), out=grid)
   tally["readings_used"] = used - tally.get("readings_dead_letter/hrv_low_quality", 0)
   tally["subjects"] = 1
@@ -148,7 +148,7 @@ def _whole_minute_rows(parts, max_gap: int):
   return segments
 
 
-def _reduce(subject, parts, tally, max_gap: int):
+def _reduce(parts, tally, max_gap: int):
   """General path: dedupe, then reduce sub-minute samples; returns [(first, grid,
   readings)] per segment, or None without readings."""
   sources = sorted({p.source for p in parts})
@@ -174,7 +174,7 @@ def _reduce(subject, parts, tally, max_gap: int):
       yield beam.pvalue.TaggedOutput(counts.DEAD_LETTER, dead_letter(
           sources[src[j]], row[j], "duplicate",
           {"timestamp": str(np.datetime64(int(time[j]), "ns")) + "Z",
-           "feature": FEATURE_NAMES[feature[j]], "value": float(value[j])}, subject))
+           "feature": FEATURE_NAMES[feature[j]], "value": float(value[j])}))
     keep = ~duplicate
     cell, value = cell[keep], value[keep]
   cells, starts, sizes = np.unique(cell, return_index=True, return_counts=True)
@@ -210,7 +210,7 @@ def _aggregate(features, value, starts, sizes):
   return out
 
 
-def _gate_hrv(subject, first, grid, readings, tally):
+def _gate_hrv(first, grid, readings, tally):
   """Sets HRV features missing in low-quality minutes; one dead letter per run of minutes.
 
   readings: int [M, F] readings behind each cell, or None for one per observed cell.
@@ -231,7 +231,7 @@ def _gate_hrv(subject, first, grid, readings, tally):
     yield beam.pvalue.TaggedOutput(counts.DEAD_LETTER, dead_letter(
         None, None, "hrv_low_quality",
         {"from": _iso(first + run[0]), "to": _iso(first + run[-1] + 1),
-         "readings": int(per_minute[run].sum())}, subject))
+         "readings": int(per_minute[run].sum())}))
 
 
 class AlignSubjects(beam.PTransform):

@@ -42,7 +42,8 @@ import pandas as pd
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import counts, read, sources
+from pipeline import counts, keys, read, sources
+from pipeline.keys import KeyedFlatMap, KeyRef
 from pipeline.parse import Readings, TimeRule, _check, check_times, dead_letter
 from schemas import record
 from schemas.features import FEATURE_INDEX, FEATURE_NAMES, normalise_alias
@@ -158,21 +159,37 @@ def plan_inputs(paths: list[str], forced: str = "auto", rule: TimeRule = TimeRul
   return Plan(entries, canonical, file_format, exports)
 
 
-def _entry_lines(table, hashes: dict) -> list[str]:
-  """Adapter extras / dead-letter entries as JSON lines; subjects as their hash only."""
+def with_input_ids(entries: list, key: bytes) -> list:
+  """Plan.inputs entries with "id" (keys.input_id of the path) and, for a device file,
+  "export" (that of its export's folder): what the manifest names inputs by."""
+  out = []
+  for entry in entries:
+    extra = {"id": keys.input_id(entry["path"], key)}
+    if entry["format"] in DEVICE_FORMATS:
+      extra["export"] = keys.input_id(sources.common.dirname(entry["path"]) or ".", key)
+    out.append({**entry, **extra})
+  return out
+
+
+def _entry_lines(table, hashes: dict | None = None, key: bytes | None = None) -> list[str]:
+  """Adapter entries as JSON lines: dead letters (no hashes) with the raw path and no
+  subject, for the data owner; extras (hashes and key given) for the shareable output:
+  the subject as its hash and the file as keys.input_id, never the raw id or path
+  (the adapters' raw extras are value cells, not id columns)."""
   lines = []
   for e in table.to_dict(orient="records"):
     stamp = e["timestamp"]
-    lines.append(json.dumps({
-        "source": e["source"], "row": int(e["row"]), "n_rows": int(e["n_rows"]),
-        "subject": hashes.get(e["subject_id"]) if e["subject_id"] else None,
-        "timestamp": None if stamp is None or stamp != stamp else stamp.isoformat(),
-        "field": e["field"], "raw": e["raw"], "reason": e["reason"]},
-        sort_keys=True, default=str))
+    entry = {"source": e["source"], "row": int(e["row"]), "n_rows": int(e["n_rows"]),
+             "timestamp": None if stamp is None or stamp != stamp else stamp.isoformat(),
+             "field": e["field"], "raw": e["raw"], "reason": e["reason"]}
+    if hashes is not None:
+      entry["source"] = keys.input_id(e["source"], key)
+      entry["subject"] = hashes.get(e["subject_id"]) if e["subject_id"] else None
+    lines.append(json.dumps(entry, sort_keys=True, default=str))
   return lines
 
 
-def read_export(export, tz, subject_id, key: bytes, subject_id_pattern=None,
+def read_export(export, key: bytes, tz, subject_id, subject_id_pattern=None,
                 rule: TimeRule = TimeRule()):
   """One export -> (subject hash, Readings), one per (subject, file), rows numbered as
   in the file; tagged dead letters, extras, provided, counts.
@@ -186,9 +203,9 @@ def read_export(export, tz, subject_id, key: bytes, subject_id_pattern=None,
   except sources.SourceError as e:
     raise read.UnreadableFileError(str(e)) from e
   hashes = {s: record.subject_hash(str(s), key) for s in result.provided}
-  for line in _entry_lines(result.dead_letter, hashes):
+  for line in _entry_lines(result.dead_letter):
     yield beam.pvalue.TaggedOutput(counts.DEAD_LETTER, line)
-  for line in _entry_lines(result.extras, hashes):
+  for line in _entry_lines(result.extras, hashes, key):
     yield beam.pvalue.TaggedOutput(EXTRAS, line)
   prefix = f"sources/{fmt}/"
   tally = {prefix + "exports": 1, prefix + "subjects": len(result.provided),
@@ -231,8 +248,7 @@ def read_export(export, tz, subject_id, key: bytes, subject_id_pattern=None,
     for j in bad:  # a derived value (raw samples were checked by the adapter)
       yield beam.pvalue.TaggedOutput(counts.DEAD_LETTER, dead_letter(
           paths[source[j]], row[j], why, {"format": fmt, "timestamp": str(frame["timestamp"].iat[j]),
-                                   "feature": FEATURE_NAMES[feature[j]], "value": value[j]},
-          hashes[frame["subject_id"].iat[j]]))
+                                   "feature": FEATURE_NAMES[feature[j]], "value": value[j]}))
   ok = reason == _OK
   for name in frame["feature"][ok].unique():
     tally[f"{prefix}present/{name}"] = int((frame["feature"][ok] == name).sum())
@@ -272,19 +288,20 @@ def _log_local_time(fmt: str, folder: str, result) -> None:
 
 class ReadDevices(beam.PTransform):
   """Exports -> 'readings': (subject hash, Readings); 'provided': (hash, bool[26]);
-  'dead_letter', 'extras': JSON lines; 'counts'."""
+  'dead_letter', 'extras': JSON lines; 'counts'. key: resolved on the worker."""
 
-  def __init__(self, exports: list, tz: str | None, subject_id: str | None, key: bytes,
+  def __init__(self, exports: list, tz: str | None, subject_id: str | None, key: KeyRef,
                subject_id_pattern: str | None = None, rule: TimeRule = TimeRule()):
     super().__init__()
     self._exports = list(exports)
-    self._args = (tz, subject_id, key, subject_id_pattern, rule)
+    self._key, self._args = key, (tz, subject_id, subject_id_pattern, rule)
 
   def expand(self, pbegin):
     return (pbegin
             | "Exports" >> beam.Create(self._exports)
             | "Spread" >> beam.Reshuffle()
-            | "Read" >> beam.FlatMap(read_export, *self._args).with_outputs(
+            | "Read" >> beam.ParDo(KeyedFlatMap(read_export, self._key, *self._args)
+                                   ).with_outputs(
                 counts.DEAD_LETTER, EXTRAS, PROVIDED, counts.COUNTS, main="readings"))
 
 

@@ -20,6 +20,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import counts
+from pipeline.keys import KeyedFlatMap, KeyRef
 from pipeline.parse import dead_letter
 from pipeline.read import UnreadableFileError
 from schemas import record
@@ -85,16 +86,17 @@ def read_sessions(path: str, key: bytes):
 
 
 class ReadLabels(beam.PTransform):
-  """Label table path -> main: (subject hash, (start, end, class, exercise)); dead letters; counts."""
+  """Label table path -> main: (subject hash, (start, end, class, exercise)); dead
+  letters; counts. key: resolved on the worker (pipeline.keys)."""
 
-  def __init__(self, path: str, key: bytes):
+  def __init__(self, path: str, key: KeyRef):
     super().__init__()
     self._path, self._key = path, key
 
   def expand(self, pbegin):
     return (pbegin
             | "Path" >> beam.Create([self._path])
-            | "Parse" >> beam.FlatMap(read_sessions, self._key).with_outputs(
+            | "Parse" >> beam.ParDo(KeyedFlatMap(read_sessions, self._key)).with_outputs(
                 counts.DEAD_LETTER, counts.COUNTS, main="sessions"))
 
 

@@ -24,7 +24,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipeline import counts, devices, exchange, options as lsm_options, write
+from pipeline import counts, devices, exchange, gcs, keys, options as lsm_options, privacy, write
 from pipeline.align import AlignSubjects
 from pipeline.labels import ReadLabels
 from pipeline.normalise import Normalise
@@ -42,8 +42,14 @@ RUNNER_ERROR_LOGGERS = ("apache_beam.runners.common",
                         "apache_beam.runners.worker.sdk_worker")
 
 
-def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str], key: bytes):
-  """Adds every stage to `p`; returns the manifest path PCollection."""
+def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str],
+          key: keys.KeyRef):
+  """Adds every stage to `p`; returns the manifest path PCollection.
+
+  key: where the subject-hash key lives; the stages get this reference and read the
+  key on the worker, so its bytes are in neither the graph nor its options. The
+  dead letters (raw rows) go to lsm_options.dead_letter_dir, outside the shareable
+  output, owner-only when local (pipeline.privacy)."""
   window, stride = opts.window_minutes, lsm_options.stride(opts)
   fractions = lsm_options.split_fractions(opts)
   labelled = bool(opts.session_labels) and opts.labelled_windows
@@ -86,9 +92,11 @@ def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str], key
   written = {"windows": windows.windows, "transform": transform} | "WriteShards" >> \
       WriteShards(output, window, opts.num_shards, exchange_dir)
   letters = letter_parts | "AllDeadLetters" >> beam.Flatten()
-  letters_written = letters | "WriteDeadLetters" >> beam.io.WriteToText(
-      os.path.join(output, "dead_letter", "dead_letter"), file_name_suffix=".jsonl",
-      num_shards=1, shard_name_template="")
+  letter_dir = lsm_options.dead_letter_dir(opts)
+  _private_dead_letters(letter_dir, output)
+  letters_written = (letters | "WriteDeadLetters" >> beam.io.WriteToText(
+      os.path.join(letter_dir, "dead_letter"), file_name_suffix=".jsonl", num_shards=1,
+      shard_name_template="") | "OwnerOnly" >> beam.Map(privacy.owner_only))
   examples = letters | "DeadLetterExamples" >> beam.CombineGlobally(counts.FirstExamples())
   _ = (device[devices.EXTRAS] | "WriteExtras" >> beam.io.WriteToText(
       os.path.join(output, "extras", "extras"), file_name_suffix=".jsonl", num_shards=1,
@@ -97,9 +105,11 @@ def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str], key
   all_counts = count_parts | "AllCounts" >> beam.Flatten()
   total = all_counts | "SumCounts" >> beam.CombineGlobally(counts.SumCounts())
   by_source = all_counts | "SumBySource" >> beam.CombineGlobally(counts.SumBySource())
-  header = {"options": lsm_options.recorded(opts), "inputs": plan.inputs,
+  secret = key.resolve()  # here, on the launcher: input ids for the manifest
+  header = {"options": lsm_options.recorded(opts),
+            "inputs": devices.with_input_ids(plan.inputs, secret),
             devices.EMPTY_COUNT: sum(e["format"] == devices.EMPTY for e in plan.inputs),
-            "labels_input": opts.session_labels,
+            "labels_input": opts.session_labels and keys.input_id(opts.session_labels, secret),
             "datasets_written": ["pretrain"] + (["labelled"] if labelled else [])}
   return {"counts": total, "shards": written["shards"],
           "statistics": written["statistics"], "ratios": ratios, "by_source": by_source,
@@ -107,10 +117,23 @@ def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str], key
       | "WriteManifest" >> WriteManifest(output, header, window, opts.num_shards)
 
 
+def _private_dead_letters(folder: str, output: str) -> None:
+  """Creates the dead-letter folder owner-only and says where it is and why."""
+  privacy.private_folder(folder)
+  logging.info("lsm-pipeline: dead letters (raw rows, raw subject ids and paths: for the "
+               "data owner, not for sharing) go to %s%s", folder,
+               "" if gcs.is_local(folder) else "; bucket IAM decides who reads them")
+  def norm(path):
+    return (os.path.abspath(path) if gcs.is_local(path) else path.rstrip("/")) + "/"
+  if norm(folder).startswith(norm(output)):
+    logging.warning("lsm-pipeline: --dead_letter_dir %s is inside --output: the output "
+                    "folder then holds raw ids and must not be shared whole", folder)
+
+
 def run(argv=None, save_main_session: bool = False):
   """Builds and runs the pipeline; returns the Beam PipelineResult once it is done."""
-  opts = PipelineOptions(lsm_options.labels_alias(list(argv or sys.argv[1:]))).view_as(
-      lsm_options.LsmOptions)
+  opts = PipelineOptions(keys.literal_to_env(lsm_options.labels_alias(
+      list(argv or sys.argv[1:])))).view_as(lsm_options.LsmOptions)
   standard = opts.view_as(StandardOptions)
   if standard.runner is None:
     standard.runner = LOCAL_RUNNER

@@ -6,12 +6,12 @@ import os
 import re
 
 import pandas as pd
-from apache_beam.io.filesystem import CompressionTypes
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
+from pipeline import gcs
 from pipeline.align import MAX_GAP_MINUTES
 from pipeline.counts import MAX_DEAD_LETTER_FRACTION
+from pipeline.keys import KEY_ENV, KeyRef, MissingKeyError
 from pipeline.parse import MAX_TIME, MIN_TIME, UNITS, TimeRule
 from pipeline.sources.common import SourceError, parse_tz
 from pipeline.sources.detection import FORMATS as SOURCE_FORMATS
@@ -19,7 +19,7 @@ from schemas.constants import MAX_MISSING_RATIO, SPLITS, WINDOW_MINUTES
 
 FILE_FORMATS = ("csv", "parquet", "jsonl")
 FORMATS = ("auto",) + FILE_FORMATS + SOURCE_FORMATS
-KEY_ENV = "LSM_SUBJECT_HASH_KEY"
+DEAD_LETTER_FILE = "dead_letter.jsonl"
 EXCHANGES = ("auto", "files", "runner")
 # Runners that run on this machine (their shuffle is the runner process's memory).
 LOCAL_RUNNERS = (None, "FnApiRunner", "DirectRunner", "SwitchingDirectRunner",
@@ -115,10 +115,23 @@ class LsmOptions(PipelineOptions):
                              "flat runner memory), runner (the arrays themselves); auto: "
                              "files on a local runner, runner elsewhere (Dataflow)")
     parser.add_argument("--subject_hash_key", default=None,
-                        help=f"secret key of the subject-id HMAC (or env {KEY_ENV}); "
-                             "prefer --subject_hash_key_file")
+                        help=f"secret key of the subject-id HMAC, local runs only: moved "
+                             f"into the environment variable {KEY_ENV} before the job is "
+                             "built (never into the job graph or its options); prefer "
+                             "--subject_hash_key_file")
     parser.add_argument("--subject_hash_key_file", default=None,
-                        help="file holding the secret key of the subject-id HMAC")
+                        help="file holding the secret key of the subject-id HMAC (local, "
+                             "a mounted secret, or gs://); read by each worker, never "
+                             "copied into the job")
+    parser.add_argument("--subject_hash_key_secret", default=None,
+                        help="Secret Manager secret holding the key, read by each worker "
+                             "(Dataflow): projects/P/secrets/S[/versions/V]; needs "
+                             "google-cloud-secret-manager")
+    parser.add_argument("--dead_letter_dir", default=None,
+                        help="folder of the dead letters (raw rows with raw subject ids and "
+                             "paths: for the data owner, not for sharing); default the "
+                             "folder OUTPUT.dead_letter beside the output; written "
+                             "owner-only (0700) when local")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace what an earlier finished run wrote in --output "
                              "(manifest, shards, transform graph, dead letters, extras); "
@@ -154,20 +167,42 @@ def _bool(text: str) -> bool:
   raise ValueError(f"not a boolean: {text!r}")
 
 
-def subject_key(options: LsmOptions) -> bytes:
-  """The HMAC key: required, because an unkeyed hash of a subject id can be guessed."""
-  if options.subject_hash_key_file:
-    # Beam's FileSystems: the key file may live on gs:// (never in the output bucket).
-    with FileSystems.open(options.subject_hash_key_file,
-                          compression_type=CompressionTypes.UNCOMPRESSED) as f:
-      key = f.read().strip()
-  else:
-    key = (options.subject_hash_key or os.environ.get(KEY_ENV, "")).encode("utf-8")
-  if not key:
-    raise SystemExit("lsm-pipeline: no subject hash key; pass --subject_hash_key_file "
-                     f"(or --subject_hash_key, or set {KEY_ENV}). Raw subject ids are "
-                     "replaced by an HMAC under this key and never written out.")
-  return key
+def subject_key(options: LsmOptions) -> KeyRef:
+  """Where the HMAC key lives, checked by reading it once here (fails before any work).
+
+  Required, because an unkeyed hash of a subject id can be guessed. A literal
+  --subject_hash_key was moved into KEY_ENV by keys.literal_to_env before the
+  options were built. Raises SystemExit with one line when no key can be read, or
+  when only an environment variable names it on a runner whose workers lack it.
+  """
+  if options.subject_hash_key_file and options.subject_hash_key_secret:
+    raise SystemExit("lsm-pipeline: pass --subject_hash_key_file or "
+                     "--subject_hash_key_secret, not both")
+  ref = KeyRef(file=options.subject_hash_key_file, secret=options.subject_hash_key_secret)
+  if not ref.reaches_workers and not _local(options):
+    raise SystemExit("lsm-pipeline: on a remote runner the workers cannot read the key "
+                     f"from {KEY_ENV} or --subject_hash_key; pass --subject_hash_key_file "
+                     "(gs:// or a mounted secret) or --subject_hash_key_secret")
+  try:
+    ref.resolve()
+  except (MissingKeyError, OSError) as e:
+    raise SystemExit(f"lsm-pipeline: no subject hash key ({e}); pass "
+                     "--subject_hash_key_file (or --subject_hash_key_secret, "
+                     f"--subject_hash_key, or set {KEY_ENV}). Raw subject ids are "
+                     "replaced by an HMAC under this key and never written out.") from None
+  return ref
+
+
+def dead_letter_dir(options: LsmOptions) -> str:
+  """--dead_letter_dir, or default_dead_letter_dir of --output."""
+  return options.dead_letter_dir or default_dead_letter_dir(options.output)
+
+
+def default_dead_letter_dir(output: str) -> str:
+  """OUTPUT.dead_letter beside the output folder (absolute when local), so that the
+  output folder itself can be shared whole."""
+  output = output.rstrip("/") or "/"
+  return (output if not gcs.is_local(output) else os.path.abspath(output)) + ".dead_letter"
 
 
 def check(options: LsmOptions) -> None:
@@ -235,10 +270,14 @@ def exchange_dir(options: LsmOptions) -> str | None:
   """Where pipeline.exchange writes, or None to send arrays through the runner."""
   choice = options.exchange
   if choice == "auto":
-    runner = options.view_as(StandardOptions).runner
-    local = runner in LOCAL_RUNNERS or getattr(runner, "__name__", "") in LOCAL_RUNNERS
-    choice = "files" if local else "runner"
+    choice = "files" if _local(options) else "runner"
   return os.path.join(options.output, "tmp", "exchange") if choice == "files" else None
+
+
+def _local(options: PipelineOptions) -> bool:
+  """Whether the runner runs on this machine (workers share its files and environment)."""
+  runner = options.view_as(StandardOptions).runner
+  return runner in LOCAL_RUNNERS or getattr(runner, "__name__", "") in LOCAL_RUNNERS
 
 
 def recorded(options: LsmOptions) -> dict:

@@ -8,9 +8,10 @@ Timestamps: every unambiguous form is read (parse_times: ISO 8601 with offset or
 timestamp types), one form per batch; local times without offset (naive ISO, US
 m/d/Y from spreadsheets, naive Parquet timestamps) only under --tz, by the device
 adapters' DST rule; times outside --min_time/--max_time are bad_timestamp.
-Subject ids are replaced by their keyed hash here, so grouping and everything after
-sees only hashes. Dead-letter entries keep the raw cells (with the raw id): they stay
-in the output's dead_letter/ folder and are for the data owner, not for sharing.
+Subject ids are replaced by their keyed hash here (the key resolved on the worker:
+pipeline.keys), so grouping and everything after sees only hashes. Dead-letter
+entries keep the raw cells (with the raw id) and no hash: they go to --dead_letter_dir,
+outside the shareable output, and are for the data owner.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import counts, exchange, read
+from pipeline.keys import KeyedFlatMap, KeyRef
 from pipeline.sources import common
 from schemas import record
 from schemas.features import (ALIASES, FEATURES, canonical_name, feature_array,
@@ -69,14 +71,14 @@ class Readings:
 exchange.register(Readings)
 
 
-def dead_letter(source: str, row, reason: str, raw, subject: str | None = None,
-                readings: int | None = None) -> str:
+def dead_letter(source: str, row, reason: str, raw, readings: int | None = None) -> str:
   """One dead-letter JSON line; `readings`: how many readings the entry stands for
-  (an unknown wide column: all its readings of a batch, from `row` on)."""
+  (an unknown wide column: all its readings of a batch, from `row` on).
+
+  No subject hash: the raw content (and the path) may name the subject, and a hash
+  beside it would re-identify the subject's windows in the shareable output."""
   entry = {"source": source, "row": None if row is None else int(row), "reason": reason,
            "raw": raw}
-  if subject is not None:
-    entry["subject"] = subject
   if readings is not None:
     entry["readings"] = int(readings)
   return json.dumps(entry, sort_keys=True, default=str)
@@ -452,20 +454,18 @@ def parse_batch(batch, key: bytes, rule: TimeRule = TimeRule()):
   else:
     row_reason[:] = 0
   row_reason[all_empty] = 0
-  hashes = [record.subject_hash(s, key) if s else None for s in ids] if (
-      row_reason >= _BAD_TIMESTAMP).any() else []
   for code, reason in enumerate(ROW_REASONS):
     bad = np.flatnonzero(row_reason == code)
     tally[f"rows_dead_letter/{reason}"] = tally.get(f"rows_dead_letter/{reason}", 0) + len(bad)
-    for i in bad:  # rows that failed on their time have a subject: its hash goes along
+    for i in bad:
       yield beam.pvalue.TaggedOutput(counts.DEAD_LETTER, dead_letter(
-          source, batch.rows[i], reason, _raw_row(table, i),
-          hashes[codes[i]] if code >= _BAD_TIMESTAMP else None))
+          source, batch.rows[i], reason, _raw_row(table, i)))
   parsed = row_reason == _PARSED
   tally["rows_parsed"] = int(parsed.sum())
   if not parsed.any():
     yield counts.emit(tally, source)
     return
+  hashes = [record.subject_hash(s, key) if s else None for s in ids]
   feature_columns = [c for c in table.column_names
                      if normalise_alias(c) not in ("subject_id", "timestamp")]
   if batch.layout == "long":
@@ -487,15 +487,14 @@ def parse_batch(batch, key: bytes, rule: TimeRule = TimeRule()):
       raw = (_raw_row(table, i) | {"reading": name[j]} if batch.layout == "long"
              else _raw_cells(table, i, ids + [name[j]]) | {"reading": name[j]})
       yield beam.pvalue.TaggedOutput(counts.DEAD_LETTER, dead_letter(
-          source, batch.rows[i], why, raw, hashes[codes[i]]))
+          source, batch.rows[i], why, raw))
   for column, i, n_readings in unknown:  # one entry per unknown wide column
     key = "readings_dead_letter/unknown_feature"
     tally[key] = tally.get(key, 0) + n_readings
     _warn_unknown_column(source, column, n_readings)
     yield beam.pvalue.TaggedOutput(counts.DEAD_LETTER, dead_letter(
         source, batch.rows[i], "unknown_feature",
-        {"column": column, "example": _raw_cell(table, column, i)}, hashes[codes[i]],
-        readings=n_readings))
+        {"column": column, "example": _raw_cell(table, column, i)}, readings=n_readings))
   yield counts.emit(tally, source)
   yield from _per_subject(source, readings, codes, hashes, times, batch.rows)
 
@@ -643,15 +642,16 @@ _INDEX = {f.name: i for i, f in enumerate(FEATURES)}
 class ParseReadings(beam.PTransform):
   """RawBatch -> main: (subject hash, Readings); 'dead_letter': JSON lines; 'counts'.
 
+  key: where the subject-hash key lives (resolved on the worker, never in the graph);
   rule: how timestamps are read (TimeRule: --tz, --timestamp_unit, --min_time,
   --max_time)."""
 
-  def __init__(self, key: bytes, rule: TimeRule = TimeRule()):
+  def __init__(self, key: KeyRef, rule: TimeRule = TimeRule()):
     super().__init__()
     self._key, self._rule = key, rule
 
   def expand(self, batches):
-    key, rule = self._key, self._rule
-    return batches | "Parse" >> beam.FlatMap(parse_batch, key, rule).with_output_types(
+    return batches | "Parse" >> beam.ParDo(
+        KeyedFlatMap(parse_batch, self._key, self._rule)).with_output_types(
         typing.Tuple[str, Readings]).with_outputs(
         counts.DEAD_LETTER, counts.COUNTS, main="readings")

@@ -62,7 +62,6 @@ SHARD_BYTES = 256 << 20
 WRITER_OPTIONS = "group_size:1,snappy"
 # counts.sources.<format>.no_windows of a source none of whose subjects has any LSM
 # feature (NHANES activity counts): no window can ever be cut from it.
-DEAD_LETTER_PATH = "dead_letter/dead_letter.jsonl"
 MIN_SPLIT_SUBJECTS = 3  # fewer subjects in a split (meant to get some) is warned about
 N_OF_1 = "for one person's own data (n-of-1) pass --split 1,0,0 (every window in train)"
 NO_WINDOWS = ("the source provides none of the 26 LSM features, so no window can be "
@@ -297,7 +296,8 @@ def _empty_warning(dataset: str, nested: dict, window: int, fractions: dict) -> 
             f"{readings['read']} readings read, {dead} dead-lettered"
             f"{_reasons(readings['dead_lettered'])}; {nested['rows']['read']} rows read, "
             f"{sum(nested['rows']['dead_lettered'].values())} dead-lettered"
-            f"{_reasons(nested['rows']['dead_lettered'])}; see {DEAD_LETTER_PATH}")
+            f"{_reasons(nested['rows']['dead_lettered'])}; see the dead letters "
+            "(--dead_letter_dir)")
   if not cut and nested.get("subjects_shorter_than_window"):
     return (f"dataset {dataset}: no window could be cut; "
             f"{nested['subjects_shorter_than_window']} subject(s) recorded less than one "
@@ -398,15 +398,14 @@ def _export_files(inputs: list) -> dict:
   return out
 
 
-def failure_message(output: str, failures: list[str]) -> str:
+def failure_message(dead_letters: str, failures: list[str]) -> str:
   """RunFailed's text: what was lost, where the dead letters are, what to do."""
   hint = ("; or pass a larger --max_dead_letter_fraction to accept the loss"
           if any("--max_dead_letter_fraction" in f for f in failures) else "")
   return "\n".join(
       ["lsm-pipeline: the run failed and wrote no manifest (no trainer can pick this "
        "output up):"] + [f"  - {f}" for f in failures]
-      + [f"  every dead-lettered row, with its reason: "
-         f"{os.path.join(output, DEAD_LETTER_PATH)}",
+      + [f"  every dead-lettered row, with its reason: {dead_letters}",
          "  fix or remove the input(s) named above (README, \"Bring your own data\")"
          + hint])
 
@@ -448,14 +447,14 @@ def write_manifest(_, output: str, header: dict, flat_counts: dict, shards: list
   run's manifest is never there: lsm-pipeline refuses such a folder or, with
   --overwrite, removes it before the run).
   """
-  del dead_letters
   options = header.get("options", {})
   failures = counts.run_failures(
       by_source or {}, examples or {},
       options.get("max_dead_letter_fraction", counts.MAX_DEAD_LETTER_FRACTION),
       _export_files(header.get("inputs", [])))
   if failures:
-    raise counts.RunFailed(failure_message(output, failures))
+    raise counts.RunFailed(failure_message(
+        dead_letters[0] if dead_letters else "--dead_letter_dir", failures))
   datasets = header["datasets_written"]
   written = {(d, s, i): (c, n) for d, s, i, c, n in shards}
   totals = {}
@@ -486,18 +485,31 @@ def write_manifest(_, output: str, header: dict, flat_counts: dict, shards: list
       "datasets": listing,
       "train_statistics": statistics,
       "transform_dir": "transform",
-      "dead_letter": DEAD_LETTER_PATH,
       "extras": "extras/extras.jsonl",
       "counts": nested,
       "window_ratios": ratios or {},
       "summary": summary(nested, datasets),
       "warnings": run_warnings(nested, statistics, options, datasets, window),
       **{k: v for k, v in header.items() if k != "datasets_written"},
+      "inputs": shareable_inputs(header.get("inputs", []), by_source or {}),
   }
   path = os.path.join(output, manifest.MANIFEST_NAME)
   with FileSystems.create(path) as f:
     f.write((json.dumps(body, indent=2, sort_keys=True) + "\n").encode("utf-8"))
   yield path
+
+
+def shareable_inputs(inputs: list, by_source: dict) -> list:
+  """The manifest's inputs: each entry without its path (a file or folder named after a
+  participant would name them), with a canonical file's own counts (SumBySource's).
+  inputs: [{"path", "format", "id", ...}] (devices.with_input_ids)."""
+  out = []
+  for entry in inputs:
+    shared = {k: v for k, v in entry.items() if k != "path"}
+    if entry["path"] in by_source:
+      shared["counts"] = by_source[entry["path"]]
+    out.append(shared)
+  return out
 
 
 def log_summary(body: dict) -> None:

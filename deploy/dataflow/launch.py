@@ -75,8 +75,12 @@ def pipeline_command(args) -> list[str]:
   command = ["lsm-pipeline"]
   for pattern in args.input:
     command.append(f"--input={pattern}")
-  command += [f"--output={args.output}",
-              f"--subject_hash_key_file={args.subject_hash_key_file}"]
+  # A reference to the key (read by each worker), never the key itself.
+  key = (f"--subject_hash_key_file={args.subject_hash_key_file}" if args.subject_hash_key_file
+         else f"--subject_hash_key_secret={args.subject_hash_key_secret}")
+  command += [f"--output={args.output}", key]
+  if args.dead_letter_dir:
+    command.append(f"--dead_letter_dir={args.dead_letter_dir}")
   if args.session_labels:
     command.append(f"--session_labels={args.session_labels}")
   command += [f"--num_shards={args.num_shards}"]
@@ -125,8 +129,16 @@ def main(argv: list[str] | None = None) -> int:
   _common_args(pipe)
   pipe.add_argument("--input", action="append", required=True, help="raw file glob (repeatable)")
   pipe.add_argument("--output", required=True, help="gs:// output directory")
-  pipe.add_argument("--subject_hash_key_file", required=True,
-                    help="gs:// file holding the secret subject-hash key")
+  key = pipe.add_mutually_exclusive_group(required=True)
+  key.add_argument("--subject_hash_key_file",
+                   help="gs:// file holding the secret subject-hash key (outside the "
+                        "output bucket)")
+  key.add_argument("--subject_hash_key_secret",
+                   help="Secret Manager secret of the key, projects/P/secrets/S[/versions/V]"
+                        " (the workers' service account needs secretAccessor on it)")
+  pipe.add_argument("--dead_letter_dir", default=None,
+                    help="gs:// folder of the dead letters (raw rows and ids): put it in a "
+                         "bucket only the data owner reads; default OUTPUT.dead_letter")
   pipe.add_argument("--session_labels", default=None)
   pipe.add_argument("--num_shards", type=int, default=256)
   _worker_args(pipe)

@@ -59,10 +59,10 @@ def test_grid_rules_and_counts(make_pipeline, tmp_path, mode):
           "readings_dead_letter/duplicate": 1, "readings_dead_letter/hrv_low_quality": 2,
           "readings_used": 9, "subjects": 1}]), label="counts")
       letters = aligned[counts.DEAD_LETTER] | beam.Map(json.loads) | beam.Map(
-          lambda e: (e["reason"], e["source"], e["row"], e["subject"],
+          lambda e: (e["reason"], e["source"], e["row"], "subject" in e,
                      e["raw"].get("value", e["raw"].get("readings"))))
-      assert_that(letters, equal_to([("duplicate", "b.csv", 6, "subj", 99.0),
-                                     ("hrv_low_quality", None, None, "subj", 2)]),
+      assert_that(letters, equal_to([("duplicate", "b.csv", 6, False, 99.0),
+                                     ("hrv_low_quality", None, None, False, 2)]),
                   label="letters")
 
 

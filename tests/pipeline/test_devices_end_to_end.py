@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import devices, main, read, sources, write
+from pipeline import devices, keys, main, options as lsm_options, read, sources, write
 from pipeline.align import MAX_GAP_MINUTES
 from schemas import manifest, record
 from schemas.constants import NORMALISED_CLIP
@@ -49,6 +49,8 @@ WEAR = f"{DATA}/fitbit_minute/name4_fitbitWearTimeViaHR_20190730_20230830.csv"
 HEART = f"{DATA}/fitbit_heartrate_seconds/heartrate_seconds_2users.csv"
 NHANES = [f"{DATA}/nhanes_minute_counts/example_activity_count_wide.csv",
           f"{DATA}/nhanes_minute_counts/example_activity_wear_wide.csv"]
+FITBIT_INPUTS = [f"{DATA}/fitbit_minute/*.csv", f"{DATA}/fitbit_heartrate_seconds/*.csv"]
+SHORT_INPUTS = [f"{DATA}/garmin/*.csv", f"{DATA}/empatica_e4"]
 
 
 def _run(raw, tmp_path_factory, name, inputs, *flags):
@@ -60,15 +62,19 @@ def _run(raw, tmp_path_factory, name, inputs, *flags):
 @pytest.fixture(scope="module")
 def fitbit(tmp_path_factory, raw):
   """Defaults: 300-minute windows, --max_missing 0.5."""
-  return _run(raw, tmp_path_factory, "fitbit",
-              [f"{DATA}/fitbit_minute/*.csv", f"{DATA}/fitbit_heartrate_seconds/*.csv"],
-              f"--tz={NY}")
+  return _run(raw, tmp_path_factory, "fitbit", FITBIT_INPUTS, f"--tz={NY}")
 
 
 @pytest.fixture(scope="module")
 def short(tmp_path_factory, raw):
-  return _run(raw, tmp_path_factory, "short", [f"{DATA}/garmin/*.csv", f"{DATA}/empatica_e4"],
+  return _run(raw, tmp_path_factory, "short", SHORT_INPUTS,
               f"--window_minutes={W_SHORT}", "--max_missing=0.7")
+
+
+def _formats(m, inputs, key):
+  """{input path relative to DATA: format} of a manifest that names inputs by id."""
+  paths = {keys.input_id(p, key): p for p in read.match_inputs(inputs)}
+  return {os.path.relpath(paths[e["id"]], DATA): e["format"] for e in m["inputs"]}
 
 
 def _minute(text):
@@ -189,7 +195,7 @@ def test_fitbit_spring_forward_windows_are_consecutive_utc_minutes(fitbit):
       "nonexistent_local_time": 120, "off_wrist": 60}
 
 
-def test_fitbit_counts_and_features(fitbit):
+def test_fitbit_counts_and_features(fitbit, key):
   m = manifest.load(fitbit)
   _check_counts(fitbit, m)
   sources = m["counts"]["sources"]
@@ -202,7 +208,7 @@ def test_fitbit_counts_and_features(fitbit):
   assert sources["fitbit_heartrate_seconds"]["readings"] == sum(
       len(v) for v in _expected_heart_rate().values())
   assert not any("no_windows" in n for n in sources.values())
-  formats = {os.path.relpath(e["path"], DATA): e["format"] for e in m["inputs"]}
+  formats = _formats(m, FITBIT_INPUTS, key)
   assert formats["fitbit_heartrate_seconds/heartrate_seconds_2users.csv"] == \
       "fitbit_heartrate_seconds"
   assert {f for p, f in formats.items() if p.startswith("fitbit_minute/")} == \
@@ -214,7 +220,7 @@ def _check_counts(out, m):
   """Entries, readings, extras and dead letters reconcile; only hashes leave."""
   c = m["counts"]
   extras = [json.loads(l) for l in open(os.path.join(out, m["extras"]))]
-  letters = [json.loads(l) for l in open(os.path.join(out, m["dead_letter"]))]
+  letters = [json.loads(l) for l in open(_dead_letter_file(out))]
   for fmt, n in c["sources"].items():
     assert n["entries_read"] == (n["entries_used"] + sum(n["extras"].values())
                                  + sum(n["dead_letter"].values())), fmt
@@ -229,13 +235,19 @@ def _check_counts(out, m):
       c["readings"]["dead_lettered"].values())
   raw_ids = {"name4", "name5", "2022484408", "2026352035", "empatica_e4", "garmin",
              "21074", "21257"}
-  assert not any(e.get("subject") in raw_ids for e in extras + letters)  # hashes only
+  assert not any(e.get("subject") in raw_ids for e in extras)  # hashes only
+  assert not any(e["source"].startswith(DATA) for e in extras)  # input ids, not paths
+  assert not any("subject" in e for e in letters)  # raw content, no hash beside it
   return extras
 
 
-def test_short_recordings_every_file_detected(short):
+def _dead_letter_file(out):
+  return os.path.join(lsm_options.default_dead_letter_dir(out), lsm_options.DEAD_LETTER_FILE)
+
+
+def test_short_recordings_every_file_detected(short, key):
   m = manifest.load(short)
-  formats = {os.path.relpath(e["path"], DATA): e["format"] for e in m["inputs"]}
+  formats = _formats(m, SHORT_INPUTS, key)
   assert formats["garmin/acc.csv"] == formats["garmin/data.csv"] == "garmin"
   assert formats["empatica_e4/ACC.csv"] == "empatica_e4"
   assert "empatica_e4/info.txt" not in formats  # a folder stands for its sensor files
@@ -418,7 +430,7 @@ def test_dst_newest_first_and_overlapping_exports(raw, tmp_path, caplog):
   c = m["newest"]["counts"]
   assert c["sources"]["fitbit_minute"]["dead_letter"] == {"duplicate": 60}
   assert c["readings"]["dead_lettered"]["duplicate"] == 0
-  letters = [json.loads(l) for l in open(os.path.join(outs["newest"], m["newest"]["dead_letter"]))]
+  letters = [json.loads(l) for l in open(_dead_letter_file(outs["newest"]))]
   dup = [e for e in letters if e["reason"] == "duplicate"]
   assert {e["source"] for e in dup} == {overlap[1]}
   assert sorted(e["row"] for e in dup) == list(range(1, 61))
@@ -432,7 +444,7 @@ def test_read_export_yields_readings_per_subject_and_file():
   import apache_beam as beam
   folder = f"{CASES}/e4_multi_session_participants/p01/1600000000_A01B2C"
   export = ("empatica_e4", folder, (f"{folder}/HR.csv", f"{folder}/TEMP.csv"))
-  out = list(devices.read_export(export, None, None, b"test-key",
+  out = list(devices.read_export(export, b"test-key", None, None,
                                  subject_id_pattern=r"_(?P<subject>[0-9A-F]{6})/"))
   readings = [o for o in out if not isinstance(o, beam.pvalue.TaggedOutput)]
   assert {h for h, _ in readings} == {record.subject_hash("A01B2C", b"test-key")}

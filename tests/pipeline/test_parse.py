@@ -12,6 +12,7 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline import counts, devices, parse, read
+from pipeline.keys import KeyRef
 from pipeline.parse import ParseReadings
 from pipeline.read import ReadRaw
 from schemas import record
@@ -38,9 +39,10 @@ LONG = ("subject_id,timestamp,feature,value\n"
 def _run(tmp_path, make_pipeline, check):
   (tmp_path / "wide.csv").write_bytes(WIDE)
   (tmp_path / "long.csv").write_text(LONG)
+  (tmp_path / "key").write_bytes(KEY)
   with make_pipeline() as p:
     parsed = (p | ReadRaw([str(tmp_path / "wide.csv"), str(tmp_path / "long.csv")])
-              | ParseReadings(KEY))
+              | ParseReadings(KeyRef(file=str(tmp_path / "key"))))
     check(parsed)
 
 
@@ -59,12 +61,13 @@ def test_counts_reconcile_per_reason(tmp_path, make_pipeline):
 
 
 def test_dead_letters_name_source_row_and_reason(tmp_path, make_pipeline):
+  """Raw content and path for the data owner, never the subject hash beside them."""
   def check(parsed):
     letters = parsed[counts.DEAD_LETTER] | beam.Map(json.loads) | beam.Map(
         lambda e: (e["source"].rsplit("/", 1)[1], e["row"], e["reason"],
-                   e.get("subject"), e["raw"].get("reading", e["raw"].get("column"))
+                   e.get("subject", None), e["raw"].get("reading", e["raw"].get("column"))
                    if isinstance(e["raw"], dict) else e["raw"]))
-    s1, s2, s3 = (record.subject_hash(s, KEY) for s in ("s1", "s2", "s3"))
+    s1 = s2 = s3 = None  # no entry carries a subject hash
     assert_that(letters, equal_to([
         ("wide.csv", 3, "malformed_row", None, "s1,2024-03-01T08:16:00+01:00"),
         ("wide.csv", 4, "missing_subject", None, None),
@@ -216,8 +219,9 @@ def test_nonexistent_local_time_rows_are_dead_lettered_and_counted():
                                BERLIN))
   letters = [json.loads(o.value) for o in out
              if isinstance(o, beam.pvalue.TaggedOutput) and o.tag == counts.DEAD_LETTER]
-  assert [(e["row"], e["reason"], e["raw"]["timestamp"], e["subject"]) for e in letters] == [
-      (3, "nonexistent_local_time", "2024-03-31 02:30", record.subject_hash("s1", KEY))]
+  assert [(e["row"], e["reason"], e["raw"]["timestamp"], e["raw"]["subject_id"])
+          for e in letters] == [(3, "nonexistent_local_time", "2024-03-31 02:30", "s1")]
+  assert "subject" not in letters[0]  # the raw id is there: its hash must not be
   tally = [o.value for o in out if isinstance(o, beam.pvalue.TaggedOutput)
            and o.tag == counts.COUNTS][0]
   assert tally["rows_read"] == 3 and tally["rows_parsed"] == 2
@@ -313,8 +317,7 @@ def test_unknown_wide_columns_are_one_dead_letter_each_with_their_count():
   letters, tally, readings = _parse(pa.table(columns))
   assert len(letters) == n_unknown
   assert letters[1] == {"source": "x.csv", "row": 3, "reason": "unknown_feature",
-                        "raw": {"column": "x1", "example": "1"}, "readings": n_rows - 1,
-                        "subject": record.subject_hash("s1", KEY)}
+                        "raw": {"column": "x1", "example": "1"}, "readings": n_rows - 1}
   unknown = sum(n_rows - c % 3 for c in range(n_unknown))
   assert sum(e["readings"] for e in letters) == unknown
   used = sum(int((~np.isnan(r.value)).sum()) for r in readings)

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline import counts, devices, main, parse, read
+from pipeline import counts, devices, keys, main, parse, read
 from pipeline.read import ReadRaw, UnreadableFileError
 
 
@@ -98,9 +98,10 @@ def test_bom_crlf_case_end_to_end_with_relative_glob_and_empty_file(tmp_path, mo
   assert manifest["counts"]["readings"]["used"] == 120
   assert manifest["counts"]["windows"]["pretrain"]["written"]["train"] == 6
   assert manifest["inputs_skipped_empty"] == 1
-  assert {i["path"]: i["format"] for i in manifest["inputs"]} == {
-      "./cohort_p10.csv": "canonical_long", "./cohort_p11.csv": "empty",
-      "./hr_steps_excel_utf8.csv": "canonical_long"}
+  assert {i["id"]: i["format"] for i in manifest["inputs"]} == {  # ids, not paths
+      keys.input_id(p, b"k"): f for p, f in (
+          ("./cohort_p10.csv", "canonical_long"), ("./cohort_p11.csv", "empty"),
+          ("./hr_steps_excel_utf8.csv", "canonical_long"))}
 
 
 def test_bom_header_is_stripped():

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import counts, main
+from pipeline import counts, main, options as lsm_options
 from pipeline.counts import FirstExamples, RunFailed, run_failures
 from pipeline.main import user_error
 from pipeline.read import UnreadableFileError
@@ -128,10 +128,13 @@ def test_a_run_that_lost_every_row_exits_non_zero_with_the_summary(tmp_path, raw
   assert message.startswith("lsm-pipeline: the run failed and wrote no manifest")
   assert (f"{bad}: all 60 rows were dead-lettered: malformed_row 60 "
           "(row 2: 'p1,2024-02-06T19:00:17-08:00,70,bpm')") in message
-  assert str(out / "dead_letter" / "dead_letter.jsonl") in message
+  letters = os.path.join(lsm_options.default_dead_letter_dir(str(out)), lsm_options.DEAD_LETTER_FILE)
+  assert letters == str(tmp_path / "out.dead_letter" / "dead_letter.jsonl")
+  assert letters in message
   assert "Traceback" not in message and "Traceback" not in capsys.readouterr().err
   assert not (out / manifest.MANIFEST_NAME).exists() and not (out / "tmp").exists()
-  assert len((out / "dead_letter" / "dead_letter.jsonl").read_text().splitlines()) == 60
+  with open(letters) as f:
+    assert len(f.read().splitlines()) == 60
 
 
 def _records(out, split):
@@ -223,8 +226,8 @@ def test_a_run_whose_readings_were_all_dead_lettered_says_so_not_blaming_the_spl
   warnings = run_warnings(nested, {}, options, ["pretrain"], 300)
   assert warnings[0] == (
       "dataset pretrain: no window could be cut: no reading was used; 60 readings read, "
-      "60 dead-lettered (unknown_feature 60); 60 rows read, 0 dead-lettered; see "
-      "dead_letter/dead_letter.jsonl")
+      "60 dead-lettered (unknown_feature 60); 60 rows read, 0 dead-lettered; see the "
+      "dead letters (--dead_letter_dir)")
   assert "--split" not in warnings[0]
   assert warnings[1].startswith("1 subject(s) had readings more than 10080 minutes apart")
   assert summary(nested, ["pretrain"]) == [

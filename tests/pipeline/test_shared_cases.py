@@ -14,7 +14,7 @@ import shutil
 import numpy as np
 import pytest
 
-from pipeline import main
+from pipeline import keys, main, options as lsm_options
 from schemas import manifest, record
 from schemas.features import FEATURE_INDEX
 
@@ -64,7 +64,7 @@ def _physical(out, window, feature):
 
 
 def _dead_letters(out):
-  with open(os.path.join(out, "dead_letter", "dead_letter.jsonl")) as f:
+  with open(os.path.join(lsm_options.default_dead_letter_dir(out), lsm_options.DEAD_LETTER_FILE)) as f:
     return [json.loads(line) for line in f]
 
 
@@ -206,8 +206,8 @@ def test_empty_and_header_only_files_in_a_cohort_glob(case):
   main.run(["--input", "./*.csv", "--window_minutes", "10", "--output", "out"])
   m = manifest.load("out")
   assert m["inputs_skipped_empty"] == 1
-  assert {os.path.basename(i["path"]): i["format"] for i in m["inputs"]}["cohort_p11.csv"] == \
-      "empty"
+  assert {i["id"]: i["format"] for i in m["inputs"]}[
+      keys.input_id("./cohort_p11.csv", KEY.encode())] == "empty"
   assert len(_windows("out")) == 3 and m["counts"]["rows"]["read"] == 30
   main.run(["--input", "cohort_p09.csv", "--input", "cohort_p10.csv", "--window_minutes", "10",
             "--split", "1,0,0", "--output", "out2"])

@@ -1,8 +1,9 @@
 """lsm-synth --dirty then lsm-pipeline: the manifest's counts equal truth.json exactly."""
 
 import json
+import os
 
-from pipeline import main
+from pipeline import main, options as lsm_options
 from pipeline.synthetic.main import generate
 from schemas import manifest
 
@@ -25,7 +26,7 @@ def test_dirty_synthetic_cohort_counts_match_truth(tmp_path):
                                                                 expected["rows_parsed"])
   assert (counts["readings"]["read"], counts["readings"]["used"]) == (
       expected["readings_read"], expected["readings_used"])
-  with open(tmp_path / "out" / "dead_letter" / "dead_letter.jsonl") as f:
+  with open(os.path.join(lsm_options.default_dead_letter_dir(str(tmp_path / "out")), lsm_options.DEAD_LETTER_FILE)) as f:
     letters = [json.loads(line) for line in f]
   assert len(letters) == (sum(truth["expected_dead_letter"]["rows"].values())
                           + sum(truth["expected_dead_letter"]["readings"].values()))

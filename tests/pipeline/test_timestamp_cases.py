@@ -52,7 +52,7 @@ def test_device_readings_outside_the_time_range_are_dead_lettered(key):
   rule = parse.TimeRule(max_ns=end)
   folder = f"{DATA}/garmin"
   export = ("garmin", folder, (f"{folder}/acc.csv", f"{folder}/data.csv"))
-  out = list(devices.read_export(export, None, None, key, rule=rule))
+  out = list(devices.read_export(export, key, None, None, rule=rule))
   tally = [o.value for o in out
            if isinstance(o, beam.pvalue.TaggedOutput) and o.tag == counts.COUNTS][0]
   letters = [json.loads(o.value) for o in out

@@ -9,6 +9,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline import counts, labels
 from pipeline.align import Grid
+from pipeline.keys import KeyRef
 from pipeline.labels import ReadLabels
 from pipeline.split import AssignSplit, split_of
 from pipeline.windows import CutWindows
@@ -42,8 +43,10 @@ def test_read_labels(tmp_path, make_pipeline):
                   ",2023-03-28T10:50:00Z,2023-03-28T10:52:00Z,sleep,0\n"
                   "s1,2023-03-28T10:50:00Z,2023-03-28T10:52:00Z,juggling,1\n")  # unknown class
   start = int(np.datetime64("2023-03-28T10:40", "m").astype(np.int64))
+  key = tmp_path / "key"
+  key.write_text("k\n")
   with make_pipeline() as p:
-    out = p | ReadLabels(str(path), b"k")
+    out = p | ReadLabels(str(path), KeyRef(file=str(key)))
     assert_that(out.sessions, equal_to([
         (record.subject_hash("s1", b"k"), (start, start + 5, ACTIVITY_CLASSES.index("run"), 1)),
         (record.subject_hash("s1", b"k"), (start + 10, start + 12, -1, 0))]), label="sessions")

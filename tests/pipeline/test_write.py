@@ -42,8 +42,8 @@ def test_shards_sorted_and_manifest_lists_them(tmp_path, make_pipeline):
     counts = p | "Counts" >> beam.Create([flat])
     _ = ({"counts": counts, "shards": written["shards"],
           "statistics": written["statistics"]}
-         | WriteManifest(str(tmp_path), {"datasets_written": ["pretrain"], "inputs": ["x"]},
-                         4, 2))
+         | WriteManifest(str(tmp_path), {"datasets_written": ["pretrain"], "inputs": [
+             {"path": "/raw/p1.csv", "format": "canonical_long", "id": "input-1"}]}, 4, 2))
   m = manifest.load(str(tmp_path))
   entries = m["datasets"]["pretrain"]
   assert [e["path"] for e in entries["valid"]] == [
@@ -51,7 +51,8 @@ def test_shards_sorted_and_manifest_lists_them(tmp_path, make_pipeline):
   assert sum(e["records"] for e in entries["train"]) == 12
   assert m["counts"]["windows"]["pretrain"]["written"] == {"train": 12, "valid": 0, "test": 0}
   assert m["counts"]["readings"]["dead_lettered"]["duplicate"] == 1
-  assert m["train_statistics"]["HR"]["count"] == 12 and m["inputs"] == ["x"]
+  assert m["train_statistics"]["HR"]["count"] == 12 and m["inputs"] == [
+      {"id": "input-1", "format": "canonical_long"}]  # never the path
   for split in ("train", "valid"):
     paths = [path for path, _ in manifest.shards(str(tmp_path), split)]
     source = grain.ArrayRecordDataSource(paths)
