@@ -147,6 +147,8 @@ class FakeRemoteFileSystem(LocalFileSystem):
 
   def rename(self, sources, destinations):
     self.events.append(("rename", sources[0], destinations[0]))
+    for path in destinations:  # GCS has no folders: any name can be written
+      os.makedirs(os.path.dirname(self._local(path)), exist_ok=True)
     return super().rename([self._local(p) for p in sources],
                           [self._local(p) for p in destinations])
 
