@@ -178,3 +178,89 @@ def test_read_only_output_fails_at_start(tmp_path, raw):
     out.chmod(0o755)
   assert str(exit_.value.code).startswith(f"lsm-pipeline: cannot write to --output {out}: "
                                           "Permission denied")
+
+
+# Run in a subprocess: lsm-pipeline whose manifest rename waits, so that SIGKILL lands
+# after the earlier run was removed and the new shards moved in, before the manifest.
+SLOW_MANIFEST = """
+import sys, time
+from pipeline import main, publish
+real = publish._rename
+def slow(sources, destinations):
+  if sources and sources[0].endswith("manifest.json"):
+    time.sleep(300)
+  real(sources, destinations)
+publish._rename = slow
+main.main(sys.argv[1:])
+"""
+
+
+def _kill_when(argv, ready, env) -> None:
+  """Starts `argv`, SIGKILLs it as soon as ready() holds (polled every 10 ms)."""
+  proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+  deadline = time.monotonic() + 180
+  while not ready():
+    assert proc.poll() is None, f"exited before the kill: {proc.stdout.read().decode()}"
+    assert time.monotonic() < deadline, "never reached the kill point"
+    time.sleep(0.01)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  proc.stdout.close()
+
+
+def _staged_files(out) -> list:
+  return [f for f in _files(out / ".staging") if not f.startswith("probe-")] \
+      if (out / ".staging").exists() else []
+
+
+def _older_run_with_more_shards(fresh, out) -> dict:
+  """A copy of `fresh` as an earlier run that cut every split into 3 shards."""
+  shutil.copytree(fresh, out)
+  body = json.loads((out / manifest.MANIFEST_NAME).read_text())
+  for split, entries in body["datasets"]["pretrain"].items():
+    [entry] = entries
+    shard = (out / entry["path"]).read_bytes()
+    os.remove(out / entry["path"])
+    body["datasets"]["pretrain"][split] = []
+    for i in range(3):
+      path = f"pretrain/{manifest.shard_name(split, i, 3)}"
+      (out / path).write_bytes(shard if i == 0 else b"")
+      body["datasets"]["pretrain"][split].append(
+          {"path": path, "records": entry["records"] if i == 0 else 0})
+  (out / manifest.MANIFEST_NAME).write_text(json.dumps(body))
+  return _files(out)
+
+
+def test_kill_9_during_reruns_then_a_clean_rerun_writes_a_fresh_runs_bytes(tmp_path, raw):
+  data = raw.write(raw.wide_frame(raw.make_cohort(6, 400, seed=5)), str(tmp_path / "in.csv"))
+  args = lambda out, *extra: raw.pipeline_args(
+      [data], str(out), "--window_minutes", "60", "--num_shards", "1", *extra)
+  fresh, out = tmp_path / "fresh", tmp_path / "out"
+  main.run(args(fresh))
+  old = _older_run_with_more_shards(fresh, out)
+  env = {**os.environ, "PYTHONPATH": REPO}
+
+  # 1. Killed while the rerun writes its staging folder: the earlier run stays whole.
+  _kill_when([sys.executable, "-m", "pipeline", *args(out, "--overwrite")],
+             lambda: _staged_files(out), env)
+  assert {k: v for k, v in _files(out).items()
+          if not k.startswith((".staging/", "tmp/"))} == old
+  manifest.check_listed(str(out), manifest.load(str(out)))
+
+  # 2. Killed inside publication, after the swap began: no manifest at all, never the
+  # earlier one beside the new shards.
+  new_shard = out / "pretrain" / manifest.shard_name("train", 0, 1)
+  _kill_when([sys.executable, "-c", SLOW_MANIFEST, *args(out, "--overwrite")],
+             lambda: new_shard.exists(), env)
+  assert not (out / manifest.MANIFEST_NAME).exists()
+  assert not (out / "pretrain" / manifest.shard_name("train", 1, 3)).exists()
+  with pytest.raises(manifest.ManifestError, match="no manifest"):
+    manifest.load(str(out))
+
+  # 3. A clean rerun: exactly the files of a fresh run, shards and manifest byte-identical.
+  main.run(args(out, "--overwrite"))
+  got, want = _files(out), _files(fresh)
+  assert sorted(got) == sorted(want)
+  assert got[manifest.MANIFEST_NAME] == want[manifest.MANIFEST_NAME]
+  shards = [k for k in want if k.endswith(".array_record")]
+  assert len(shards) == 3 and all(got[k] == want[k] for k in shards)
