@@ -78,25 +78,34 @@ def check_writable(output: str) -> None:
   """Creates and deletes a small file under OUTPUT/.staging, so that an output the run
   cannot write fails before any work. Raises SystemExit with one line naming the path
   and why (a read-only folder, a parent that is a file, a bucket without write access).
+  Leaves no trace: local folders it had to create go again.
   """
   probe = os.path.join(output, STAGING, f"probe-{uuid.uuid4().hex}")
+  existing, created = _existing_ancestor(output) if gcs.is_local(output) else (None, None)
   try:
     with FileSystems.create(probe) as f:
       f.write(b"lsm-pipeline write probe\n")
     FileSystems.delete([probe])
   except Exception as e:  # pylint: disable=broad-except  # whatever the file system raises
-    raise SystemExit(f"lsm-pipeline: cannot write to --output {output}: {_why(output, e)}"
-                     ) from None
+    why = (f"{existing} is a file, not a folder" if existing and not os.path.isdir(existing)
+           else _why(e))
+    raise SystemExit(f"lsm-pipeline: cannot write to --output {output}: {why}") from None
+  finally:
+    if created and os.path.isdir(created):
+      shutil.rmtree(created)
 
 
-def _why(output: str, error: BaseException) -> str:
+def _existing_ancestor(path: str) -> tuple[str, str | None]:
+  """(the nearest existing local path at or above `path`, its child on the way to `path`
+  or None when `path` exists)."""
+  path, child = os.path.abspath(path), None
+  while not os.path.exists(path):
+    path, child = os.path.dirname(path), path
+  return path, child
+
+
+def _why(error: BaseException) -> str:
   """The reason of a failed write in a few words, without the file system's traceback."""
-  if gcs.is_local(output):
-    folder = os.path.abspath(output)
-    while not os.path.exists(folder):
-      folder = os.path.dirname(folder)
-    if not os.path.isdir(folder):
-      return f"{folder} is a file, not a folder"
   if isinstance(error, BeamIOError) and error.exception_details:
     error = next(iter(error.exception_details.values()))
   if isinstance(error, OSError) and error.strerror:
