@@ -24,7 +24,8 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-from pipeline import counts, devices, exchange, gcs, keys, options as lsm_options, privacy, write
+from pipeline import (counts, devices, exchange, gcs, keys, options as lsm_options, privacy,
+                      publish, write)
 from pipeline.align import AlignSubjects
 from pipeline.labels import ReadLabels
 from pipeline.normalise import Normalise
@@ -54,6 +55,7 @@ def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str],
   fractions = lsm_options.split_fractions(opts)
   labelled = bool(opts.session_labels) and opts.labelled_windows
   output = opts.output
+  staging = publish.staging_dir(output)  # every published file is written here first
   rule = lsm_options.time_rule(opts)
   plan = devices.plan_inputs(inputs, opts.format, rule,  # fails naming a file, before any work
                              opts.csv_delimiter)
@@ -88,9 +90,9 @@ def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str],
              | "CutWindows" >> CutWindows(window, stride, opts.max_missing, labelled))
   count_parts.append(windows[counts.COUNTS])
   transform = windows.windows | "Normalise" >> Normalise(
-      window, os.path.join(output, "transform"), os.path.join(output, "tmp"))
+      window, os.path.join(staging, "transform"), os.path.join(output, "tmp"))
   written = {"windows": windows.windows, "transform": transform} | "WriteShards" >> \
-      WriteShards(output, window, opts.num_shards, exchange_dir)
+      WriteShards(staging, window, opts.num_shards, exchange_dir)
   letters = letter_parts | "AllDeadLetters" >> beam.Flatten()
   letter_dir = lsm_options.dead_letter_dir(opts)
   _private_dead_letters(letter_dir, output)
@@ -99,7 +101,7 @@ def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str],
       shard_name_template="") | "OwnerOnly" >> beam.Map(privacy.owner_only))
   examples = letters | "DeadLetterExamples" >> beam.CombineGlobally(counts.FirstExamples())
   _ = (device[devices.EXTRAS] | "WriteExtras" >> beam.io.WriteToText(
-      os.path.join(output, "extras", "extras"), file_name_suffix=".jsonl", num_shards=1,
+      os.path.join(staging, "extras", "extras"), file_name_suffix=".jsonl", num_shards=1,
       shard_name_template=""))
   ratios = windows.windows | "WindowRatios" >> beam.CombineGlobally(RatioStats())
   all_counts = count_parts | "AllCounts" >> beam.Flatten()
@@ -114,7 +116,8 @@ def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str],
   return {"counts": total, "shards": written["shards"],
           "statistics": written["statistics"], "ratios": ratios, "by_source": by_source,
           "examples": examples, "dead_letters": letters_written} \
-      | "WriteManifest" >> WriteManifest(output, header, window, opts.num_shards)
+      | "WriteManifest" >> WriteManifest(output, header, window, opts.num_shards,
+                                         staging=staging)
 
 
 def _private_dead_letters(folder: str, output: str) -> None:
@@ -162,20 +165,27 @@ def run(argv=None, save_main_session: bool = False):
 
 def _clear_output(opts) -> None:
   """Refuses an output folder holding a finished run (its manifest.json) unless
-  --overwrite; removes an earlier run's files first either way, so that a glob over
-  the folder never reads a stale shard. A run that failed or was killed wrote no
-  manifest: its leftovers (dead letters to debug with, partial shards) go without
-  asking, so that the user can fix the input and run the same command again."""
-  previous = write.previous_outputs(opts.output)
-  finished = os.path.join(opts.output, manifest.MANIFEST_NAME) in previous
+  --overwrite, and one the run cannot write (pipeline.publish.check_writable); then
+  removes every earlier run's scratch and staging folders. A finished run's files
+  stay until this run publishes (pipeline.publish removes them then), so that a
+  failed or killed rerun leaves it whole. A run that failed or was killed before it
+  published its manifest is not one: its files go now, without asking, so that the
+  user can fix the input and run the same command again."""
+  finished = FileSystems.exists(os.path.join(opts.output, manifest.MANIFEST_NAME))
   if finished and not opts.overwrite:
+    others = len(publish.files_under(opts.output, publish.PUBLISHED))
     raise SystemExit(f"lsm-pipeline: {opts.output} holds an earlier run (manifest.json and "
-                     f"{len(previous) - 1} more files); pass --overwrite to replace it, or "
+                     f"{others} more files); pass --overwrite to replace it, or "
                      "choose another --output")
-  if previous:
-    logging.info("lsm-pipeline: removed %d files of an earlier %s run from %s",
-                 write.remove_previous(opts.output),
-                 "finished (--overwrite)" if finished else "unfinished", opts.output)
+  publish.check_writable(opts.output)
+  removed = publish.remove(opts.output, publish.SCRATCH + (
+      () if finished else publish.PUBLISHED))
+  if removed:
+    logging.info("lsm-pipeline: removed %d files of earlier unfinished runs from %s",
+                 removed, opts.output)
+  if finished:
+    logging.info("lsm-pipeline: the earlier run in %s is replaced once this one has "
+                 "succeeded (--overwrite)", opts.output)
 
 
 # Errors that say what the user must change: main() prints their message alone.

@@ -10,9 +10,11 @@ worker holds one such batch, not a shard. ArrayRecord is written with group_size
 (every record its own chunk) for cheap random access from Grain. num_shards 0 sizes
 shards to about 256 MiB each.
 
-The manifest is written last, inside the pipeline (so it works on Dataflow too),
-from the global counts, the shard list and the train statistics; it refuses to be
-written when the row, reading or per-source entry counts do not reconcile. Beside
+Every stage writes under the run's staging folder (pipeline.publish); the manifest
+step publishes the run, manifest.json last and atomically, inside the pipeline (so
+it works on Dataflow too). The manifest is made from the global counts, the shard
+list and the train statistics; it refuses to be written when the row, reading or
+per-source entry counts do not reconcile. Beside
 the trainer's keys it holds the inputs with their formats, counts (with
 counts.sources.<format>: entries, extras and dead letters by reason, features
 provided and present, subjects_without_features, and no_windows when the source has
@@ -28,8 +30,9 @@ statistics, subjects split at gaps). run() logs the summary and warnings at the 
 Before anything is written the manifest checks the run: an input that kept none of
 its rows, or more than --max_dead_letter_fraction of all rows and entries
 dead-lettered, raises counts.RunFailed (naming the inputs, top reasons and an
-example each) and no manifest is written, so no trainer picks the output up. The
-dead-letter file is a side input of that step, so it is complete by then.
+example each) and nothing is published, so no trainer picks the output up (an
+earlier run there stays whole). The dead-letter file is a side input of that step,
+so it is complete by then; the failure names it in the staging folder.
 """
 
 from __future__ import annotations
@@ -40,15 +43,13 @@ import json
 import logging
 import math
 import os
-import shutil
 import typing
 import zlib
 
 import apache_beam as beam
 import numpy as np
-from apache_beam.io.filesystems import FileSystems
 
-from pipeline import counts, exchange, gcs, normalise
+from pipeline import counts, exchange, gcs, normalise, publish
 from pipeline.align import MAX_GAP_MINUTES
 from pipeline.windows import WindowBlock
 from schemas import manifest, record
@@ -62,6 +63,7 @@ SHARD_BYTES = 256 << 20
 WRITER_OPTIONS = "group_size:1,snappy"
 # counts.sources.<format>.no_windows of a source none of whose subjects has any LSM
 # feature (NHANES activity counts): no window can ever be cut from it.
+EXTRAS_PATH = "extras/extras.jsonl"
 MIN_SPLIT_SUBJECTS = 3  # fewer subjects in a split (meant to get some) is warned about
 N_OF_1 = "for one person's own data (n-of-1) pass --split 1,0,0 (every window in train)"
 NO_WINDOWS = ("the source provides none of the 26 LSM features, so no window can be "
@@ -403,49 +405,25 @@ def failure_message(dead_letters: str, failures: list[str]) -> str:
   hint = ("; or pass a larger --max_dead_letter_fraction to accept the loss"
           if any("--max_dead_letter_fraction" in f for f in failures) else "")
   return "\n".join(
-      ["lsm-pipeline: the run failed and wrote no manifest (no trainer can pick this "
-       "output up):"] + [f"  - {f}" for f in failures]
+      ["lsm-pipeline: the run failed and wrote no manifest (nothing was published, no "
+       "trainer can pick this run up; an earlier run in the output is unchanged):"]
+      + [f"  - {f}" for f in failures]
       + [f"  every dead-lettered row, with its reason: {dead_letters}",
          "  fix or remove the input(s) named above (README, \"Bring your own data\")"
          + hint])
 
 
-# What a run writes under OUTPUT (beside manifest.json); an earlier run's are removed
-# with --overwrite, so that no stale shard sits next to the new ones.
-OUTPUT_FOLDERS = ("pretrain", "labelled", "transform", "dead_letter", "extras", "tmp")
-
-
-def previous_outputs(output: str) -> list[str]:
-  """Paths of the files an earlier run left in `output` (any Beam file system)."""
-  patterns = [os.path.join(output, manifest.MANIFEST_NAME)] + [
-      os.path.join(output, folder, "*") for folder in OUTPUT_FOLDERS]
-  return sorted(m.path for result in FileSystems.match(patterns)
-                for m in result.metadata_list)
-
-
-def remove_previous(output: str) -> int:
-  """Deletes an earlier run's files (and, locally, its folders); returns how many files."""
-  paths = previous_outputs(output)
-  if paths:
-    FileSystems.delete(paths)
-  for folder in OUTPUT_FOLDERS:
-    path = os.path.join(output, folder)
-    if gcs.is_local(path) and os.path.isdir(path):
-      shutil.rmtree(path)
-  return len(paths)
-
-
-def write_manifest(_, output: str, header: dict, flat_counts: dict, shards: list,
-                   statistics: dict, window: int, forced: int, ratios=None,
+def write_manifest(_, output: str, staging: str, header: dict, flat_counts: dict,
+                   shards: list, statistics: dict, window: int, forced: int, ratios=None,
                    by_source=None, examples=None, dead_letters=()):
-  """Writes DIR/manifest.json; creates the empty shards no window was hashed to.
+  """Creates the empty shards no window was hashed to, then publishes the run staged in
+  `staging` into `output` with manifest.json last (pipeline.publish).
 
   by_source, examples: counts.SumBySource's and counts.FirstExamples' outputs;
   dead_letters: the written dead-letter file (a side input only so that it is
-  complete before a failure points to it). Raises counts.RunFailed, writing nothing,
-  when counts.run_failures finds a lost input or too many dead letters (an earlier
-  run's manifest is never there: lsm-pipeline refuses such a folder or, with
-  --overwrite, removes it before the run).
+  complete before a failure points to it). Raises counts.RunFailed, publishing
+  nothing, when counts.run_failures finds a lost input or too many dead letters (an
+  earlier run in `output` stays whole; the staged dead letters stay for the user).
   """
   options = header.get("options", {})
   failures = counts.run_failures(
@@ -455,6 +433,9 @@ def write_manifest(_, output: str, header: dict, flat_counts: dict, shards: list
   if failures:
     raise counts.RunFailed(failure_message(
         dead_letters[0] if dead_letters else "--dead_letter_dir", failures))
+  if not publish.staged(staging):  # a retried step whose first attempt published the run
+    yield os.path.join(output, manifest.MANIFEST_NAME)
+    return
   datasets = header["datasets_written"]
   written = {(d, s, i): (c, n) for d, s, i, c, n in shards}
   totals = {}
@@ -470,7 +451,7 @@ def write_manifest(_, output: str, header: dict, flat_counts: dict, shards: list
         path = shard_path(dataset, split, index, count)
         records = written.get((dataset, split, index), (count, 0))[1]
         if (dataset, split, index) not in written:
-          _write_array_record(os.path.join(output, path), ())
+          _write_array_record(os.path.join(staging, path), ())
         entries.append({"path": path, "records": records})
       listing[dataset][split] = entries
   nested = nest_counts(flat_counts, datasets)
@@ -485,7 +466,7 @@ def write_manifest(_, output: str, header: dict, flat_counts: dict, shards: list
       "datasets": listing,
       "train_statistics": statistics,
       "transform_dir": "transform",
-      "extras": "extras/extras.jsonl",
+      "extras": EXTRAS_PATH,
       "counts": nested,
       "window_ratios": ratios or {},
       "summary": summary(nested, datasets),
@@ -493,10 +474,11 @@ def write_manifest(_, output: str, header: dict, flat_counts: dict, shards: list
       **{k: v for k, v in header.items() if k != "datasets_written"},
       "inputs": shareable_inputs(header.get("inputs", []), by_source or {}),
   }
-  path = os.path.join(output, manifest.MANIFEST_NAME)
-  with FileSystems.create(path) as f:
-    f.write((json.dumps(body, indent=2, sort_keys=True) + "\n").encode("utf-8"))
-  yield path
+  shard_paths = [e["path"] for splits in listing.values() for entries in splits.values()
+                 for e in entries]
+  yield publish.publish(output, staging,
+                        (json.dumps(body, indent=2, sort_keys=True) + "\n").encode("utf-8"),
+                        shard_paths + [EXTRAS_PATH], (body["transform_dir"],))
 
 
 def shareable_inputs(inputs: list, by_source: dict) -> list:
@@ -521,15 +503,17 @@ def log_summary(body: dict) -> None:
 
 
 class WriteManifest(beam.PTransform):
-  """Runs once all counts, shards and statistics are in; yields the manifest's path.
+  """Runs once all counts, shards and statistics are in; publishes the run staged in
+  `staging` (where every earlier stage wrote) into `output`; yields the manifest's path.
 
   inputs: 'counts', 'shards', 'statistics'; optional 'ratios', 'by_source' and
   'examples' (for counts.run_failures), 'dead_letters' (the written dead-letter file).
   """
 
-  def __init__(self, output: str, header: dict, window: int, num_shards: int):
+  def __init__(self, output: str, header: dict, window: int, num_shards: int, *,
+               staging: str):
     super().__init__()
-    self._args = (output, header)
+    self._args = (output, staging, header)
     self._window, self._num_shards = window, num_shards
 
   def expand(self, inputs):

@@ -20,6 +20,7 @@ Other keys (options, inputs, counts, dead-letter location, ...) are for people.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from typing import Any
@@ -117,3 +118,19 @@ def shards(data_dir: str, split: str, dataset: str = "pretrain",
   except KeyError:
     raise ManifestError(f"{data_dir}: manifest has no {dataset!r} split {split!r}") from None
   return [(os.path.join(data_dir, e["path"]), int(e["records"])) for e in entries]
+
+
+def check_listed(data_dir: str, manifest: dict[str, Any]) -> None:
+  """Raises ManifestError naming a shard (*.array_record) in a dataset folder of
+  data_dir that `manifest` does not list: another run's, which a glob over the folder
+  would read beside this run's windows (a subject in two splits at once)."""
+  listed = {os.path.normpath(os.path.join(data_dir, e["path"]))
+            for splits in manifest.get("datasets", {}).values()
+            for entries in splits.values() for e in entries}
+  for dataset in DATASETS:
+    for path in sorted(glob.glob(os.path.join(glob.escape(data_dir), dataset,
+                                              "*.array_record"))):
+      if os.path.normpath(path) not in listed:
+        raise ManifestError(f"{path}: a shard that {MANIFEST_NAME} does not list (left by "
+                            "another run?); the folder is not one run's output: rerun "
+                            "lsm-pipeline into it with --overwrite, or into an empty folder")

@@ -427,6 +427,7 @@ def evaluate(workdir: str, data_dir: str, tasks: Sequence[str] = ("generative",
   from trainer import finetune, inference, models, report
   generative_tasks, discriminative_tasks = resolve_tasks(tasks)
   manifest = manifest_lib.load(data_dir)
+  manifest_lib.check_listed(data_dir, manifest)
   started = time.perf_counter()
   seconds: dict[str, float] = {}
   with timed(seconds, "load"):

@@ -167,8 +167,12 @@ def encoder_tokens(config: ml_collections.ConfigDict, window: Sequence[int] = WI
 
 
 def split_source(data_dir: str, split: str, dataset: str = "pretrain") -> ShardSource:
-  """The split's shards as one ShardSource (which checks the manifest's counts)."""
-  shards = [(path, n) for path, n in manifest_lib.shards(data_dir, split, dataset) if n]
+  """The split's shards as one ShardSource; checks the manifest's counts
+  and that no shard beside them is unlisted (manifest_lib.check_listed)."""
+  manifest = manifest_lib.load(data_dir)
+  manifest_lib.check_listed(data_dir, manifest)
+  shards = [(path, n) for path, n in manifest_lib.shards(data_dir, split, dataset, manifest)
+            if n]
   if not shards:
     raise EmptySplitError(f"{data_dir}: {dataset} split {split!r} has no records")
   return ShardSource(shards)

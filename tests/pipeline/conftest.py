@@ -147,15 +147,18 @@ class FakeRemoteFileSystem(LocalFileSystem):
 
   def rename(self, sources, destinations):
     self.events.append(("rename", sources[0], destinations[0]))
+    for path in destinations:  # GCS has no folders: any name can be written
+      os.makedirs(os.path.dirname(self._local(path)), exist_ok=True)
     return super().rename([self._local(p) for p in sources],
                           [self._local(p) for p in destinations])
 
   def exists(self, path):
     return super().exists(self._local(path))
 
-  def delete(self, paths):
+  def delete(self, paths):  # LocalFileSystem.delete would match the local paths again
     self.events.append(("delete", paths[0]))
-    return super().delete([self._local(p) for p in paths])
+    for path in paths:
+      os.remove(self._local(path))
 
   def metadata(self, path):
     local = self._local(path)

@@ -132,7 +132,8 @@ def test_a_run_that_lost_every_row_exits_non_zero_with_the_summary(tmp_path, raw
   assert letters == str(tmp_path / "out.dead_letter" / "dead_letter.jsonl")
   assert letters in message
   assert "Traceback" not in message and "Traceback" not in capsys.readouterr().err
-  assert not (out / manifest.MANIFEST_NAME).exists() and not (out / "tmp").exists()
+  assert (out / manifest.MANIFEST_NAME).read_text() == "{}"  # the earlier run stays whole
+  assert not (out / "tmp").exists() and not (out / "dead_letter").exists()
   with open(letters) as f:
     assert len(f.read().splitlines()) == 60
 

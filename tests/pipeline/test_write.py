@@ -32,19 +32,23 @@ def test_shards_sorted_and_manifest_lists_them(tmp_path, make_pipeline):
   flat = {"rows_read": 3, "rows_parsed": 3, "readings_read": 5, "readings_used": 4,
           "readings_dead_letter/duplicate": 1, "subjects/train": 4,
           "windows/pretrain/cut": 12}
+  staging = str(tmp_path / ".staging" / "run")
   with make_pipeline() as p:
     windows = p | "Windows" >> beam.Create(blocks)
-    transform = windows | Normalise(4, str(tmp_path / "transform"), str(tmp_path / "tmp"))
+    transform = windows | Normalise(4, f"{staging}/transform", str(tmp_path / "tmp"))
     written = {"windows": windows, "transform": transform} | WriteShards(
-        str(tmp_path), 4, 2, str(tmp_path / "exchange"))
+        staging, 4, 2, str(tmp_path / "exchange"))
     assert_that(written["shards"] | beam.Map(lambda s: s[:4]),
                 equal_to([("pretrain", "train", i, 2) for i in expected]))
     counts = p | "Counts" >> beam.Create([flat])
     _ = ({"counts": counts, "shards": written["shards"],
           "statistics": written["statistics"]}
          | WriteManifest(str(tmp_path), {"datasets_written": ["pretrain"], "inputs": [
-             {"path": "/raw/p1.csv", "format": "canonical_long", "id": "input-1"}]}, 4, 2))
+             {"path": "/raw/p1.csv", "format": "canonical_long", "id": "input-1"}]}, 4, 2,
+                         staging=staging))
   m = manifest.load(str(tmp_path))
+  assert not (tmp_path / ".staging").exists()  # everything published from staging
+  assert (tmp_path / "transform" / "transform_fn" / "saved_model.pb").exists()
   entries = m["datasets"]["pretrain"]
   assert [e["path"] for e in entries["valid"]] == [
       "pretrain/valid-00000-of-00002.array_record", "pretrain/valid-00001-of-00002.array_record"]

@@ -124,3 +124,22 @@ def test_bad_record_and_wrong_counts_are_named(tmp_path, data_dir):
   with pytest.raises(manifest_lib.ManifestError,
                      match="train-00000-of-00002.array_record: 32 records, the manifest says 33"):
     ip.split_source(str(tmp_path), "train")
+
+
+def test_a_shard_the_manifest_does_not_list_is_refused(tmp_path, data_dir):
+  """Another run's shard beside this run's would be read by a glob: refused by name."""
+  manifest = manifest_lib.load(data_dir)
+  (tmp_path / "pretrain").mkdir()
+  for split, entries in manifest["datasets"]["pretrain"].items():
+    for entry in entries:
+      entry["path"] = f"pretrain/{entry['path']}"
+      os.symlink(os.path.join(data_dir, os.path.basename(entry["path"])),
+                 tmp_path / entry["path"])
+  (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+  assert len(ip.split_source(str(tmp_path), "train")) == 64
+  stale = tmp_path / "pretrain" / manifest_lib.shard_name("train", 2, 3)
+  os.symlink(os.path.join(data_dir, manifest_lib.shard_name("train", 0, 2)), stale)
+  (tmp_path / "pretrain" / ".tmp-0a1b-train-00000-of-00002.array_record").touch()  # ignored
+  with pytest.raises(manifest_lib.ManifestError) as error:
+    ip.split_source(str(tmp_path), "valid")
+  assert str(error.value).startswith(f"{stale}: a shard that manifest.json does not list")
