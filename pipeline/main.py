@@ -122,7 +122,12 @@ def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str],
 
 def _private_dead_letters(folder: str, output: str) -> None:
   """Creates the dead-letter folder owner-only and says where it is and why."""
-  privacy.private_folder(folder)
+  try:
+    privacy.private_folder(folder)
+  except OSError as e:
+    raise SystemExit(f"lsm-pipeline: cannot write the dead letters to {folder}: "
+                     f"{e.strerror or e}; pass --dead_letter_dir with a folder you can "
+                     "write (outside --output)") from None
   logging.info("lsm-pipeline: dead letters (raw rows, raw subject ids and paths: for the "
                "data owner, not for sharing) go to %s%s", folder,
                "" if gcs.is_local(folder) else "; bucket IAM decides who reads them")
@@ -135,8 +140,10 @@ def _private_dead_letters(folder: str, output: str) -> None:
 
 def run(argv=None, save_main_session: bool = False):
   """Builds and runs the pipeline; returns the Beam PipelineResult once it is done."""
-  opts = PipelineOptions(keys.literal_to_env(lsm_options.labels_alias(
-      list(argv or sys.argv[1:])))).view_as(lsm_options.LsmOptions)
+  argv = list(argv or sys.argv[1:])
+  lsm_options.check_no_stray_arguments(argv)
+  opts = PipelineOptions(keys.literal_to_env(lsm_options.labels_alias(argv))).view_as(
+      lsm_options.LsmOptions)
   standard = opts.view_as(StandardOptions)
   if standard.runner is None:
     standard.runner = LOCAL_RUNNER

@@ -205,6 +205,25 @@ def default_dead_letter_dir(output: str) -> str:
   return (output if not gcs.is_local(output) else os.path.abspath(output)) + ".dead_letter"
 
 
+# Flags that take no value: a word after them is no value of theirs.
+SWITCHES = ("--overwrite",)
+
+
+def check_no_stray_arguments(argv: list[str]) -> None:
+  """Stops on a word that is no flag's value. Beam only logs such words ("Unparseable
+  argument"), so an unquoted glob (--input raw/*.csv, which the shell expands into
+  several files) would read the first file alone and drop the others silently."""
+  previous = None
+  for arg in argv:
+    if not arg.startswith("-") and (previous is None or not previous.startswith("-")
+                                    or "=" in previous or previous in SWITCHES):
+      raise SystemExit(
+          f"lsm-pipeline: unexpected argument {arg!r} (after {previous!r}): every input "
+          "needs its own --input; quote a glob (--input 'raw/*.csv') so that the shell "
+          "does not expand it into several files")
+    previous = arg
+
+
 def check(options: LsmOptions) -> None:
   """Stops with one line on an option value that cannot work, before any work."""
   if options.window_minutes <= 0 or stride(options) <= 0:

@@ -257,3 +257,28 @@ def test_a_file_whose_rows_parse_but_give_no_usable_reading_fails():
       "unknown_feature 2 (row 4: 'feature pulse')",
       "w.csv: its 5 rows gave no usable reading: all 5 readings were dead-lettered: "
       "unknown_feature 5 (row 3: 'column HeartRate')"]
+
+
+def test_an_unquoted_glob_stops_the_run_instead_of_dropping_files(tmp_path, raw):
+  """The shell expands --input raw/*.csv into several words; Beam would only log the
+  second one as unparseable and read the first file alone."""
+  first, second = str(tmp_path / "a.csv"), str(tmp_path / "b.csv")
+  with pytest.raises(SystemExit) as stop:
+    main.run(["--input", first, second, "--output", str(tmp_path / "out"),
+              "--subject_hash_key=k"])
+  assert str(stop.value.code).startswith(
+      f"lsm-pipeline: unexpected argument '{second}' (after '{first}'): every input needs "
+      "its own --input; quote a glob")
+  lsm_options.check_no_stray_arguments(  # values, '=' forms and switches pass
+      ["--input", first, "--input=" + second, "--overwrite", "--tz", "-08:00"])
+
+
+def test_an_unwritable_dead_letter_folder_stops_the_run_in_one_line(tmp_path, raw):
+  data = raw.write(raw.wide_frame(raw.make_cohort(1, 30)), str(tmp_path / "in" / "a.csv"))
+  (tmp_path / "afile").write_text("")
+  with pytest.raises(SystemExit) as stop:
+    main.run(raw.pipeline_args([data], str(tmp_path / "out"),
+                               f"--dead_letter_dir={tmp_path / 'afile' / 'letters'}"))
+  assert str(stop.value.code).startswith(
+      f"lsm-pipeline: cannot write the dead letters to {tmp_path / 'afile' / 'letters'}: ")
+  assert "--dead_letter_dir" in str(stop.value.code)
