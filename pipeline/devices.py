@@ -88,9 +88,10 @@ def _detect(path: str, delimiter: str = ",") -> str:
   """Format of one input under --format auto, or EMPTY for a file with no bytes (no
   rule accepts it); raises UnreadableFileError naming the file, for a canonical CSV
   header that repeats a column too (read.check_columns)."""
-  if _known_extension(path) and read.file_format(path) in ("parquet", "jsonl"):
-    if read.file_format(path) == "jsonl":
-      read.check_json_lines(path)
+  extension = _extension_format(path)
+  if extension == "jsonl":
+    read.check_json_lines(path)
+  if extension in ("parquet", "jsonl"):
     return "canonical"
   try:
     head = sources.common.read_head(path, _open, 3)
@@ -110,12 +111,12 @@ def _detect(path: str, delimiter: str = ",") -> str:
     raise read.UnreadableFileError(str(e)) from e
 
 
-def _known_extension(path: str) -> bool:
+def _extension_format(path: str) -> str | None:
+  """The file format its name says (read.file_format), or None for an unknown name."""
   try:
-    read.file_format(path)
-    return True
+    return read.file_format(path)
   except read.UnreadableFileError:
-    return False
+    return None
 
 
 def plan_inputs(paths: list[str], forced: str = "auto", rule: TimeRule = TimeRule(),
