@@ -78,47 +78,48 @@ docstring; every feature derivation is documented in pipeline/derive.py.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from absl import logging
 
-from pipeline.sources import common, empatica, fitbit, garmin, nhanes
+from pipeline.sources import common, detection, registry
 from pipeline.sources.common import (ADAPTER_DEAD_LETTER_REASONS, ENTRY_COLUMNS,
                                      EXTRA_REASONS, READING_COLUMNS, SourceError,
                                      SourceResult, local_open, provided_mask)
-from pipeline.sources.detection import FORMATS, detect
+from pipeline.sources.detection import detect
 
 __all__ = ["ADAPTER_DEAD_LETTER_REASONS", "ENTRY_COLUMNS", "EXTRA_REASONS", "FORMATS", "READING_COLUMNS", "SourceError", "SourceResult",
            "detect", "local_open", "provided_mask", "read_source"]
 
-_LOCAL_TIME = ("fitbit_minute", "fitbit_heartrate_seconds")
+OPTIONAL_EMPTY = "optional_files_empty"  # note: optional files that held no data
+
+
+def __getattr__(name: str):
+  """FORMATS: every format name (registry.formats(), read when used)."""
+  if name == "FORMATS":
+    return registry.formats()
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _expand(paths: Sequence[str]) -> list[str]:
-  """An E4 session folder stands for its sensor files (info.txt is documentation)."""
+  """A device's export folder (an E4 session) stands for its files (registry's
+  folder_file; info.txt is documentation)."""
   out = []
   for p in paths:
     if os.path.isdir(p):
       names = sorted(os.listdir(p))
-      skipped = [n for n in names if not empatica.sensor_of(n)]
+      _, members = registry.folder_device(p, names)
+      skipped = sorted(set(names) - set(members))
       if skipped:
-        logging.info("%s: not sensor files, not read: %s", p, ", ".join(skipped))
-      out += [os.path.join(p, n) for n in names if empatica.sensor_of(n)]
+        logging.info("%s: not export files, not read: %s", p, ", ".join(skipped))
+      out += [os.path.join(p, n) for n in members]
     else:
       out.append(p)
   return out
 
 
-def read_source(paths: Sequence[str] | str, *, format: str | None = None,  # noqa: A002
-                tz=None, subject_id: str | None = None,
-                subject_id_pattern: str | None = None,
-                opener: common.Opener = local_open) -> SourceResult:
-  """Reads one export; see the module docstring for the contract."""
-  if isinstance(paths, str):
-    paths = [paths]
-  files = _expand(paths)
-  if not files:
-    raise SourceError(f"no files in {list(paths)}")
+def _device(files: list[str], format: str | None, opener) -> registry.Device:  # noqa: A002
+  """The export's Device: `format` (--format), else the one its files are detected as."""
   if format is None:
     found = {p: detect(p, opener=opener) for p in files}
     kinds = set(found.values())
@@ -126,23 +127,57 @@ def read_source(paths: Sequence[str] | str, *, format: str | None = None,  # noq
       raise SourceError("files of different formats in one export: " + "; ".join(
           f"{p}: {k}" for p, k in found.items()))
     format = kinds.pop()
-  elif format not in FORMATS:
-    raise SourceError(f"unknown format {format!r}; supported: {', '.join(FORMATS)}")
-  if tz is not None and format not in _LOCAL_TIME:
-    logging.info("%s: timestamps are absolute; tz=%r not needed, ignored", format, tz)
-  names = {"subject_id": subject_id, "subject_id_pattern": subject_id_pattern}
-  if format == "fitbit_minute":
-    result = fitbit.read_fitbit_minute(files, tz=tz, opener=opener, **names)
-  elif format == "fitbit_heartrate_seconds":
-    result = fitbit.read_fitbit_heartrate(files, tz=tz, opener=opener)
-  elif format == "empatica_e4":
-    result = empatica.read_empatica_e4(files, opener=opener, **names)
-  elif format == "garmin":
-    result = garmin.read_garmin(files, opener=opener, **names)
-  elif format == "nhanes":
-    result = nhanes.read_nhanes(files, opener=opener)
-  else:
+  known = registry.devices()
+  if format not in known:
+    raise SourceError(f"unknown format {format!r}; supported: {', '.join(known)}")
+  if known[format].read is None:
     raise SourceError(f"{files[0]}: {format} files are read by lsm-pipeline's canonical "
                       "reader (schemas/raw.py), not by a device adapter")
+  return known[format]
+
+
+def _blank(path: str, opener) -> bool:
+  """No bytes, or only line ends (detection's rule)."""
+  return detection._is_empty(detection.sniff(path, opener))
+
+
+def read_source(paths: Sequence[str] | str, *, format: str | None = None,  # noqa: A002
+                tz=None, subject_id: str | None = None,
+                subject_id_pattern: str | None = None,
+                opener: common.Opener = local_open,
+                options: Mapping[str, str | None] | None = None) -> SourceResult:
+  """Reads one export; see the module docstring for the contract."""
+  if isinstance(paths, str):
+    paths = [paths]
+  files = _expand(paths)
+  if not files:
+    raise SourceError(f"no files in {list(paths)}")
+  device = _device(files, format, opener)
+  if tz is not None and not device.needs_tz:
+    logging.info("%s: timestamps are absolute; tz=%r not needed, ignored", device.name, tz)
+  blank = [p for p in files if device.is_optional(p) and _blank(p, opener)]
+  if len(blank) == len(files):
+    raise SourceError(f"{', '.join(files)}: only empty optional files of {device.name} "
+                      f"({', '.join(device.optional)}); nothing to read")
+  files = [p for p in files if p not in blank]
+  given = dict(options or {})
+  chosen = {o.name: given.get(o.name, o.default) for o in device.options}
+  result = device.read(files, tz=tz, subject_id=subject_id,
+                       subject_id_pattern=subject_id_pattern, opener=opener, **chosen)
+  _note_optional_empty(device, result, blank, files)
   result.check_accounting()
   return result
+
+
+def _note_optional_empty(device: registry.Device, result: SourceResult,
+                         blank: list[str], read: list[str]) -> None:
+  """Counts the optional files that held no data: the blank ones not read, and those
+  read that no reading, extra or dead letter names (a header and no rows)."""
+  named = set()
+  for table in (result.readings, result.extras, result.dead_letter):
+    named.update(table["source"].unique())
+  silent = [p for p in read if device.is_optional(p) and p not in named]
+  if blank or silent:
+    result.notes[OPTIONAL_EMPTY] = result.notes.get(OPTIONAL_EMPTY, 0) + len(blank + silent)
+    logging.warning("%s: optional files without data, skipped: %s", device.name,
+                    ", ".join(blank + silent))

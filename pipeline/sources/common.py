@@ -483,6 +483,9 @@ def split_rows(text: str, source: str, *, sep: str = ",", header: bool = True,
     if n_fields is None:
       raise SourceError(f"{source}: number of fields unknown")
     head, names, skip = None, [str(i) for i in range(n_fields)], 0
+    if not text.strip():  # no data rows (E4's IBI.csv without beats); pyarrow refuses ''
+      fields = pd.DataFrame({i: pd.Series([], dtype=object) for i in range(n_fields)})
+      return Rows(head, fields.set_axis(np.zeros(0, np.int64)), empty_entries(), 0)
   try:
     table = pacsv.read_csv(
         pa.py_buffer(data),

@@ -1,106 +1,122 @@
-"""Which source format a file is, from its name and first lines; never a guess.
+"""Which format a file is, from what the device registry declares; never a guess.
 
-Each rule looks at one thing a format always has (a header, E4's file names and
-preamble, Garmin's 'ISO-time;TYPE;value' lines). A file no rule accepts, or more
-than one rule accepts, is an error naming the file, so a new export never slips
-through under the wrong reader. `--format` (read_source's format=) skips detection.
-A file with no bytes (after gunzipping) is an EmptyFileError, not an unknown format.
+Every format is a `registry.Device` (pipeline/sources/registry.py) whose `detect`
+looks at one thing the format always has (a header, E4's file names and preamble,
+Garmin's 'ISO-time;TYPE;value' lines, a zip's or an XML root's first bytes). Each
+file is read once into a `registry.Sniff` (its first SNIFF_LINES lines gunzipped,
+and its first SNIFF_BYTES raw bytes) and offered to every device's rule. A file no
+rule accepts, or more than one rule accepts, is an error naming the file, so a new
+export never slips through under the wrong reader. `--format` (read_source's
+format=) skips detection. A file with no bytes (after gunzipping) is an
+EmptyFileError, not an unknown format, unless its name is an optional file of
+exactly one device (registry.Device.optional, E4's tags.csv): then it belongs to
+that device's export, which skips and counts it.
+
+Adding a format is writing its module (registry's docstring); nothing here changes.
 """
 
 from __future__ import annotations
 
+import io
 import os
 
 from absl import logging
 
-from pipeline.sources import common, empatica, fitbit, garmin, nhanes
-from schemas.features import canonical_name, normalise_alias
-from schemas.raw import LONG_COLUMNS, WIDE_ID_COLUMNS
+from pipeline.sources import common, registry
+from schemas.features import normalise_alias
+
+SNIFF_LINES = 8    # lines a rule may look at (an XML root after its DOCTYPE line)
+SNIFF_BYTES = 8    # raw bytes a rule may look at (b'PK\x03\x04': a zip)
+MAX_LINE = 1 << 16  # bytes read per line: a binary file without line ends stays cheap
 
 
-def _canonical_long(path, head):
-  return bool(head) and [h.strip() for h in head[0].split(",")] == list(LONG_COLUMNS)
-
-
-def _canonical_wide(path, head):
-  if not head:
-    return False
-  cols = [h.strip() for h in head[0].split(",")]
-  return (cols[:2] == list(WIDE_ID_COLUMNS) and len(cols) > 2
-          and all(canonical_name(c) for c in cols[2:]))
-
-
-def _fitbit_minute(path, head):
-  if not head:
-    return False
-  cols = head[0].split(",")
-  return fitbit.is_minute_header(cols) or fitbit.is_wear_file(cols)
-
-
-def _fitbit_heartrate(path, head):
-  return bool(head) and fitbit.is_heartrate_header(head[0].split(","))
-
-
-def _empatica(path, head):
-  sensor = empatica.sensor_of(path)
-  return sensor is not None and empatica.looks_like_e4(head, sensor)
-
-
-def _garmin(path, head):
-  return bool(head) and (garmin.is_event_line(head[0]) or garmin.is_acc_line(head[0]))
-
-
-def _nhanes(path, head):
-  return bool(head) and nhanes.is_nhanes_header(head[0].split(","))
-
-
-# format name -> (rule, what it looks for); canonical formats are read by the pipeline.
-RULES = {
-    "canonical_long": (_canonical_long, "header subject_id,timestamp,feature,value"),
-    "canonical_wide": (_canonical_wide, "header subject_id,timestamp,<LSM features>"),
-    "fitbit_minute": (_fitbit_minute, "header [Id,]ActivityMinute,<measure> or "
-                      "Day,TotalMinutesWearTime,PercentageWearTime"),
-    "fitbit_heartrate_seconds": (_fitbit_heartrate, "header Id,Time,Value or id,time,hr"),
-    "empatica_e4": (_empatica, "E4 file name (ACC/BVP/EDA/HR/IBI/TEMP/tags.csv) and "
-                    "start-time/rate preamble"),
-    "garmin": (_garmin, "lines 'ISO-time-with-offset;TYPE;value' or 'ISO-time;x;y;z'"),
-    "nhanes": (_nhanes, "header ID,Day,MIN1..MIN1440"),
-}
-FORMATS = tuple(RULES)
+def __getattr__(name: str):
+  """FORMATS: every format name, in registry order (canonical first), read when used
+  so that a device registered later (entry point, test) is in it."""
+  if name == "FORMATS":
+    return registry.formats()
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class EmptyFileError(common.SourceError):
   """A file with no bytes (or only line ends) that no format rule accepts."""
 
 
+def sniff(path: str, opener: common.Opener = common.local_open) -> registry.Sniff:
+  """One read of the file's start: what every device's rule sees (registry.Sniff).
+
+  lines is [] for a file whose first lines hold a NUL byte (a zip, any binary file).
+  """
+  with opener(path) as f:
+    buffered = f if hasattr(f, "peek") else io.BufferedReader(f)
+    magic = buffered.peek(SNIFF_BYTES)[:SNIFF_BYTES]
+    stream = common.ungzip(buffered)
+    raw = [stream.readline(MAX_LINE) for _ in range(SNIFF_LINES)]
+  raw = [line for line in raw if line]
+  if any(b"\x00" in line for line in raw):
+    return registry.Sniff(path, [], magic)
+  lines = [line.decode("utf-8-sig" if i == 0 else "utf-8", errors="replace")
+           .rstrip("\r\n") for i, line in enumerate(raw)]
+  return registry.Sniff(path, lines, magic)
+
+
+def _is_empty(found: registry.Sniff) -> bool:
+  """No bytes, or only line ends (a binary file is not empty)."""
+  return not found.magic or bool(found.lines and not any(l.strip() for l in found.lines))
+
+
+def _empty_optional(path: str) -> str | None:
+  """The one device whose optional files `path`'s name matches, else None."""
+  owners = [d.name for d in registry.devices().values() if d.is_optional(path)]
+  return owners[0] if len(owners) == 1 else None
+
+
 def detect(path: str, *, opener: common.Opener = common.local_open) -> str:
-  """The format name of one file (or of an E4 session folder); logs why."""
+  """The format name of one file (or of a device's export folder); logs why.
+
+  Raises SourceError naming the file when no device or several accept it
+  (EmptyFileError for a file with no bytes that is no device's optional file).
+  """
   if os.path.isdir(path):
-    names = sorted(os.listdir(path))
-    sensors = [n for n in names if empatica.sensor_of(n)]
-    if sensors:
-      for n in sensors:
-        detect(os.path.join(path, n), opener=opener)
-      logging.info("%s: detected empatica_e4 (folder with %s)", path, ", ".join(sensors))
-      return "empatica_e4"
-    raise common.SourceError(f"{path}: a folder, but not an Empatica E4 session "
-                             "(no ACC/BVP/EDA/HR/IBI/TEMP/tags.csv); pass its files")
-  head = common.read_head(path, opener, 3)
-  matches = [name for name, (rule, _) in RULES.items() if rule(path, head)]
+    device, members = registry.folder_device(path, sorted(os.listdir(path)))
+    for name in members:
+      found = detect(os.path.join(path, name), opener=opener)
+      if found != device.name:
+        raise common.SourceError(f"{path}: a {device.name} folder holding "
+                                 f"{name}, a {found} file")
+    logging.info("%s: detected %s (folder with %s)", path, device.name,
+                 ", ".join(members))
+    return device.name
+  found = sniff(path, opener)
+  known = registry.devices()
+  matches = [d.name for d in known.values() if d.detect(found)]
   if len(matches) == 1:
-    logging.info("%s: detected %s (%s)", path, matches[0], RULES[matches[0]][1])
+    logging.info("%s: detected %s (%s)", path, matches[0], known[matches[0]].looks_for)
     return matches[0]
-  if not matches and not any(line.strip() for line in head):
+  if matches:
+    raise common.SourceError(f"{path}: ambiguous format, matches {', '.join(matches)}; "
+                             "pass --format to choose")
+  if _is_empty(found):
+    owner = _empty_optional(path)
+    if owner:
+      logging.info("%s: empty; an optional file of %s by its name", path, owner)
+      return owner
     raise EmptyFileError(f"{path}: empty file (no bytes, or only blank lines)")
-  if not matches:
-    hint = delimiter_hint(head[0])
-    raise common.SourceError(
-        f"{path}: unknown format (first line {head[0][:120]!r}); supported: "
-        f"{', '.join(FORMATS)}. " + (f"It splits on another separator: {hint}" if hint
-                                     else "Convert it to the canonical long format "
-                                     "(schemas/raw.py) or pass --format"))
-  raise common.SourceError(f"{path}: ambiguous format, matches {', '.join(matches)}; "
-                           "pass --format to choose")
+  raise common.SourceError(f"{path}: unknown format ({_first(found)}); supported: "
+                           f"{', '.join(known)}. " + _advice(found))
+
+
+def _first(found: registry.Sniff) -> str:
+  if found.lines:
+    return f"first line {found.lines[0][:120]!r}"
+  return f"not text, first bytes {found.magic!r}"
+
+
+def _advice(found: registry.Sniff) -> str:
+  hint = delimiter_hint(found.lines[0]) if found.lines else ""
+  if hint:
+    return f"It splits on another separator: {hint}"
+  return "Convert it to the canonical long format (schemas/raw.py) or pass --format"
 
 
 def delimiter_hint(line: str) -> str:

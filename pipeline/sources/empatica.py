@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import derive
-from pipeline.sources import common
+from pipeline.sources import common, registry
 
 ACC_UNITS_PER_G = 64.0       # E4 ACC is in 1/64 g (range +-2 g)
 TEMP_SLOPE_SCALE = 1000.0    # degC/min -> milli-degC/min (skin_temperature_slope)
@@ -37,11 +37,11 @@ def looks_like_e4(lines: list[str], sensor: str) -> bool:
   """The preamble E4 writes: start time (and a rate, or 'IBI') in every column."""
   if sensor == "tags":
     return bool(lines) and _floats(lines[0]) is not None and len(lines[0].split(",")) == 1
+  if sensor == "IBI":  # the header alone when E4 found no beats
+    start = [c.strip() for c in lines[0].split(",")] if lines else []
+    return len(start) == 2 and start[1] == "IBI" and _floats(start[0]) is not None
   if len(lines) < 2:
     return False
-  start = [c.strip() for c in lines[0].split(",")]
-  if sensor == "IBI":
-    return len(start) == 2 and start[1] == "IBI" and _floats(start[0]) is not None
   return _floats(lines[0]) is not None and _floats(lines[1]) is not None
 
 
@@ -176,3 +176,29 @@ def _read_ibi(path: str, text: str, subject: str, with_hr: bool) -> common.Sourc
                              common.derived_readings(subject, frame, path, t_s[ok], row_no[ok]),
                              common.empty_entries(), dead,
                              {subject: frozenset(frame.columns)}, rows.n_rows, used)
+
+
+def _detect(sniff: registry.Sniff) -> bool:
+  sensor = sensor_of(sniff.path)
+  return sensor is not None and looks_like_e4(list(sniff.lines), sensor)
+
+
+def _read(paths: Sequence[str], *, tz, subject_id, subject_id_pattern,
+          opener: common.Opener) -> common.SourceResult:
+  """The registry's call; E4 times are unix UTC, so tz does not apply."""
+  del tz
+  return read_empatica_e4(paths, subject_id=subject_id,
+                          subject_id_pattern=subject_id_pattern, opener=opener)
+
+
+DEVICE = registry.Device(
+    "empatica_e4", looks_for="E4 file name (ACC/BVP/EDA/HR/IBI/TEMP/tags.csv) and "
+    "start-time/rate preamble", detect=_detect, read=_read,
+    subject_rule="the session folder's name, or the participant folder above an E4 "
+    "Connect session folder '<unix time>_<device id>', unless --subject_id / "
+    "--subject_id_pattern",
+    example="lsm-pipeline --input e4/p01/1560279000_A01B2C/ --output out",
+    folder_file=lambda name: sensor_of(name) is not None,
+    # E4 writes IBI.csv with its header only when it found no beats, and an empty
+    # tags.csv when the button was never pressed.
+    optional=("IBI.csv", "IBI.csv.gz", "tags.csv", "tags.csv.gz"))

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import derive
-from pipeline.sources import common
+from pipeline.sources import common, registry
 from schemas.features import canonical_name
 
 WEAR_HEADER = ["day", "totalminutesweartime", "percentageweartime"]
@@ -234,3 +234,37 @@ def _heartrate_file(path: str, opener: common.Opener, tz) -> common.SourceResult
       common.empty_entries(), pd.concat([rows.malformed, dead], ignore_index=True),
       {s: frozenset(["HR"]) for s in pd.unique(subjects[~no_subject])},
       rows.n_rows, int(ok.sum()), common.tz_notes(loc))
+
+
+def _read_heartrate(paths: Sequence[str], *, tz, subject_id, subject_id_pattern,
+                    opener: common.Opener) -> common.SourceResult:
+  """The registry's call; every heartrate_seconds row names its subject (Id), so the
+  subject options do not apply."""
+  del subject_id, subject_id_pattern
+  return read_fitbit_heartrate(paths, tz=tz, opener=opener)
+
+
+def _is_minute(sniff: registry.Sniff) -> bool:
+  cols = sniff.lines[0].split(",") if sniff.lines else []
+  return bool(cols) and (is_minute_header(cols) or is_wear_file(cols))
+
+
+def _is_heartrate(sniff: registry.Sniff) -> bool:
+  return bool(sniff.lines) and is_heartrate_header(sniff.lines[0].split(","))
+
+
+_TZ_EXAMPLE = "--tz America/New_York --output out"
+DEVICES = (
+    registry.Device(
+        "fitbit_minute", looks_for="header [Id,]ActivityMinute,<measure> or "
+        "Day,TotalMinutesWearTime,PercentageWearTime", detect=_is_minute,
+        read=read_fitbit_minute, needs_tz=True,
+        subject_rule="the Id column, else the file-name prefix ('name1' in "
+        "'name1_minuteStepsNarrow_...'), unless --subject_id / --subject_id_pattern",
+        example=f"lsm-pipeline --input 'fitabase/*.csv' {_TZ_EXAMPLE}"),
+    registry.Device(
+        "fitbit_heartrate_seconds", looks_for="header Id,Time,Value or id,time,hr",
+        detect=_is_heartrate, read=_read_heartrate, needs_tz=True,
+        subject_rule="the Id column",
+        example=f"lsm-pipeline --input heartrate_seconds_merged.csv {_TZ_EXAMPLE}"),
+)

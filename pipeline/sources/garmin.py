@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import derive
-from pipeline.sources import common
+from pipeline.sources import common, registry
 
 ACC_UNITS_PER_G = 1000.0     # Garmin raw accelerometer is in milli-g
 COUNTER_MAX_GAP_S = 15 * 60  # longer silences between counter events: increase unplaceable
@@ -163,3 +163,20 @@ def _read_acc(path: str, subject: str, opener: common.Opener, *,
                              common.derived_readings(subject, frame, path, t_s[ok], row_no[ok]),
                              common.empty_entries(), dead,
                              {subject: frozenset(frame.columns)}, rows.n_rows, used)
+
+
+def _read(paths: Sequence[str], *, tz, subject_id, subject_id_pattern,
+          opener: common.Opener) -> common.SourceResult:
+  """The registry's call; every Garmin time carries its offset, so tz does not apply."""
+  del tz
+  return read_garmin(paths, subject_id=subject_id, subject_id_pattern=subject_id_pattern,
+                     opener=opener)
+
+
+DEVICE = registry.Device(
+    "garmin", looks_for="lines 'ISO-time-with-offset;TYPE;value' or 'ISO-time;x;y;z'",
+    detect=lambda sniff: bool(sniff.lines) and (is_event_line(sniff.lines[0])
+                                                or is_acc_line(sniff.lines[0])),
+    read=_read,
+    subject_rule="the folder's name, unless --subject_id / --subject_id_pattern",
+    example="lsm-pipeline --input 'garmin/p01/*.csv' --output out")

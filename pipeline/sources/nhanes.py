@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from pipeline.sources import common
+from pipeline.sources import common, registry
 
 MINUTES_PER_DAY = 1440
 HEADER_PREFIX = ["ID", "Day", "MIN1"]
@@ -76,3 +76,18 @@ def _read(path: str, role: str, opener: common.Opener) -> common.SourceResult:
   return common.SourceResult("nhanes", common.empty_readings(), extras,
                              pd.concat([rows.malformed, dead], ignore_index=True),
                              provided, rows.n_rows, 0, notes)
+
+
+def _read(paths: Sequence[str], *, tz, subject_id, subject_id_pattern,
+          opener: common.Opener) -> common.SourceResult:
+  """The registry's call; NHANES rows name their subject (ID) and have no dates, so
+  neither tz nor the subject options apply."""
+  del tz, subject_id, subject_id_pattern
+  return read_nhanes(paths, opener=opener)
+
+
+DEVICE = registry.Device(
+    "nhanes", looks_for="header ID,Day,MIN1..MIN1440",
+    detect=lambda sniff: bool(sniff.lines) and is_nhanes_header(sniff.lines[0].split(",")),
+    read=_read, subject_rule="the ID column",
+    example="lsm-pipeline --input counts.csv --input wear.csv --output out")
