@@ -172,10 +172,11 @@ def _read_ibi(path: str, text: str, subject: str, with_hr: bool) -> common.Sourc
       path, reason, row_no, subject_id=subject, field="IBI",
       raw=(rows.fields[0] + "," + rows.fields[1]).to_numpy(dtype=object))],
                    ignore_index=True)
+  provides = frozenset(frame.columns) if rows.n_rows else frozenset()  # no beats: no HRV
   return common.SourceResult("empatica_e4",
                              common.derived_readings(subject, frame, path, t_s[ok], row_no[ok]),
                              common.empty_entries(), dead,
-                             {subject: frozenset(frame.columns)}, rows.n_rows, used)
+                             {subject: provides}, rows.n_rows, used)
 
 
 def _detect(sniff: registry.Sniff) -> bool:
