@@ -2,12 +2,13 @@
 
 plan_inputs() decides, per input file and before anything runs, whether it is a
 canonical file (read by ReadRaw + ParseReadings) or a device export (read by
-pipeline.sources through ReadDevices), and logs the choice. With --format auto a
-CSV is detected by pipeline.sources.detect from its name and first lines; a CSV
-that no device rule accepts but whose header names subject_id and timestamp is
-canonical (the canonical reader accepts aliases and extra columns that the strict
-canonical_wide rule does not); anything else, or a file several rules accept, is
-an error naming it. Parquet and JSON lines are canonical (no device writes them).
+pipeline.sources through ReadDevices), and logs the choice. With --format auto
+every file is offered first to the formats of the device registry
+(pipeline/sources/registry.py) from its name and first lines and bytes; a file
+that no device accepts is canonical when it is Parquet or JSON lines (by
+extension), or a CSV whose header names subject_id and timestamp (the canonical
+reader accepts aliases and extra columns that the strict canonical_wide rule does
+not); anything else, or a file several rules accept, is an error naming it.
 A file with no bytes is skipped with a warning, listed with format 'empty' and
 counted (manifest inputs_skipped_empty), so that one empty file of a cohort glob
 does not stop the cohort; a run whose every input is empty fails naming them.
@@ -43,6 +44,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import counts, keys, read, sources
+from pipeline.sources import detection, registry
 from pipeline.keys import KeyedFlatMap, KeyRef
 from pipeline.parse import Readings, TimeRule, _check, check_times, dead_letter
 from schemas import record
@@ -50,13 +52,17 @@ from schemas.features import FEATURE_INDEX, FEATURE_NAMES, normalise_alias
 from schemas.raw import READING_REASONS
 
 CANONICAL = ("canonical_long", "canonical_wide")
-DEVICE_FORMATS = tuple(f for f in sources.FORMATS if f not in CANONICAL)
 EXTRAS = "extras"
 PROVIDED = "provided"
 _OK = len(READING_REASONS)
 _OUTSIDE_TIME_RANGE = READING_REASONS.index("outside_time_range")
 EMPTY = "empty"  # the format of a file with no bytes: skipped, counted
 EMPTY_COUNT = "inputs_skipped_empty"  # manifest key: how many such files
+
+
+def device_formats() -> tuple[str, ...]:
+  """The formats read by a device adapter (registry devices with a reader)."""
+  return tuple(name for name, d in registry.devices().items() if d.read is not None)
 
 
 def _open(path: str):
@@ -87,23 +93,27 @@ def _canonical_header(head: list[str], delimiter: str = ",") -> str | None:
 def _detect(path: str, delimiter: str = ",") -> str:
   """Format of one input under --format auto, or EMPTY for a file with no bytes (no
   rule accepts it); raises UnreadableFileError naming the file, for a canonical CSV
-  header that repeats a column too (read.check_columns)."""
-  extension = _extension_format(path)
-  if extension == "jsonl":
-    read.check_json_lines(path)
-  if extension in ("parquet", "jsonl"):
-    return "canonical"
+  header that repeats a column too (read.check_columns).
+
+  The file is sniffed once and offered to every registered format first, so that a
+  device writing .json (Takeout's arrays) or a zip is its device's; a Parquet or
+  JSON lines file that no device takes is canonical, as is a CSV whose header names
+  subject_id and timestamp (aliases and extra columns allowed)."""
   try:
-    head = sources.common.read_head(path, _open, 3)
-    rules = sources.detection.RULES
-    if not any(rule(path, head) for rule, _ in rules.values()):
-      fmt = _canonical_header(head, delimiter)
+    found = detection.sniff(path, _open)
+    if not detection.candidates(found):
+      extension = _extension_format(path)
+      if extension == "jsonl":
+        read.check_json_lines(path)
+      if extension in ("parquet", "jsonl"):
+        return "canonical"
+      fmt = _canonical_header(list(found.lines), delimiter)
       if fmt:
-        read.check_columns(path, head[0].split(delimiter))
+        read.check_columns(path, found.lines[0].split(delimiter))
         logging.info("%s: canonical file (%s header)", path, fmt)
         return fmt
-    return sources.detect(path, opener=_open)
-  except sources.detection.EmptyFileError as e:
+    return detection.classify(found)
+  except detection.EmptyFileError as e:
     logging.warning("lsm-pipeline: %s; skipped (counted in the manifest as %s)", e,
                     EMPTY_COUNT)
     return EMPTY
@@ -140,7 +150,7 @@ def plan_inputs(paths: list[str], forced: str = "auto", rule: TimeRule = TimeRul
     entries.append({"path": path, "format": fmt})
     if fmt == EMPTY:
       continue
-    if fmt in DEVICE_FORMATS:
+    if fmt in device_formats():
       folder = sources.common.dirname(path)
       grouped.setdefault((fmt, folder), []).append(path)
     else:
@@ -166,7 +176,7 @@ def with_input_ids(entries: list, key: bytes) -> list:
   out = []
   for entry in entries:
     extra = {"id": keys.input_id(entry["path"], key)}
-    if entry["format"] in DEVICE_FORMATS:
+    if entry["format"] in device_formats():
       extra["export"] = keys.input_id(sources.common.dirname(entry["path"]) or ".", key)
     out.append({**entry, **extra})
   return out
@@ -191,16 +201,18 @@ def _entry_lines(table, hashes: dict | None = None, key: bytes | None = None) ->
 
 
 def read_export(export, key: bytes, tz, subject_id, subject_id_pattern=None,
-                rule: TimeRule = TimeRule()):
+                rule: TimeRule = TimeRule(), options: dict | None = None):
   """One export -> (subject hash, Readings), one per (subject, file), rows numbered as
-  in the file; tagged dead letters, extras, provided, counts.
+  in the file; tagged dead letters, extras, provided, counts. options: the devices'
+  own flags by name (registry.Option), handed to the export's reader.
 
   Readings outside rule's plausible range [min_ns, max_ns) are dead-lettered
   outside_time_range (the reason wins over the value's, as the time is wrong)."""
   fmt, folder, paths = export
   try:
     result = sources.read_source(list(paths), format=fmt, tz=tz, subject_id=subject_id,
-                                 subject_id_pattern=subject_id_pattern, opener=_open)
+                                 subject_id_pattern=subject_id_pattern, opener=_open,
+                                 options=options)
   except sources.SourceError as e:
     raise read.UnreadableFileError(str(e)) from e
   hashes = {s: record.subject_hash(str(s), key) for s in result.provided}
@@ -289,13 +301,16 @@ def _log_local_time(fmt: str, folder: str, result) -> None:
 
 class ReadDevices(beam.PTransform):
   """Exports -> 'readings': (subject hash, Readings); 'provided': (hash, bool[26]);
-  'dead_letter', 'extras': JSON lines; 'counts'. key: resolved on the worker."""
+  'dead_letter', 'extras': JSON lines; 'counts'. key: resolved on the worker.
+  options: the devices' own flags by name (registry.Option), for their readers."""
 
   def __init__(self, exports: list, tz: str | None, subject_id: str | None, key: KeyRef,
-               subject_id_pattern: str | None = None, rule: TimeRule = TimeRule()):
+               subject_id_pattern: str | None = None, rule: TimeRule = TimeRule(),
+               options: dict | None = None):
     super().__init__()
     self._exports = list(exports)
-    self._key, self._args = key, (tz, subject_id, subject_id_pattern, rule)
+    self._key = key
+    self._args = (tz, subject_id, subject_id_pattern, rule, dict(options or {}))
 
   def expand(self, pbegin):
     return (pbegin

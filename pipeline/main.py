@@ -67,8 +67,9 @@ def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str],
   parsed = (p | "ReadRaw" >> ReadRaw(plan.canonical, plan.file_format, opts.csv_delimiter,
                                      opts.decimal)
             | "ParseReadings" >> ParseReadings(key, rule))
-  device = p | "ReadDevices" >> devices.ReadDevices(plan.exports, opts.tz, opts.subject_id,
-                                                    key, opts.subject_id_pattern, rule)
+  device = p | "ReadDevices" >> devices.ReadDevices(
+      plan.exports, opts.tz, opts.subject_id, key, opts.subject_id_pattern, rule,
+      lsm_options.device_options(opts))
   # Stashed before the Flatten: the local runner materialises a Flatten of two stages.
   readings = ((parsed.readings | "StashReadings" >> exchange.Stash(exchange_dir),
                device.readings | "StashDeviceReadings" >> exchange.Stash(exchange_dir))

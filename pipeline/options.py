@@ -13,12 +13,11 @@ from pipeline.align import MAX_GAP_MINUTES
 from pipeline.counts import MAX_DEAD_LETTER_FRACTION
 from pipeline.keys import KEY_ENV, KeyRef, MissingKeyError
 from pipeline.parse import MAX_TIME, MIN_TIME, UNITS, TimeRule
+from pipeline.sources import registry
 from pipeline.sources.common import SourceError, parse_tz
-from pipeline.sources.detection import FORMATS as SOURCE_FORMATS
 from schemas.constants import MAX_MISSING_RATIO, SPLITS, WINDOW_MINUTES
 
 FILE_FORMATS = ("csv", "parquet", "jsonl")
-FORMATS = ("auto",) + FILE_FORMATS + SOURCE_FORMATS
 DEAD_LETTER_FILE = "dead_letter.jsonl"
 EXCHANGES = ("auto", "files", "runner")
 # Runners that run on this machine (their shuffle is the runner process's memory).
@@ -36,13 +35,19 @@ class LsmOptions(PipelineOptions):
     parser.add_argument("--input", action="append",
                         help="raw input file or glob (local or gs://); repeatable; required")
     parser.add_argument("--output", help="output directory (local or gs://); required")
-    parser.add_argument("--format", default="auto", choices=FORMATS,
-                        help="input format; auto: per file, Parquet / JSON lines by "
-                             "extension, CSV by name and header (device exports: "
-                             "Fitbit, Empatica E4, Garmin, NHANES; or canonical long / "
-                             "wide), logged and recorded in the manifest. csv, parquet, "
-                             "jsonl: canonical files of that file format; a device "
-                             "format: every input is that device's export")
+    parser.add_argument("--format", default="auto", choices=formats(),
+                        help="input format; auto: per file, by name and first lines "
+                             "(device exports: " + "; ".join(
+                                 f"{name}: {d.looks_for}" for name, d in
+                                 registry.devices().items() if d.read is not None)
+                             + "; else canonical: Parquet / JSON lines by extension, "
+                             "CSV by its header), logged and recorded in the manifest. "
+                             "csv, parquet, jsonl: canonical files of that file format; "
+                             "a device format: every input is that device's export")
+    for option in registry.options().values():
+      owners = [d.name for d in registry.devices().values() if option in d.options]
+      parser.add_argument(f"--{option.name}", default=option.default,
+                          help=f"{', '.join(owners)} exports: {option.help}")
     parser.add_argument("--csv_delimiter", default=",",
                         help="field separator of canonical CSV files, e.g. ';' for "
                              "European spreadsheets (device exports keep their own)")
@@ -137,6 +142,16 @@ class LsmOptions(PipelineOptions):
                              "(manifest, shards, transform graph, dead letters, extras); "
                              "without it such an output folder is refused (an unfinished "
                              "run's leftovers are always removed)")
+
+
+def formats() -> tuple[str, ...]:
+  """--format's choices: auto, the canonical file formats, every registered format."""
+  return ("auto",) + FILE_FORMATS + registry.formats()
+
+
+def device_options(options: LsmOptions) -> dict:
+  """The devices' own flags (registry.Option) by name, for their readers."""
+  return {name: getattr(options, name) for name in registry.options()}
 
 
 def labels_alias(argv: list[str]) -> list[str]:
@@ -321,4 +336,8 @@ def recorded(options: LsmOptions) -> dict:
       "subject_id_pattern_given": options.subject_id_pattern is not None,  # may hold paths
       "labels": bool(options.session_labels),
       "labelled_windows": bool(options.session_labels) and options.labelled_windows,
+      # names only: a value may name a person's device ("Jane's Apple Watch")
+      "device_options_given": sorted(
+          name for name, value in device_options(options).items()
+          if value != registry.options()[name].default),
   }

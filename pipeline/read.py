@@ -33,7 +33,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import exchange, gcs
-from pipeline.sources import common, detection
+from pipeline.sources import common, detection, registry
 from schemas.features import normalise_alias
 
 BATCH_ROWS = 65_536
@@ -84,9 +84,10 @@ def layout(columns) -> str:
 def match_inputs(patterns) -> list[str]:
   """Every file the globs match, sorted so that input order never changes the output.
 
-  A folder (a path ending in '/', or a local directory) is an Empatica E4 session:
-  it stands for its sensor files (ACC.csv, HR.csv, ...); other files in it, such
-  as info.txt, are documentation and not read (logged).
+  A folder (a path ending in '/', or a local directory) is a device's export folder
+  (registry.Device.folder_file; an Empatica E4 session): it stands for its files
+  (ACC.csv, HR.csv, ...); other files in it, such as info.txt, are documentation
+  and not read (logged).
   """
   paths = set()
   for pattern in patterns:
@@ -107,18 +108,18 @@ def _is_folder(pattern: str) -> bool:
 
 
 def _session_files(folder: str) -> list[str]:
-  from pipeline.sources import empatica  # the E4 file names live with the E4 adapter
+  """The files of a device's export folder (registry.Device.folder_file)."""
   members = sorted(m.path for r in FileSystems.match([folder.rstrip("/") + "/*"])
                    for m in r.metadata_list)
-  sensors = [m for m in members if empatica.sensor_of(m)]
-  if not sensors:
-    raise UnreadableFileError(f"--input {folder}: a folder, but not an Empatica E4 "
-                              "session (no ACC/BVP/EDA/HR/IBI/TEMP/tags.csv); pass its "
-                              "files or a glob")
-  skipped = sorted(set(members) - set(sensors))
+  try:
+    _, names = registry.folder_device(folder, [common.basename(m) for m in members])
+  except common.SourceError as e:
+    raise UnreadableFileError(f"--input {e}") from None
+  files = [m for m in members if common.basename(m) in names]
+  skipped = sorted(set(members) - set(files))
   if skipped:
-    logging.info("%s: not E4 sensor files, not read: %s", folder, ", ".join(skipped))
-  return sensors
+    logging.info("%s: not export files, not read: %s", folder, ", ".join(skipped))
+  return files
 
 
 @contextlib.contextmanager

@@ -138,7 +138,7 @@ def _device(files: list[str], format: str | None, opener) -> registry.Device:  #
 
 def _blank(path: str, opener) -> bool:
   """No bytes, or only line ends (detection's rule)."""
-  return detection._is_empty(detection.sniff(path, opener))
+  return detection.is_empty(detection.sniff(path, opener))
 
 
 def read_source(paths: Sequence[str] | str, *, format: str | None = None,  # noqa: A002

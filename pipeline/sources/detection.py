@@ -54,21 +54,15 @@ def sniff(path: str, opener: common.Opener = common.local_open) -> registry.Snif
     raw = [stream.readline(MAX_LINE) for _ in range(SNIFF_LINES)]
   raw = [line for line in raw if line]
   if any(b"\x00" in line for line in raw):
-    return registry.Sniff(path, [], magic)
+    return registry.Sniff(path, [], magic, text=False)
   lines = [line.decode("utf-8-sig" if i == 0 else "utf-8", errors="replace")
            .rstrip("\r\n") for i, line in enumerate(raw)]
   return registry.Sniff(path, lines, magic)
 
 
-def _is_empty(found: registry.Sniff) -> bool:
-  """No bytes, or only line ends (a binary file is not empty)."""
-  return not found.magic or bool(found.lines and not any(l.strip() for l in found.lines))
-
-
-def _empty_optional(path: str) -> str | None:
-  """The one device whose optional files `path`'s name matches, else None."""
-  owners = [d.name for d in registry.devices().values() if d.is_optional(path)]
-  return owners[0] if len(owners) == 1 else None
+def is_empty(found: registry.Sniff) -> bool:
+  """No bytes (gunzipped), or only line ends; a binary file is not empty."""
+  return found.text and not any(line.strip() for line in found.lines)
 
 
 def detect(path: str, *, opener: common.Opener = common.local_open) -> str:
@@ -87,20 +81,32 @@ def detect(path: str, *, opener: common.Opener = common.local_open) -> str:
     logging.info("%s: detected %s (folder with %s)", path, device.name,
                  ", ".join(members))
     return device.name
-  found = sniff(path, opener)
+  return classify(sniff(path, opener))
+
+
+def candidates(found: registry.Sniff) -> list[str]:
+  """The formats whose rule accepts the file; for an empty file (no rule takes it),
+  the one device whose optional files its name matches (Device.optional)."""
+  matches = [d.name for d in registry.devices().values() if d.detect(found)]
+  if not matches and is_empty(found):
+    owners = [d.name for d in registry.devices().values() if d.is_optional(found.path)]
+    return owners if len(owners) == 1 else []
+  return matches
+
+
+def classify(found: registry.Sniff) -> str:
+  """The format of a sniffed file (candidates); logs why. Raises SourceError naming
+  the file when no format or several accept it, EmptyFileError when it is empty."""
+  path, matches = found.path, candidates(found)
   known = registry.devices()
-  matches = [d.name for d in known.values() if d.detect(found)]
   if len(matches) == 1:
-    logging.info("%s: detected %s (%s)", path, matches[0], known[matches[0]].looks_for)
+    why = "an empty optional file" if is_empty(found) else known[matches[0]].looks_for
+    logging.info("%s: detected %s (%s)", path, matches[0], why)
     return matches[0]
   if matches:
     raise common.SourceError(f"{path}: ambiguous format, matches {', '.join(matches)}; "
                              "pass --format to choose")
-  if _is_empty(found):
-    owner = _empty_optional(path)
-    if owner:
-      logging.info("%s: empty; an optional file of %s by its name", path, owner)
-      return owner
+  if is_empty(found):
     raise EmptyFileError(f"{path}: empty file (no bytes, or only blank lines)")
   raise common.SourceError(f"{path}: unknown format ({_first(found)}); supported: "
                            f"{', '.join(known)}. " + _advice(found))

@@ -184,8 +184,8 @@ def _detect(sniff: registry.Sniff) -> bool:
   return sensor is not None and looks_like_e4(list(sniff.lines), sensor)
 
 
-def _read(paths: Sequence[str], *, tz, subject_id, subject_id_pattern,
-          opener: common.Opener) -> common.SourceResult:
+def _registry_read(paths: Sequence[str], *, tz, subject_id, subject_id_pattern,
+                   opener: common.Opener) -> common.SourceResult:
   """The registry's call; E4 times are unix UTC, so tz does not apply."""
   del tz
   return read_empatica_e4(paths, subject_id=subject_id,
@@ -194,7 +194,7 @@ def _read(paths: Sequence[str], *, tz, subject_id, subject_id_pattern,
 
 DEVICE = registry.Device(
     "empatica_e4", looks_for="E4 file name (ACC/BVP/EDA/HR/IBI/TEMP/tags.csv) and "
-    "start-time/rate preamble", detect=_detect, read=_read,
+    "start-time/rate preamble", detect=_detect, read=_registry_read,
     subject_rule="the session folder's name, or the participant folder above an E4 "
     "Connect session folder '<unix time>_<device id>', unless --subject_id / "
     "--subject_id_pattern",

@@ -165,8 +165,8 @@ def _read_acc(path: str, subject: str, opener: common.Opener, *,
                              {subject: frozenset(frame.columns)}, rows.n_rows, used)
 
 
-def _read(paths: Sequence[str], *, tz, subject_id, subject_id_pattern,
-          opener: common.Opener) -> common.SourceResult:
+def _registry_read(paths: Sequence[str], *, tz, subject_id, subject_id_pattern,
+                   opener: common.Opener) -> common.SourceResult:
   """The registry's call; every Garmin time carries its offset, so tz does not apply."""
   del tz
   return read_garmin(paths, subject_id=subject_id, subject_id_pattern=subject_id_pattern,
@@ -177,6 +177,6 @@ DEVICE = registry.Device(
     "garmin", looks_for="lines 'ISO-time-with-offset;TYPE;value' or 'ISO-time;x;y;z'",
     detect=lambda sniff: bool(sniff.lines) and (is_event_line(sniff.lines[0])
                                                 or is_acc_line(sniff.lines[0])),
-    read=_read,
+    read=_registry_read,
     subject_rule="the folder's name, unless --subject_id / --subject_id_pattern",
     example="lsm-pipeline --input 'garmin/p01/*.csv' --output out")

@@ -78,8 +78,8 @@ def _read(path: str, role: str, opener: common.Opener) -> common.SourceResult:
                              provided, rows.n_rows, 0, notes)
 
 
-def _read(paths: Sequence[str], *, tz, subject_id, subject_id_pattern,
-          opener: common.Opener) -> common.SourceResult:
+def _registry_read(paths: Sequence[str], *, tz, subject_id, subject_id_pattern,
+                   opener: common.Opener) -> common.SourceResult:
   """The registry's call; NHANES rows name their subject (ID) and have no dates, so
   neither tz nor the subject options apply."""
   del tz, subject_id, subject_id_pattern
@@ -89,5 +89,5 @@ def _read(paths: Sequence[str], *, tz, subject_id, subject_id_pattern,
 DEVICE = registry.Device(
     "nhanes", looks_for="header ID,Day,MIN1..MIN1440",
     detect=lambda sniff: bool(sniff.lines) and is_nhanes_header(sniff.lines[0].split(",")),
-    read=_read, subject_rule="the ID column",
+    read=_registry_read, subject_rule="the ID column",
     example="lsm-pipeline --input counts.csv --input wear.csv --output out")

@@ -42,10 +42,12 @@ class Sniff:
   lines: up to the first 8 lines of text, gunzipped, BOM stripped, line ends
     removed; [] for a file with no bytes or one that is not text (a zip).
   magic: the first 8 raw bytes (before gunzipping), e.g. b'PK\\x03\\x04' for a zip.
+  text: False for a binary file (a NUL byte in its first lines, gunzipped).
   """
   path: str
   lines: Sequence[str]
   magic: bytes = b""
+  text: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,6 +7,7 @@ import pytest
 
 from pipeline.sources import SourceError, detect, read_source
 from pipeline.sources import detection as detect_module
+from pipeline.sources import registry
 
 EXPECTED = {
     "fitbit_minute/name4_minuteStepsNarrow_20190730_20230830.csv": "fitbit_minute",
@@ -47,9 +48,10 @@ def test_e4_name_without_e4_preamble_is_unknown(write):
 
 
 def test_ambiguous_file_is_an_error(write, monkeypatch):
-  rules = dict(detect_module.RULES)
-  rules["lookalike"] = (lambda path, head: True, "anything")
-  monkeypatch.setattr(detect_module, "RULES", rules)
+  known = dict(registry.devices())
+  known["lookalike"] = registry.Device("lookalike", "anything", lambda sniff: True,
+                                       read=None)
+  monkeypatch.setattr(registry, "devices", lambda: known)
   with pytest.raises(SourceError, match="ambiguous format, matches garmin, lookalike; "
                      "pass --format to choose"):
     detect(write("d.csv", "2019-10-16T12:08:58.041+02:00;STEPS;299.0\n"))
