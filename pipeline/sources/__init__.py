@@ -1,19 +1,47 @@
 """Source adapters: device and research-platform exports to canonical LSM readings.
 
+The formats come from the device registry (registry.py): every module here that
+declares a `registry.Device` as DEVICE (or several as DEVICES) is a format, found
+by walking this package (and the `lsm_pipeline.devices` entry points). Adding a
+device is writing ONE module, pipeline/sources/<name>.py, that declares
+  name          the --format value, counts.sources.<name> in the manifest
+  looks_for     what detection checks, in words (errors, --help, README table)
+  detect        registry.Sniff -> bool, by content: the file's first 8 lines
+                (gunzipped) and first 8 raw bytes, read once per file
+  read          (paths, *, tz, subject_id, subject_id_pattern, opener, **options)
+                -> SourceResult for one export; None for the canonical formats
+  needs_tz      local times without an offset: --tz required
+  subject_rule  how the subject is identified, in words (common.subject_of)
+  example       one lsm-pipeline command (README table)
+  options       registry.Option flags of its own, added to lsm-pipeline and
+                passed to `read` by name
+  folder_file   for a folder export (an E4 session): which names belong to it
+  optional      file-name patterns of files that may hold no data (E4's IBI.csv
+                and tags.csv): such a file, empty or yielding no entry, is skipped
+                and counted as optional_files_empty instead of refusing the export
+Detection, read_source's dispatch, lsm-pipeline's --format choices, --help, its
+per-device flags and the README's device table all follow; nothing else changes
+(tests/pipeline/sources/test_registry.py adds a device that way).
+
 Interface (what lsm-pipeline calls; one call per export: a subject's or a cohort's
 files of one format, e.g. one E4 session folder, one Garmin folder, a Fitabase
 export, a heartrate_seconds file, an NHANES counts + wear pair):
 
   detect(path, *, opener=local_open) -> str
-      The format name (one of FORMATS) from the file's name and first lines; logs
-      what it chose and why. Unknown or ambiguous: SourceError naming the file.
+      The format name (one of FORMATS: registry.formats(), canonical first) from
+      the file's name, first lines and first bytes (detection.py); logs what it
+      chose and why. Unknown or ambiguous: SourceError naming the file.
 
   read_source(paths, *, format=None, tz=None, subject_id=None,
-              subject_id_pattern=None, opener=local_open) -> SourceResult
-      Detects (or takes `format`, the --format override), reads, derives per-minute
-      features, and checks the accounting before returning.
+              subject_id_pattern=None, opener=local_open, options=None)
+      -> SourceResult
+      Detects (or takes `format`, the --format override), reads with the
+      device's `read`, derives per-minute features, and checks the accounting
+      before returning. A folder stands for the files its device's folder_file
+      takes. Optional files without data are skipped and counted (notes
+      optional_files_empty); an export of nothing else is a SourceError.
       tz: the recording's timezone for formats written in local time without an
-        offset (fitbit_minute, fitbit_heartrate_seconds): an IANA name
+        offset (needs_tz: fitbit_minute, fitbit_heartrate_seconds): an IANA name
         ('America/New_York') or a fixed offset ('+02:00', '-0500'). Required for
         them (no guess); ignored by formats whose times are absolute (E4: unix UTC;
         Garmin: ISO with offsets; NHANES has no dates).
@@ -27,6 +55,8 @@ export, a heartrate_seconds file, an NHANES counts + wear pair):
       opener: path -> binary file object; pass apache_beam.io.filesystems.
         FileSystems.open for gs:// and other Beam file systems. Gzip is detected
         from the bytes.
+      options: {option name: value} of the devices' own flags (registry.Option);
+        the device gets its own, a missing one at its default.
 
   SourceResult (pipeline/sources/common.py):
     format        the format name.
