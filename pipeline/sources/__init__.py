@@ -39,7 +39,7 @@ export, a heartrate_seconds file, an NHANES counts + wear pair):
       device's `read`, derives per-minute features, and checks the accounting
       before returning. A folder stands for the files its device's folder_file
       takes. Optional files without data are skipped and counted (notes
-      optional_files_empty); an export of nothing else is a SourceError.
+      optional_files_empty); an export of nothing else yields no subject.
       tz: the recording's timezone for formats written in local time without an
         offset (needs_tz: fitbit_minute, fitbit_heartrate_seconds): an IANA name
         ('America/New_York') or a fixed offset ('+02:00', '-0500'). Required for
@@ -186,14 +186,15 @@ def read_source(paths: Sequence[str] | str, *, format: str | None = None,  # noq
   if tz is not None and not device.needs_tz:
     logging.info("%s: timestamps are absolute; tz=%r not needed, ignored", device.name, tz)
   blank = [p for p in files if device.is_optional(p) and _blank(p, opener)]
-  if len(blank) == len(files):
-    raise SourceError(f"{', '.join(files)}: only empty optional files of {device.name} "
-                      f"({', '.join(device.optional)}); nothing to read")
   files = [p for p in files if p not in blank]
   given = dict(options or {})
   chosen = {o.name: given.get(o.name, o.default) for o in device.options}
-  result = device.read(files, tz=tz, subject_id=subject_id,
-                       subject_id_pattern=subject_id_pattern, opener=opener, **chosen)
+  if files:
+    result = device.read(files, tz=tz, subject_id=subject_id,
+                         subject_id_pattern=subject_id_pattern, opener=opener, **chosen)
+  else:  # nothing but empty optional files: no subject, no entry
+    result = SourceResult(device.name, common.empty_readings(), common.empty_entries(),
+                          common.empty_entries(), {}, 0, 0)
   _note_optional_empty(device, result, blank, files)
   result.check_accounting()
   return result

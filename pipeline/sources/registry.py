@@ -16,7 +16,8 @@ common.SourceResult` and a top-level
                            options=(...), folder_file=..., optional=(...))
 Nothing else changes: tests/pipeline/sources/test_registry.py proves it with a
 device written as one module in a temporary folder. Then re-render the README's
-device table (`python -m pipeline.sources.registry`; a test compares them).
+device table (print registry.markdown_table() between README.md's
+devices:begin/end markers; a test compares them).
 """
 
 from __future__ import annotations
@@ -191,16 +192,12 @@ COLUMNS = ("format", "detected by", "needs --tz", "subject identity", "example c
 
 def markdown_table() -> str:
   """The README's device table (Markdown, one row per format, a trailing newline)."""
-  def cell(text: str) -> str:
+  def cell(text: str) -> str:  # '<' would start an HTML tag, '|' a cell
     return text.replace("|", "\\|").replace("<", "\\<").replace("\n", " ")
   lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
   for d in devices().values():
     tz = "yes" if d.needs_tz else ("times without offset" if d.read is None else "no")
-    lines.append("| " + " | ".join([
-        f"`{d.name}`", cell(d.looks_for), tz, cell(d.subject_rule),
-        f"`{d.example.replace('|', chr(92) + '|')}`" if d.example else ""]) + " |")
+    example = "`" + d.example.replace("|", "\\|") + "`" if d.example else ""
+    lines.append("| " + " | ".join([f"`{d.name}`", cell(d.looks_for), tz,
+                                    cell(d.subject_rule), example]) + " |")
   return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-  print(markdown_table(), end="")

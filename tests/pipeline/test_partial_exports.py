@@ -59,6 +59,13 @@ def test_what_the_other_files_hold_is_read(tmp_path, fmt):
   assert result.entries_read == MINUTES * 60 * 5  # HR 1 Hz + TEMP 4 Hz; IBI, tags: 0
 
 
+def test_an_export_of_empty_optional_files_alone_yields_nothing(tmp_path):
+  folder = _session(tmp_path / "p3")
+  result = read_source([str(folder / "tags.csv")])
+  assert (result.notes, result.provided, result.entries_read) == (
+      {"optional_files_empty": 1}, {}, 0)
+
+
 def test_an_empty_required_file_is_still_refused(tmp_path):
   folder = _session(tmp_path / "p3")
   (folder / "HR.csv").write_text("")

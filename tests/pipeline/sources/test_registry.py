@@ -138,7 +138,7 @@ def test_readme_table_is_the_registrys(fresh_registry):
   assert text.count(BEGIN) == 1 and text.count(END) == 1
   table = text.split(BEGIN, 1)[1].split(END, 1)[0]
   assert table.strip("\n") + "\n" == registry.markdown_table(), (
-      "README.md's device table is stale: paste `python -m pipeline.sources.registry`")
+      "README.md's device table is stale: paste pipeline.sources.registry.markdown_table()")
 
 
 def test_canonical_formats_come_first(fresh_registry):
