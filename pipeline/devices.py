@@ -44,9 +44,9 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import counts, keys, read, sources
-from pipeline.sources import detection, registry
 from pipeline.keys import KeyedFlatMap, KeyRef
 from pipeline.parse import Readings, TimeRule, _check, check_times, dead_letter
+from pipeline.sources import detection, registry
 from schemas import record
 from schemas.features import FEATURE_INDEX, FEATURE_NAMES, normalise_alias
 from schemas.raw import READING_REASONS

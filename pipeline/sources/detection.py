@@ -30,14 +30,6 @@ SNIFF_BYTES = 8    # raw bytes a rule may look at (b'PK\x03\x04': a zip)
 MAX_LINE = 1 << 16  # bytes read per line: a binary file without line ends stays cheap
 
 
-def __getattr__(name: str):
-  """FORMATS: every format name, in registry order (canonical first), read when used
-  so that a device registered later (entry point, test) is in it."""
-  if name == "FORMATS":
-    return registry.formats()
-  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 class EmptyFileError(common.SourceError):
   """A file with no bytes (or only line ends) that no format rule accepts."""
 

@@ -41,7 +41,8 @@ class Sniff:
 
   path: the input's path (or URL); rules may look at its name.
   lines: up to the first 8 lines of text, gunzipped, BOM stripped, line ends
-    removed; [] for a file with no bytes or one that is not text (a zip).
+    removed, a line longer than 64 KiB cut there (its rest is the next line);
+    [] for a file with no bytes or one that is not text (a zip).
   magic: the first 8 raw bytes (before gunzipping), e.g. b'PK\\x03\\x04' for a zip.
   text: False for a binary file (a NUL byte in its first lines, gunzipped).
   """
@@ -151,11 +152,6 @@ def _check_options(declared: list[Device]) -> None:
 def formats() -> tuple[str, ...]:
   """Every format name: --format's device choices, detection's candidates."""
   return tuple(devices())
-
-
-def device(name: str) -> Device:
-  """The Device named `name`; KeyError for an unknown one."""
-  return devices()[name]
 
 
 def options() -> dict[str, Option]:
