@@ -336,42 +336,44 @@ def _duplicates(m: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _per_minute(m: dict[str, np.ndarray], ranks: np.ndarray
-                ) -> tuple[pd.DataFrame, np.ndarray]:
-  """(readings frame with minute, feature index, value, row; bool per record: used).
+                ) -> tuple[list[tuple[int, np.ndarray, np.ndarray, np.ndarray]], np.ndarray]:
+  """Per feature (one at a time, to bound memory): (feature index, minute, value,
+  row) arrays, one entry per minute with a value; and bool per record: used.
 
   Per (feature, minute) only the best-ranked source's contributions count; steps
-  sum their shares, levels average their values.
+  sum their shares, levels average their values; `row` is the first contributing row.
   """
-  if not len(m["row"]):
-    return (pd.DataFrame({"minute": np.zeros(0, np.int64), "feature": np.zeros(0, np.int64),
-                          "value": np.zeros(0), "row": np.zeros(0, np.int64)}),
-            np.zeros(0, bool))
-  rec, minute, share = minute_shares(m["t0"], m["t1"])
-  feature = m["feature"][rec].astype(np.int64)
-  rank = ranks[m["source"][rec]]
-  cell = minute * len(FEATURE_NAMES) + feature
-  order = np.lexsort((rank, cell))
-  cell_sorted = cell[order]
-  starts = np.flatnonzero(np.concatenate([[True], cell_sorted[1:] != cell_sorted[:-1]]))
-  best = np.repeat(rank[order][starts], np.diff(np.append(starts, len(order))))
-  keep = order[rank[order] == best]
   used = np.zeros(len(m["row"]), bool)
-  used[rec[keep]] = True
-  steps = feature[keep] == FEATURE_INDEX[STEPS]
-  value = m["value"][rec[keep]]
-  frame = pd.DataFrame({"cell": cell[keep], "value": np.where(steps, value * share[keep],
-                                                              value),
-                        "row": m["row"][rec[keep]]})
-  grouped = frame.groupby("cell", sort=True)
-  out = pd.DataFrame({"sum": grouped["value"].sum(), "mean": grouped["value"].mean(),
-                      "row": grouped["row"].min()})
-  cells = out.index.to_numpy(np.int64)
-  feat = cells % len(FEATURE_NAMES)
-  out = pd.DataFrame({"minute": cells // len(FEATURE_NAMES), "feature": feat,
-                      "value": np.where(feat == FEATURE_INDEX[STEPS], out["sum"],
-                                        out["mean"]),
-                      "row": out["row"].to_numpy()})
+  out = []
+  for f in np.unique(m["feature"]):
+    idx = np.flatnonzero(m["feature"] == f)
+    rec, minute, share = minute_shares(m["t0"][idx], m["t1"][idx])
+    rank = ranks[m["source"][idx][rec]]
+    order = np.lexsort((rank, minute))
+    starts = _run_starts(minute[order])
+    best = np.repeat(rank[order][starts], np.diff(np.append(starts, len(order))))
+    keep = order[rank[order] == best]
+    del order, rank, best
+    used[idx[rec[keep]]] = True
+    value = m["value"][idx][rec[keep]]
+    if f == FEATURE_INDEX[STEPS]:
+      value = value * share[keep]
+    minute = minute[keep]
+    first = _run_starts(minute)
+    total = np.add.reduceat(value, first) if len(first) else value
+    n = np.diff(np.append(first, len(minute)))
+    rows = m["row"][idx][rec[keep]]
+    out.append((int(f), minute[first],
+                total if f == FEATURE_INDEX[STEPS] else total / n,
+                np.minimum.reduceat(rows, first) if len(first) else rows))
   return out, used
+
+
+def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
+  """Where each run of equal values of a sorted array starts."""
+  if not len(sorted_keys):
+    return np.zeros(0, np.int64)
+  return np.flatnonzero(np.concatenate([[True], sorted_keys[1:] != sorted_keys[:-1]]))
 
 
 # ------------------------------------------------------------------------ read
@@ -419,20 +421,26 @@ def read_one(path: str, *, subject: str, preferred: Sequence[str] = (),
   keep = {k: v[~dup] for k, v in m.items()}
   cells, used = _per_minute(keep, ranks)
   readings = _readings(subject, cells, path)
+  del cells
   dead = [*arrays.dead, _record_entries(path, subject, m, dup, "duplicate"),
           _record_entries(path, subject, keep, ~used, "overlapping_source")]
-  provided = frozenset(FEATURE_NAMES[i] for i in np.unique(cells["feature"]))
+  provided = frozenset(readings["feature"].unique())
   return common.SourceResult(
       NAME, readings, _extras(path, subject, arrays),
       pd.concat([d for d in dead if len(d)] or [common.empty_entries()], ignore_index=True),
       {subject: provided}, n_read, int(used.sum()))
 
 
-def _readings(subject: str, cells: pd.DataFrame, path: str) -> pd.DataFrame:
-  utc = (cells["minute"].to_numpy(np.int64) * 60).astype("datetime64[s]").astype(
-      "datetime64[ns]")
-  return common.readings_frame(subject, utc, np.asarray(FEATURE_NAMES, dtype=object)[
-      cells["feature"].to_numpy()], cells["value"].to_numpy(), path, cells["row"].to_numpy())
+def _readings(subject: str, cells: list, path: str) -> pd.DataFrame:
+  """Canonical readings from _per_minute's per-feature arrays."""
+  if not cells:
+    return common.empty_readings()
+  minute = np.concatenate([c[1] for c in cells])
+  feature = np.concatenate([np.full(len(c[1]), FEATURE_NAMES[c[0]], dtype=object)
+                            for c in cells])
+  utc = (minute * 60).astype("datetime64[s]").astype("datetime64[ns]")
+  return common.readings_frame(subject, utc, feature, np.concatenate([c[2] for c in cells]),
+                               path, np.concatenate([c[3] for c in cells]))
 
 
 def _record_entries(path: str, subject: str, m: dict[str, np.ndarray], pick: np.ndarray,
