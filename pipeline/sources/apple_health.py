@@ -510,7 +510,7 @@ DEVICE = registry.Device(
             "--input cohort/bob.zip --output out/",
     options=(registry.Option(
         "apple_health_sources", None,
-        "Apple Health: comma-separated sourceNames, best first, that win a minute when "
+        "comma-separated sourceNames, best first, that win a minute when "
         "several sources record one feature (default: watches, then the others, by "
         "name); the losers' records are dead-lettered overlapping_source"),),
 )
