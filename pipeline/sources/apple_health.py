@@ -74,7 +74,7 @@ from schemas.features import FEATURE_INDEX, FEATURE_NAMES, FEATURES
 NAME = "apple_health"
 ZIP_MEMBER = "apple_health_export/export.xml"
 ZIP_MAGIC = b"PK\x03\x04"
-CHUNK = 200_000            # entries parsed between two conversions to numpy
+CHUNK = 10_000             # entries parsed between two conversions to numpy (~6 MB of strings)
 MAX_SPAN_S = 36 * 3600     # longest plausible record: a day's resting HR, a night's temperature
 STEPS = "steps"
 _APPLE_TIME = "%Y-%m-%d %H:%M:%S %z"
@@ -436,9 +436,10 @@ def _readings(subject: str, cells: list, path: str) -> pd.DataFrame:
   if not cells:
     return common.empty_readings()
   minute = np.concatenate([c[1] for c in cells])
-  feature = np.concatenate([np.full(len(c[1]), FEATURE_NAMES[c[0]], dtype=object)
-                            for c in cells])
+  feature = pd.Categorical.from_codes(
+      np.concatenate([np.full(len(c[1]), c[0], np.int8) for c in cells]), FEATURE_NAMES)
   utc = (minute * 60).astype("datetime64[s]").astype("datetime64[ns]")
+  del minute
   return common.readings_frame(subject, utc, feature, np.concatenate([c[2] for c in cells]),
                                path, np.concatenate([c[3] for c in cells]))
 

@@ -189,18 +189,35 @@ def naive_utc(utc: pd.Series) -> np.ndarray:
 def readings_frame(subjects, utc_naive: np.ndarray, feature, values, source: str,
                    rows: np.ndarray) -> pd.DataFrame:
   """Canonical readings (READING_COLUMNS) from arrays; timestamps naive-UTC datetime64;
-  rows: each reading's data row in `source` (the file)."""
+  rows: each reading's data row in `source` (the file). subjects, feature: one str
+  for every reading, or one per reading (a pd.Categorical is cheapest)."""
   n = len(values)
+
+  def text(value):
+    if isinstance(value, str):
+      return few_strings(pd.Categorical.from_codes(np.zeros(n, np.int8), [value]))
+    if isinstance(value, pd.Categorical):
+      return few_strings(value)
+    return np.asarray(value, dtype=object)
+
   return pd.DataFrame({
-      "subject_id": np.asarray(subjects, dtype=object) if not isinstance(subjects, str)
-      else np.full(n, subjects, dtype=object),
+      "subject_id": text(subjects),
       "timestamp": pd.DatetimeIndex(utc_naive).as_unit("ns").tz_localize("UTC"),
-      "feature": np.asarray(feature, dtype=object) if not isinstance(feature, str)
-      else np.full(n, feature, dtype=object),
+      "feature": text(feature),
       "value": np.asarray(values, dtype=np.float64),
       "source": one_category(source, n),
       "row": np.asarray(rows, dtype=np.int64),
   })
+
+
+def few_strings(values: pd.Categorical):
+  """A pandas string array from a categorical, built in Arrow: pandas 3 would turn an
+  object column into Arrow strings through one Python str per row (~50 B/row more at
+  the peak; a minute-level export has millions of readings)."""
+  import pyarrow as pa
+  arrow = pa.DictionaryArray.from_arrays(
+      pa.array(values.codes), pa.array(list(values.categories), pa.string())).cast(pa.string())
+  return pd.array(arrow, dtype=pd.StringDtype("pyarrow", na_value=np.nan))
 
 
 def one_category(value: str, n: int) -> pd.Categorical:
