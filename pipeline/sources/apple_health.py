@@ -336,15 +336,17 @@ def _duplicates(m: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def _per_minute(m: dict[str, np.ndarray], ranks: np.ndarray
-                ) -> tuple[list[tuple[int, np.ndarray, np.ndarray, np.ndarray]], np.ndarray]:
-  """Per feature (one at a time, to bound memory): (feature index, minute, value,
-  row) arrays, one entry per minute with a value; and bool per record: used.
+                ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+  """Per-minute values: {'feature' int8 (LSM index), 'minute' int64 (UTC minutes since
+  the epoch), 'value' float64, 'row' int64 (first contributing row)}, one entry per
+  (feature, minute) with a value; and bool per record: used.
 
   Per (feature, minute) only the best-ranked source's contributions count; steps
-  sum their shares, levels average their values; `row` is the first contributing row.
+  sum their shares, levels average their values. One feature at a time, so that
+  the (record, minute) expansion of only one is in memory.
   """
   used = np.zeros(len(m["row"]), bool)
-  out = []
+  cols: dict[str, list[np.ndarray]] = {"feature": [], "minute": [], "value": [], "row": []}
   for f in np.unique(m["feature"]):
     idx = np.flatnonzero(m["feature"] == f)
     rec, minute, share = minute_shares(m["t0"][idx], m["t1"][idx])
@@ -353,20 +355,20 @@ def _per_minute(m: dict[str, np.ndarray], ranks: np.ndarray
     starts = _run_starts(minute[order])
     best = np.repeat(rank[order][starts], np.diff(np.append(starts, len(order))))
     keep = order[rank[order] == best]
-    del order, rank, best
-    used[idx[rec[keep]]] = True
-    value = m["value"][idx][rec[keep]]
-    if f == FEATURE_INDEX[STEPS]:
-      value = value * share[keep]
-    minute = minute[keep]
+    del order, rank, best, starts
+    rec, minute, share = idx[rec[keep]], minute[keep], share[keep]
+    used[rec] = True
+    value = m["value"][rec] * share if f == FEATURE_INDEX[STEPS] else m["value"][rec]
     first = _run_starts(minute)
     total = np.add.reduceat(value, first) if len(first) else value
-    n = np.diff(np.append(first, len(minute)))
-    rows = m["row"][idx][rec[keep]]
-    out.append((int(f), minute[first],
-                total if f == FEATURE_INDEX[STEPS] else total / n,
-                np.minimum.reduceat(rows, first) if len(first) else rows))
-  return out, used
+    cols["feature"].append(np.full(len(first), f, np.int8))
+    cols["minute"].append(minute[first])
+    cols["value"].append(total if f == FEATURE_INDEX[STEPS]
+                         else total / np.diff(np.append(first, len(minute))))
+    cols["row"].append(np.minimum.reduceat(m["row"][rec], first) if len(first)
+                       else m["row"][rec])
+  return {k: np.concatenate(cols.pop(k)) if cols[k] else np.zeros(0, np.int64)
+          for k in list(cols)}, used
 
 
 def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
@@ -414,16 +416,16 @@ def read_one(path: str, *, subject: str, preferred: Sequence[str] = (),
   with f:
     arrays, watches, n_read = _parse(stream, path, subject)
   m = arrays.mapped()
+  arrays.parts = []
   dup = _duplicates(m)
+  dead = [*arrays.dead, _record_entries(path, subject, m, dup, "duplicate")]
   names = sorted(arrays.sources, key=arrays.sources.get)
   ranks = source_ranks(names, watches, preferred)
   logging.info("%s: source priority %s", path, [names[i] for i in np.argsort(ranks)])
-  keep = {k: v[~dup] for k, v in m.items()}
+  keep = {k: m.pop(k)[~dup] for k in list(m)}
   cells, used = _per_minute(keep, ranks)
   readings = _readings(subject, cells, path)
-  del cells
-  dead = [*arrays.dead, _record_entries(path, subject, m, dup, "duplicate"),
-          _record_entries(path, subject, keep, ~used, "overlapping_source")]
+  dead.append(_record_entries(path, subject, keep, ~used, "overlapping_source"))
   provided = frozenset(readings["feature"].unique())
   return common.SourceResult(
       NAME, readings, _extras(path, subject, arrays),
@@ -431,17 +433,17 @@ def read_one(path: str, *, subject: str, preferred: Sequence[str] = (),
       {subject: provided}, n_read, int(used.sum()))
 
 
-def _readings(subject: str, cells: list, path: str) -> pd.DataFrame:
-  """Canonical readings from _per_minute's per-feature arrays."""
-  if not cells:
-    return common.empty_readings()
-  minute = np.concatenate([c[1] for c in cells])
-  feature = pd.Categorical.from_codes(
-      np.concatenate([np.full(len(c[1]), c[0], np.int8) for c in cells]), FEATURE_NAMES)
-  utc = (minute * 60).astype("datetime64[s]").astype("datetime64[ns]")
-  del minute
-  return common.readings_frame(subject, utc, feature, np.concatenate([c[2] for c in cells]),
-                               path, np.concatenate([c[3] for c in cells]))
+def _readings(subject: str, cells: dict[str, np.ndarray], path: str) -> pd.DataFrame:
+  """Canonical readings from _per_minute's arrays (which it consumes: the minutes
+  become the timestamps in place)."""
+  minute = cells.pop("minute")
+  minute *= 60 * 10**9
+  return common.readings_frame(
+      subject, minute.view("datetime64[ns]"),
+      pd.Categorical.from_codes(cells.pop("feature").astype(np.int8, copy=False),
+                                FEATURE_NAMES),
+      cells.pop("value").astype(np.float64, copy=False), path,
+      cells.pop("row").astype(np.int64, copy=False))
 
 
 def _record_entries(path: str, subject: str, m: dict[str, np.ndarray], pick: np.ndarray,
@@ -494,7 +496,8 @@ def read_apple_health(paths: Sequence[str], *, tz=None, subject_id: str | None =
     subject = common.subject_of(path if subject_id_pattern else named, by,
                                 subject_id=subject_id, pattern=subject_id_pattern)
     results.append(read_one(path, subject=subject, preferred=preferred, opener=opener))
-  return common.merge_results(NAME, results)
+  # One export: returned as is (merging copies the readings, millions of rows).
+  return results[0] if len(results) == 1 else common.merge_results(NAME, results)
 
 
 DEVICE = registry.Device(

@@ -190,7 +190,9 @@ def readings_frame(subjects, utc_naive: np.ndarray, feature, values, source: str
                    rows: np.ndarray) -> pd.DataFrame:
   """Canonical readings (READING_COLUMNS) from arrays; timestamps naive-UTC datetime64;
   rows: each reading's data row in `source` (the file). subjects, feature: one str
-  for every reading, or one per reading (a pd.Categorical is cheapest)."""
+  for every reading, or one per reading (a pd.Categorical is cheapest). The frame
+  takes the numpy arrays given (no copy: minute-level exports have millions of
+  readings); callers pass arrays they no longer change."""
   n = len(values)
 
   def text(value):
@@ -207,7 +209,7 @@ def readings_frame(subjects, utc_naive: np.ndarray, feature, values, source: str
       "value": np.asarray(values, dtype=np.float64),
       "source": one_category(source, n),
       "row": np.asarray(rows, dtype=np.int64),
-  })
+  }, copy=False)
 
 
 def few_strings(values: pd.Categorical):
