@@ -1,7 +1,8 @@
 """Apple Health export.xml: peak memory and speed of the adapter on a ~1 GB export.
 
 Writes a synthetic export.xml of --size_gb (streaming, days of a watch and a phone
-from tests/pipeline/sources/apple_health_export.py, the tests' generator) under
+from tests/pipeline/sources/apple_health_export.py, the tests' generator, about a
+real watch export's record mix, grouped by type as Health writes them) under
 --workdir, then reads it with pipeline.sources.apple_health in a fresh process and
 records that process's peak RSS (getrusage ru_maxrss, which includes the ~150 MB
 of numpy/pandas/absl imports, also recorded as `rss_after_imports_mb`), its
@@ -23,6 +24,7 @@ import resource
 import subprocess
 import sys
 import time
+from typing import IO
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -32,23 +34,38 @@ import results_file  # benchmarks/results_file.py, next to this script  # noqa: 
 
 
 def generate(path: pathlib.Path, size_bytes: int) -> dict:
-  """Streams whole days to `path` until it holds size_bytes; returns what it wrote."""
-  from apple_health_export import day, write_export
-
-  first = dt.datetime(2016, 1, 1, 8, tzinfo=dt.timezone.utc)
-  n_days = 0
-
-  def entries():
-    nonlocal n_days
-    while f.tell() < size_bytes:
-      yield from day(first + dt.timedelta(days=n_days))
-      n_days += 1
+  """Writes whole days to `path` until it holds about size_bytes, grouped by record
+  type as the Health app writes them (all heart rates, then all step counts, ...):
+  each type is streamed to its own part file first, then the parts are joined."""
+  from apple_health_export import Rec, day, write_export
 
   start = time.time()
-  path.parent.mkdir(parents=True, exist_ok=True)
+  first = dt.datetime(2016, 1, 1, 8, tzinfo=dt.timezone.utc)
+  parts_dir = path.parent / "parts"
+  parts_dir.mkdir(parents=True, exist_ok=True)
+  parts: dict[str, IO[str]] = {}
+  written, n_days = 0, 0
+  while written < size_bytes:
+    for entry in day(first + dt.timedelta(days=n_days)):
+      kind = entry.type if isinstance(entry, Rec) else entry.split()[0]
+      if kind not in parts:
+        parts[kind] = open(parts_dir / f"{len(parts)}.xml", "w+", encoding="utf-8")
+      text = entry.xml() if isinstance(entry, Rec) else entry
+      parts[kind].write(text)
+      written += len(text)
+    n_days += 1
+
+  def joined():
+    for part in parts.values():
+      part.seek(0)
+      yield from part
+      part.close()
+      os.unlink(part.name)
+
   with open(path, "w", encoding="utf-8") as f:
-    n = write_export(f, entries())
-  return {"bytes": path.stat().st_size, "entries": n, "days": n_days,
+    write_export(f, joined())
+  parts_dir.rmdir()
+  return {"bytes": path.stat().st_size, "days": n_days, "record_types": len(parts),
           "generate_s": round(time.time() - start, 1)}
 
 

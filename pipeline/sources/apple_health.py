@@ -76,6 +76,7 @@ ZIP_MEMBER = "apple_health_export/export.xml"
 ZIP_MAGIC = b"PK\x03\x04"
 CHUNK = 10_000             # entries parsed between two conversions to numpy (~6 MB of strings)
 MAX_SPAN_S = 36 * 3600     # longest plausible record: a day's resting HR, a night's temperature
+BLOCK = 20_000             # records of one feature expanded to minutes at a time
 STEPS = "steps"
 _APPLE_TIME = "%Y-%m-%d %H:%M:%S %z"
 
@@ -342,33 +343,55 @@ def _per_minute(m: dict[str, np.ndarray], ranks: np.ndarray
   (feature, minute) with a value; and bool per record: used.
 
   Per (feature, minute) only the best-ranked source's contributions count; steps
-  sum their shares, levels average their values. One feature at a time, so that
-  the (record, minute) expansion of only one is in memory.
+  sum their shares, levels average their values. One feature and BLOCK records (in
+  time order) at a time, so that the (record, minute) expansion stays small
+  whatever the export's length.
   """
   used = np.zeros(len(m["row"]), bool)
   cols: dict[str, list[np.ndarray]] = {"feature": [], "minute": [], "value": [], "row": []}
   for f in np.unique(m["feature"]):
     idx = np.flatnonzero(m["feature"] == f)
-    rec, minute, share = minute_shares(m["t0"][idx], m["t1"][idx])
-    rank = ranks[m["source"][idx][rec]]
-    order = np.lexsort((rank, minute))
-    starts = _run_starts(minute[order])
-    best = np.repeat(rank[order][starts], np.diff(np.append(starts, len(order))))
-    keep = order[rank[order] == best]
-    del order, rank, best, starts
-    rec, minute, share = idx[rec[keep]], minute[keep], share[keep]
-    used[rec] = True
-    value = m["value"][rec] * share if f == FEATURE_INDEX[STEPS] else m["value"][rec]
-    first = _run_starts(minute)
-    total = np.add.reduceat(value, first) if len(first) else value
-    cols["feature"].append(np.full(len(first), f, np.int8))
-    cols["minute"].append(minute[first])
-    cols["value"].append(total if f == FEATURE_INDEX[STEPS]
-                         else total / np.diff(np.append(first, len(minute))))
-    cols["row"].append(np.minimum.reduceat(m["row"][rec], first) if len(first)
-                       else m["row"][rec])
+    idx = idx[np.argsort(m["t0"][idx], kind="stable")]
+    first = np.floor(m["t0"][idx] / 60.0).astype(np.int64)
+    last = np.ceil(m["t1"][idx] / 60.0).astype(np.int64)
+    edges = np.append(first[::BLOCK], last.max() + 1)  # the last block: to the end
+    for lo, hi in zip(edges[:-1], edges[1:]):
+      # Records reaching minutes [lo, hi): starting before hi, at most MAX_SPAN_S earlier.
+      at = np.arange(np.searchsorted(first, lo - MAX_SPAN_S // 60 - 1),
+                     np.searchsorted(first, hi))
+      at = idx[at[last[at] >= lo]]
+      block = _minutes_of(m, at, ranks, lo, hi, steps=f == FEATURE_INDEX[STEPS])
+      used[block.pop("used")] = True
+      for k, v in block.items():
+        cols[k].append(v)
+      cols["feature"].append(np.full(len(block["minute"]), f, np.int8))
   return {k: np.concatenate(cols.pop(k)) if cols[k] else np.zeros(0, np.int64)
           for k in list(cols)}, used
+
+
+def _minutes_of(m: dict[str, np.ndarray], at: np.ndarray, ranks: np.ndarray, lo: int,
+                hi: int, *, steps: bool) -> dict[str, np.ndarray]:
+  """_per_minute for the records `at` (of one feature) on the minutes [lo, hi):
+  {'minute', 'value', 'row', 'used' (the records of `at` that won a minute)}."""
+  rec, minute, share = minute_shares(m["t0"][at], m["t1"][at])
+  inside = (minute >= lo) & (minute < hi)
+  rec, minute, share = at[rec[inside]], minute[inside], share[inside]
+  rank = ranks[m["source"][rec]]
+  order = np.lexsort((rank, minute))
+  starts = _run_starts(minute[order])
+  best = np.repeat(rank[order][starts], np.diff(np.append(starts, len(order))))
+  keep = np.sort(order[rank[order] == best])
+  rec, minute, share = rec[keep], minute[keep], share[keep]
+  value = m["value"][rec] * share if steps else m["value"][rec]
+  order = np.argsort(minute, kind="stable")
+  rec, minute, value = rec[order], minute[order], value[order]
+  first = _run_starts(minute)
+  if not len(first):
+    return {"minute": minute, "value": value, "row": m["row"][rec], "used": rec}
+  total = np.add.reduceat(value, first)
+  return {"minute": minute[first],
+          "value": total if steps else total / np.diff(np.append(first, len(minute))),
+          "row": np.minimum.reduceat(m["row"][rec], first), "used": rec}
 
 
 def _run_starts(sorted_keys: np.ndarray) -> np.ndarray:
@@ -470,10 +493,11 @@ def _extras(path: str, subject: str, arrays: _Arrays) -> pd.DataFrame:
     return common.empty_entries()
   new = np.concatenate([[True], (np.diff(rows) != 1) | (kind[1:] != kind[:-1])])
   starts = np.flatnonzero(new)
-  names = np.asarray(sorted(arrays.kinds, key=arrays.kinds.get), dtype=object)
+  kinds = pd.Categorical.from_codes(kind[starts],
+                                    sorted(arrays.kinds, key=arrays.kinds.get))
   return common.entries(path, rows[starts], "not_an_lsm_feature",
                         n_rows=np.diff(np.append(starts, len(rows))), subject_id=subject,
-                        field=names[kind[starts]], raw=names[kind[starts]])
+                        field=kinds, raw=kinds)
 
 
 def read_apple_health(paths: Sequence[str], *, tz=None, subject_id: str | None = None,

@@ -150,12 +150,17 @@ def entries(source: str, rows: Iterable[int] | np.ndarray, reason: str, *,
             timestamp: Iterable | None = None,
             field: Iterable[str] | str = "",
             raw: Iterable[str] | str = "") -> pd.DataFrame:
-  """Builds extras or dead-letter entries (ENTRY_COLUMNS), vectorised over rows."""
+  """Builds extras or dead-letter entries (ENTRY_COLUMNS), vectorised over rows;
+  subject_id, field, raw: one str, one per row, or a pd.Categorical (cheapest)."""
   rows = np.asarray(rows, dtype=np.int64).reshape(-1)
   n = len(rows)
 
   def column(value, dtype=object):
-    if isinstance(value, (str, int)):
+    if isinstance(value, str):  # in Arrow: no Python str per entry
+      return few_strings(pd.Categorical.from_codes(np.zeros(n, np.int8), [value]))
+    if isinstance(value, pd.Categorical):
+      return few_strings(value)
+    if isinstance(value, int):
       return np.full(n, value, dtype=dtype)
     return np.asarray(value, dtype=dtype).reshape(-1)
 
@@ -166,14 +171,14 @@ def entries(source: str, rows: Iterable[int] | np.ndarray, reason: str, *,
     ts = (pd.DatetimeIndex(ts).as_unit("ns").tz_localize("UTC") if ts.dtype.kind == "M"
           else pd.DatetimeIndex(pd.to_datetime(ts, utc=True)).as_unit("ns"))
   return pd.DataFrame({
-      "source": np.full(n, source, dtype=object),
+      "source": column(source),
       "row": rows,
       "n_rows": column(n_rows, np.int64),
       "subject_id": column(subject_id),
       "timestamp": ts.array,
       "field": column(field),
       "raw": column(raw),
-      "reason": np.full(n, reason, dtype=object),
+      "reason": column(reason),
   })
 
 

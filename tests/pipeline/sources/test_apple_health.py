@@ -211,7 +211,10 @@ def week(tmp_path_factory):
   return path, records
 
 
-def test_week_matches_the_reference_minute_by_minute(week):
+@pytest.mark.parametrize("block", [apple_health.BLOCK, 7])
+def test_week_matches_the_reference_minute_by_minute(week, block, monkeypatch):
+  """Also in blocks of 7 records, so that records straddle the blocks' minutes."""
+  monkeypatch.setattr(apple_health, "BLOCK", block)
   path, records = week
   r = apple_health.read_apple_health([path])
   r.check_accounting()
