@@ -5,8 +5,10 @@ DTD, then `<HealthData>` holding ExportDate, Me and one element per data entry:
 Record (a quantity or category sample), Correlation, Workout, ActivitySummary,
 ClinicalRecord, Audiogram, VisionPrescription. It is stream-parsed with expat (the
 C parser in the standard library; no tree is built), CHUNK entries at a time into
-numpy arrays, so memory grows with the mapped samples kept (about 45 bytes each),
-not with the file (benchmarks/apple_health_memory.py).
+numpy arrays: parsing holds one chunk of strings, and what grows with the export
+is what it yields: ~45 bytes per mapped record and per reading (one per feature and
+minute), not the file's bytes (benchmarks/apple_health_memory.py: a 1 GB export).
+expat fetches no external entity and refuses entity-expansion bombs.
 
 An *entry* (the accounting unit) is one child element of HealthData other than
 ExportDate and Me; its `row` is its position among them, from 1 (the dead letter's
@@ -25,8 +27,11 @@ Mapping (Apple type -> LSM feature; value * scale + offset from the record's uni
 Apple's SDNN is the untrimmed SDNN of a ~1 minute reading the watch takes a few
 times a day; LSM's sdnn_percentile_0595 is the 5-95% trimmed SDNN of every minute:
 the same quantity over the same span, without the trim, so it is mapped (documented,
-not identical). Apple exports no RR series in Record values, so the other HRV
-features stay missing. Every other type (and Workout, ActivitySummary, ...) is an
+not identical). The beat list nested in an SDNN record (InstantaneousBeatsPerMinute,
+clock times without a date or offset) is not read, so the other HRV features stay
+missing. Apple's RestingHeartRate is one estimate per day (typically ~60 bpm)
+held over the record's span; LSM's hr_at_rest_mean (population mean 82.9 bpm) is
+a per-minute feature of Fitbit's firmware, so expect a shifted distribution. Every other type (and Workout, ActivitySummary, ...) is an
 extra `not_an_lsm_feature`, one entry per run of consecutive entries of one type.
 
 Placing a record on UTC minutes (each date carries its own offset, '2024-02-06
@@ -60,9 +65,10 @@ a zip named export.zip, its folder (alice/export.zip).
 from __future__ import annotations
 
 import io
+import re
 import xml.parsers.expat
 import zipfile
-from typing import IO, Sequence
+from typing import IO, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -77,6 +83,8 @@ ZIP_MAGIC = b"PK\x03\x04"
 CHUNK = 10_000             # entries parsed between two conversions to numpy (~6 MB of strings)
 MAX_SPAN_S = 36 * 3600     # longest plausible record: a day's resting HR, a night's temperature
 BLOCK = 20_000             # records of one feature expanded to minutes at a time
+DTD_MAX_LINES = 5_000      # Apple's DTD is ~200 lines
+_MAX_LINE = 1 << 16        # longest prolog line read at once
 STEPS = "steps"
 _APPLE_TIME = "%Y-%m-%d %H:%M:%S %z"
 
@@ -99,6 +107,8 @@ UNITS = {
     ("wrist_temperatures", "K"): (1.0, -273.15),
 }
 _NOT_ENTRIES = ("ExportDate", "Me")
+# Apple's DOCTYPE (line 2 of a real export) or the root element itself.
+_ROOT = re.compile(r"^\s*<(?:!DOCTYPE\s+)?HealthData(?:[\s>\[/]|$)")
 
 
 # ------------------------------------------------------------------- detection
@@ -111,27 +121,35 @@ def _open_local_or_url(path: str) -> IO[bytes]:
 
 
 def zip_member(archive: zipfile.ZipFile) -> str | None:
-  """The export.xml inside an Apple export.zip (apple_health_export/export.xml,
-  possibly under a folder), or None."""
+  """The export inside an Apple export.zip, or None: the .xml file directly in an
+  apple_health_export/ folder whose first lines hold the HealthData root. Health
+  names it export.xml, or its translation on iPhones set to other languages, and
+  writes export_cda.xml (clinical documents) beside it; macOS's __MACOSX/ copies
+  are skipped."""
   for name in archive.namelist():
-    if name == ZIP_MEMBER or name.endswith("/" + ZIP_MEMBER):
+    parts = name.split("/")
+    if (len(parts) < 2 or parts[-2] != "apple_health_export" or "__MACOSX" in parts
+        or not parts[-1].lower().endswith(".xml")):
+      continue
+    with archive.open(name) as f:
+      head = [f.readline(_MAX_LINE).decode("utf-8", "replace") for _ in range(8)]
+    if any(_ROOT.match(line) for line in head):
       return name
   return None
 
 
 def detect(sniff: registry.Sniff) -> bool:
-  """export.xml by content: the `<!DOCTYPE HealthData` declaration (Apple's DTD
-  starts on line 2, and the `<HealthData` root only follows its ~200 lines) or the
-  `<HealthData` root itself, within the first lines, whatever the file's name.
-  export.zip by its magic bytes and an apple_health_export/export.xml member."""
+  """export.xml by content: the `<!DOCTYPE HealthData` declaration (line 2 of a
+  real export; the `<HealthData` root only follows its DTD, some 200 lines on) or
+  the `<HealthData` root itself, within the first lines, whatever the file's name.
+  export.zip by its magic bytes and an export inside (zip_member)."""
   if sniff.magic.startswith(ZIP_MAGIC):
     try:
       with _open_local_or_url(sniff.path) as f, zipfile.ZipFile(f) as archive:
         return zip_member(archive) is not None
     except (OSError, zipfile.BadZipFile):
       return False
-  return any(line.lstrip().startswith(("<HealthData", "<!DOCTYPE HealthData"))
-             for line in sniff.lines)
+  return any(_ROOT.match(line) for line in sniff.lines)
 
 
 # --------------------------------------------------------------------- parsing
@@ -271,6 +289,37 @@ def _out_of_range(feature: np.ndarray, values: np.ndarray, span_s: np.ndarray) -
   return (values < lo) | (values > hi)
 
 
+def _blocks(stream: IO[bytes], source: str) -> Iterator[bytes]:
+  """The export's bytes for expat, its internal DTD replaced by as many empty lines.
+
+  Exports of iOS 16 (HealthKit Export Version 12) carry a malformed DTD (an ATTLIST
+  never closed, a stray '>' before ']>') that every conforming parser refuses near
+  line 155, and the DTD gives nothing this reader needs (no defaults, no entities).
+  Line numbers stay those of the file. Raises SourceError for a DOCTYPE not closed
+  within DTD_MAX_LINES lines.
+  """
+  for _ in range(8):  # the prolog: the XML declaration, then the DOCTYPE or the root
+    line = stream.readline(_MAX_LINE)
+    if not (line.lstrip().startswith(b"<!DOCTYPE") and b"[" in line):
+      yield line
+      if not line or not line.lstrip().startswith(b"<?xml"):
+        break
+      continue
+    for _ in range(DTD_MAX_LINES):
+      yield b"\n"
+      if line.rstrip().endswith(b"]>"):
+        break
+      line = stream.readline(_MAX_LINE)
+      if not line:
+        return
+    else:
+      raise common.SourceError(f"{source}: the DOCTYPE is not closed within "
+                               f"{DTD_MAX_LINES} lines; not an Apple Health export")
+    break
+  while block := stream.read(1 << 20):
+    yield block
+
+
 def _parse(stream: IO[bytes], source: str, subject: str) -> tuple[_Arrays, set[str], int]:
   """Stream-parses one export.xml: (arrays, watch sourceNames, entries read)."""
   sink = _Arrays(source, subject)
@@ -280,7 +329,9 @@ def _parse(stream: IO[bytes], source: str, subject: str) -> tuple[_Arrays, set[s
   parser.EndElementHandler = chunks.end_element
   chunks.parser = parser
   try:
-    parser.ParseFile(stream)
+    for block in _blocks(stream, source):
+      parser.Parse(block, False)
+    parser.Parse(b"", True)
   except xml.parsers.expat.ExpatError as e:
     raise common.SourceError(
         f"{source}: not well-formed XML at line {e.lineno}, column {e.offset} "

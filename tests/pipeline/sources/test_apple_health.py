@@ -338,3 +338,37 @@ def test_device_declaration():
   d = apple_health.DEVICE
   assert d.name == "apple_health" and d.read is apple_health.read_apple_health
   assert not d.needs_tz and [o.name for o in d.options] == ["apple_health_sources"]
+
+
+def test_ios16_malformed_dtd_is_skipped_line_numbers_kept(hand, tmp_path):
+  """iOS 16 wrote an ATTLIST never closed and a stray '>' before ']>'."""
+  import xml.etree.ElementTree as ET
+  text = open(hand, encoding="utf-8").read()
+  closed = "  value CDATA #REQUIRED\n>\n<!ELEMENT HeartRateVariabilityMetadataList"
+  assert closed in text
+  broken = text.replace(closed, closed.replace("\n>\n", "\n", 1)).replace("]>\n", ">\n]>\n")
+  path = tmp_path / "p07" / "ios16.xml"
+  path.write_text(broken, encoding="utf-8")
+  with pytest.raises(ET.ParseError):
+    ET.parse(path)
+  want = apple_health.read_apple_health([hand])
+  got = apple_health.read_apple_health([str(path)])
+  pd.testing.assert_frame_equal(got.readings.drop(columns="source"),
+                                want.readings.drop(columns="source"))
+  raw = got.dead_letter.set_index("row").loc[14, "raw"]
+  line = int(raw.split(":")[0].split()[1])
+  assert "count/h" in broken.splitlines()[line - 1]
+
+
+def test_zip_member_found_by_content_not_name(hand, tmp_path):
+  """iPhones in other languages translate export.xml; __MACOSX holds resource forks."""
+  path = tmp_path / "erin" / "export.zip"
+  path.parent.mkdir()
+  with zipfile.ZipFile(path, "w") as z:
+    z.writestr("__MACOSX/apple_health_export/._export.xml", "\x00\x05\x16\x07")
+    z.writestr("apple_health_export/export_cda.xml", "<?xml version=\"1.0\"?>\n<ClinicalDocument/>")
+    z.write(hand, "apple_health_export/\u5bfc\u51fa.xml")
+  assert apple_health.detect(sniff(path))
+  r = apple_health.read_apple_health([str(path)])
+  assert set(r.provided) == {"erin"} and len(r.readings) == len(
+      apple_health.read_apple_health([hand]).readings)
