@@ -15,14 +15,15 @@ ExportDate and Me; its `row` is its position among them, from 1 (the dead letter
 `raw` also names its line in the file). Records nested in a Correlation are part of
 that entry.
 
-Mapping (Apple type -> LSM feature; value * scale + offset from the record's unit):
+Mapping (Apple type, HKQuantityTypeIdentifier... -> LSM feature; the record's unit
+-> the feature's unit as value * scale + offset, UNITS):
 
-  HKQuantityTypeIdentifierHeartRate                 HR                    count/min x1, count/s x60
-  HKQuantityTypeIdentifierRestingHeartRate          hr_at_rest_mean       count/min x1, count/s x60
-  HKQuantityTypeIdentifierHeartRateVariabilitySDNN  sdnn_percentile_0595  ms x1, s x1000
-  HKQuantityTypeIdentifierStepCount                 steps                 count x1
-  HKQuantityTypeIdentifierAppleSleepingWristTemperature
-                                                    wrist_temperatures    degC x1, degF (x-32)*5/9, K x-273.15
+  HeartRate                      HR                    count/min x1; count/s x60
+  RestingHeartRate               hr_at_rest_mean       count/min x1; count/s x60
+  HeartRateVariabilitySDNN       sdnn_percentile_0595  ms x1; s x1000
+  StepCount                      steps                 count x1
+  AppleSleepingWristTemperature  wrist_temperatures    degC x1; degF (x - 32) * 5/9;
+                                                       K x - 273.15
 
 Apple's SDNN is the untrimmed SDNN of a ~1 minute reading the watch takes a few
 times a day; LSM's sdnn_percentile_0595 is the 5-95% trimmed SDNN of every minute:
@@ -31,8 +32,9 @@ not identical). The beat list nested in an SDNN record (InstantaneousBeatsPerMin
 clock times without a date or offset) is not read, so the other HRV features stay
 missing. Apple's RestingHeartRate is one estimate per day (typically ~60 bpm)
 held over the record's span; LSM's hr_at_rest_mean (population mean 82.9 bpm) is
-a per-minute feature of Fitbit's firmware, so expect a shifted distribution. Every other type (and Workout, ActivitySummary, ...) is an
-extra `not_an_lsm_feature`, one entry per run of consecutive entries of one type.
+a per-minute feature of Fitbit's firmware, so expect a shifted distribution.
+Every other type (and Workout, ActivitySummary, ...) is an extra
+`not_an_lsm_feature`, one entry per run of consecutive entries of one type.
 
 Placing a record on UTC minutes (each date carries its own offset, '2024-02-06
 19:00:17 -0800', so DST changes and travel are exact; --tz is not needed):
@@ -80,8 +82,8 @@ from schemas.features import FEATURE_INDEX, FEATURE_NAMES, FEATURES
 NAME = "apple_health"
 ZIP_MEMBER = "apple_health_export/export.xml"
 ZIP_MAGIC = b"PK\x03\x04"
-CHUNK = 10_000             # entries parsed between two conversions to numpy (~6 MB of strings)
-MAX_SPAN_S = 36 * 3600     # longest plausible record: a day's resting HR, a night's temperature
+CHUNK = 10_000             # entries between two conversions to numpy (~6 MB of str)
+MAX_SPAN_S = 36 * 3600     # longest plausible record (a day's resting HR)
 BLOCK = 20_000             # records of one feature expanded to minutes at a time
 DTD_MAX_LINES = 5_000      # Apple's DTD is ~200 lines
 _MAX_LINE = 1 << 16        # longest prolog line read at once
@@ -99,8 +101,10 @@ TYPES = {
 # (feature, Apple unit) -> (scale, offset): value * scale + offset is in the feature's unit.
 UNITS = {
     ("HR", "count/min"): (1.0, 0.0), ("HR", "count/s"): (60.0, 0.0),
-    ("hr_at_rest_mean", "count/min"): (1.0, 0.0), ("hr_at_rest_mean", "count/s"): (60.0, 0.0),
-    ("sdnn_percentile_0595", "ms"): (1.0, 0.0), ("sdnn_percentile_0595", "s"): (1000.0, 0.0),
+    ("hr_at_rest_mean", "count/min"): (1.0, 0.0),
+    ("hr_at_rest_mean", "count/s"): (60.0, 0.0),
+    ("sdnn_percentile_0595", "ms"): (1.0, 0.0),
+    ("sdnn_percentile_0595", "s"): (1000.0, 0.0),
     (STEPS, "count"): (1.0, 0.0),
     ("wrist_temperatures", "degC"): (1.0, 0.0),
     ("wrist_temperatures", "degF"): (5.0 / 9.0, -32.0 * 5.0 / 9.0),
@@ -279,7 +283,8 @@ def _conversion(feature: np.ndarray, unit: np.ndarray) -> tuple[np.ndarray, np.n
   return scale, offset
 
 
-def _out_of_range(feature: np.ndarray, values: np.ndarray, span_s: np.ndarray) -> np.ndarray:
+def _out_of_range(feature: np.ndarray, values: np.ndarray,
+                  span_s: np.ndarray) -> np.ndarray:
   """Level samples outside their feature's valid range; step counts below 0 or above
   the steps range's rate over the record's span (at least one minute)."""
   lo = np.array([FEATURES[FEATURE_INDEX[f]].valid_range[0] for f in feature], np.float64)
@@ -355,7 +360,8 @@ def source_ranks(names: Sequence[str], watches: set[str],
   return ranks
 
 
-def minute_shares(t0: np.ndarray, t1: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def minute_shares(t0: np.ndarray, t1: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """The UTC minutes each interval [t0, t1] (s) overlaps and the fraction of it in each.
 
   Returns (record index, minute, share), int64/int64/float64, one entry per
@@ -522,7 +528,8 @@ def _readings(subject: str, cells: dict[str, np.ndarray], path: str) -> pd.DataF
 
 def _record_entries(path: str, subject: str, m: dict[str, np.ndarray], pick: np.ndarray,
                     reason: str) -> pd.DataFrame:
-  """One entry per record picked (duplicates, lost overlaps), raw: feature, start (UTC), value."""
+  """One entry per record picked (duplicates, lost overlaps); raw: feature, value,
+  start (UTC), span."""
   at = np.flatnonzero(pick)
   if not len(at):
     return common.empty_entries()
