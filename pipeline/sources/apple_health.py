@@ -84,7 +84,7 @@ ZIP_MEMBER = "apple_health_export/export.xml"
 ZIP_MAGIC = b"PK\x03\x04"
 CHUNK = 10_000             # entries between two conversions to numpy (~6 MB of str)
 MAX_SPAN_S = 36 * 3600     # longest plausible record (a day's resting HR)
-BLOCK = 20_000             # records of one feature expanded to minutes at a time
+BLOCK = 250_000            # (record, minute) pairs of one feature expanded at a time
 DTD_MAX_LINES = 5_000      # Apple's DTD is ~200 lines
 _MAX_LINE = 1 << 16        # longest prolog line read at once
 STEPS = "steps"
@@ -400,9 +400,9 @@ def _per_minute(m: dict[str, np.ndarray], ranks: np.ndarray
   (feature, minute) with a value; and bool per record: used.
 
   Per (feature, minute) only the best-ranked source's contributions count; steps
-  sum their shares, levels average their values. One feature and BLOCK records (in
-  time order) at a time, so that the (record, minute) expansion stays small
-  whatever the export's length.
+  sum their shares, levels average their values. One feature and about BLOCK
+  (record, minute) pairs (records in time order) at a time, so that the expansion
+  stays small whatever the export's length (a day's resting HR is 1440 pairs).
   """
   used = np.zeros(len(m["row"]), bool)
   cols: dict[str, list[np.ndarray]] = {"feature": [], "minute": [], "value": [], "row": []}
@@ -411,7 +411,10 @@ def _per_minute(m: dict[str, np.ndarray], ranks: np.ndarray
     idx = idx[np.argsort(m["t0"][idx], kind="stable")]
     first = np.floor(m["t0"][idx] / 60.0).astype(np.int64)
     last = np.ceil(m["t1"][idx] / 60.0).astype(np.int64)
-    edges = np.append(first[::BLOCK], last.max() + 1)  # the last block: to the end
+    # Blocks of about BLOCK (record, minute) pairs; the last one runs to the end.
+    spans = np.cumsum(np.maximum(last - first, 1))
+    cuts = np.searchsorted(spans, np.arange(BLOCK, spans[-1], BLOCK))
+    edges = np.append(first[np.unique(np.append(0, cuts))], last.max() + 1)
     for lo, hi in zip(edges[:-1], edges[1:]):
       # Records reaching minutes [lo, hi): starting before hi, at most MAX_SPAN_S earlier.
       at = np.arange(np.searchsorted(first, lo - MAX_SPAN_S // 60 - 1),

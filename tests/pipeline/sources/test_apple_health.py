@@ -213,7 +213,7 @@ def week(tmp_path_factory):
 
 @pytest.mark.parametrize("block", [apple_health.BLOCK, 7])
 def test_week_matches_the_reference_minute_by_minute(week, block, monkeypatch):
-  """Also in blocks of 7 records, so that records straddle the blocks' minutes."""
+  """Also in blocks of 7 (record, minute) pairs: records straddle the blocks."""
   monkeypatch.setattr(apple_health, "BLOCK", block)
   path, records = week
   r = apple_health.read_apple_health([path])
