@@ -213,8 +213,8 @@ class _Arrays:
   def __init__(self, source: str, subject: str):
     self.source, self.subject = source, subject
     self.parts: list[dict[str, np.ndarray]] = []
-    self.other_rows: list[np.ndarray] = []   # unmapped entries: row, type code
-    self.other_kind: list[np.ndarray] = []
+    self.runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # unmapped entries:
+    # runs of consecutive rows of one type per chunk (first row, length, type code)
     self.kinds: dict[str, int] = {}
     self.sources: dict[str, int] = {}
     self.dead: list[pd.DataFrame] = []
@@ -230,8 +230,7 @@ class _Arrays:
     feature = pd.Series(kind).map(TYPES).to_numpy(dtype=object)
     mapped = pd.notna(feature)
     other = ~mapped
-    self.other_rows.append(rows[other])
-    self.other_kind.append(self._codes(list(kind[other]), self.kinds))
+    self.runs.append(_runs(rows[other], self._codes(list(kind[other]), self.kinds)))
     if not mapped.any():
       return
     pick = np.flatnonzero(mapped)
@@ -261,10 +260,22 @@ class _Arrays:
         "t0": t0[ok], "t1": t1[ok], "value": values[ok]})
 
   def mapped(self) -> dict[str, np.ndarray]:
+    """The mapped records' arrays, concatenated (the chunks are consumed)."""
     keys = ("row", "feature", "source", "t0", "t1", "value")
-    return {k: np.concatenate([p[k] for p in self.parts]) if self.parts
-            else np.zeros(0, np.float64 if k in ("t0", "t1", "value") else np.int64)
-            for k in keys}
+    out = {k: np.concatenate([p.pop(k) for p in self.parts]) if self.parts
+           else np.zeros(0, np.float64 if k in ("t0", "t1", "value") else np.int64)
+           for k in keys}
+    self.parts = []
+    return out
+
+
+def _runs(rows: np.ndarray, kind: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Runs of consecutive rows of one kind: (first row, length, kind) per run."""
+  if not len(rows):
+    return rows, rows, kind
+  starts = np.flatnonzero(np.concatenate([[True], (np.diff(rows) != 1)
+                                          | (kind[1:] != kind[:-1])]))
+  return rows[starts], np.diff(np.append(starts, len(rows))), kind[starts]
 
 
 def _utc_seconds(text: np.ndarray) -> np.ndarray:
@@ -385,11 +396,12 @@ def _duplicates(m: dict[str, np.ndarray]) -> np.ndarray:
   if not len(m["row"]):
     return np.zeros(0, bool)
   order = np.lexsort((m["row"], m["value"], m["t1"], m["t0"], m["source"], m["feature"]))
-  keys = np.stack([m[k][order].astype(np.float64) for k in
-                   ("feature", "source", "t0", "t1", "value")], axis=1)
-  same = np.concatenate([[False], (keys[1:] == keys[:-1]).all(axis=1)])
+  same = np.ones(len(order) - 1, bool)
+  for k in ("feature", "source", "t0", "t1", "value"):
+    key = m[k][order]
+    same &= key[1:] == key[:-1]
   out = np.zeros(len(order), bool)
-  out[order] = same
+  out[order[1:][same]] = True
   return out
 
 
@@ -499,13 +511,12 @@ def read_one(path: str, *, subject: str, preferred: Sequence[str] = (),
   with f:
     arrays, watches, n_read = _parse(stream, path, subject)
   m = arrays.mapped()
-  arrays.parts = []
   dup = _duplicates(m)
   dead = [*arrays.dead, _record_entries(path, subject, m, dup, "duplicate")]
   names = sorted(arrays.sources, key=arrays.sources.get)
   ranks = source_ranks(names, watches, preferred)
   logging.info("%s: source priority %s", path, [names[i] for i in np.argsort(ranks)])
-  keep = {k: m.pop(k)[~dup] for k in list(m)}
+  keep = {k: m.pop(k)[~dup] for k in list(m)} if dup.any() else m
   cells, used = _per_minute(keep, ranks)
   readings = _readings(subject, cells, path)
   dead.append(_record_entries(path, subject, keep, ~used, "overlapping_source"))
@@ -546,18 +557,19 @@ def _record_entries(path: str, subject: str, m: dict[str, np.ndarray], pick: np.
 
 def _extras(path: str, subject: str, arrays: _Arrays) -> pd.DataFrame:
   """Entries of types no LSM feature fits: one per run of consecutive rows of a type."""
-  if not arrays.other_rows:
+  if not arrays.runs:
     return common.empty_entries()
-  rows = np.concatenate(arrays.other_rows)
-  kind = np.concatenate(arrays.other_kind)
-  if not len(rows):
+  first, length, kind = (np.concatenate(a) for a in zip(*arrays.runs))
+  if not len(first):
     return common.empty_entries()
-  new = np.concatenate([[True], (np.diff(rows) != 1) | (kind[1:] != kind[:-1])])
+  # Runs that continue across chunks are joined.
+  new = np.concatenate([[True], (first[1:] != first[:-1] + length[:-1])
+                        | (kind[1:] != kind[:-1])])
   starts = np.flatnonzero(new)
   kinds = pd.Categorical.from_codes(kind[starts],
                                     sorted(arrays.kinds, key=arrays.kinds.get))
-  return common.entries(path, rows[starts], "not_an_lsm_feature",
-                        n_rows=np.diff(np.append(starts, len(rows))), subject_id=subject,
+  return common.entries(path, first[starts], "not_an_lsm_feature",
+                        n_rows=np.add.reduceat(length, starts), subject_id=subject,
                         field=kinds, raw=kinds)
 
 

@@ -248,6 +248,15 @@ def test_week_accounting_extras_and_duplicates(week):
                     "HKCategoryTypeIdentifierSleepAnalysis": 7, "ActivitySummary": 7}
 
 
+def test_chunks_do_not_change_the_result(week, monkeypatch):
+  """Runs of unmapped entries that cross a chunk are joined; nothing else moves."""
+  want = apple_health.read_apple_health([week[0]])
+  monkeypatch.setattr(apple_health, "CHUNK", 7)
+  got = apple_health.read_apple_health([week[0]])
+  for table in ("readings", "extras", "dead_letter"):
+    pd.testing.assert_frame_equal(getattr(got, table), getattr(want, table))
+
+
 def test_week_prefer_phone_matches_the_reference(week):
   path, records = week
   r = apple_health.read_apple_health([path], apple_health_sources=PHONE)
