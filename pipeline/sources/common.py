@@ -209,7 +209,7 @@ def readings_frame(subjects, utc_naive: np.ndarray, feature, values, source: str
 
   return pd.DataFrame({
       "subject_id": text(subjects),
-      "timestamp": pd.DatetimeIndex(utc_naive).as_unit("ns").tz_localize("UTC"),
+      "timestamp": pd.DatetimeIndex(utc_naive, copy=False).as_unit("ns").tz_localize("UTC"),
       "feature": text(feature),
       "value": np.asarray(values, dtype=np.float64),
       "source": one_category(source, n),
@@ -222,8 +222,10 @@ def few_strings(values: pd.Categorical):
   object column into Arrow strings through one Python str per row (~50 B/row more at
   the peak; a minute-level export has millions of readings)."""
   import pyarrow as pa
+  # large_string: pandas' str dtype's own layout, so pd.array does not copy it again.
   arrow = pa.DictionaryArray.from_arrays(
-      pa.array(values.codes), pa.array(list(values.categories), pa.string())).cast(pa.string())
+      pa.array(values.codes), pa.array(list(values.categories), pa.large_string())
+  ).cast(pa.large_string())
   return pd.array(arrow, dtype=pd.StringDtype("pyarrow", na_value=np.nan))
 
 
