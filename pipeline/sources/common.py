@@ -156,13 +156,9 @@ def entries(source: str, rows: Iterable[int] | np.ndarray, reason: str, *,
   n = len(rows)
 
   def column(value, dtype=object):
-    if isinstance(value, str):  # in Arrow: no Python str per entry
-      return few_strings(pd.Categorical.from_codes(np.zeros(n, np.int8), [value]))
-    if isinstance(value, pd.Categorical):
-      return few_strings(value)
     if isinstance(value, int):
       return np.full(n, value, dtype=dtype)
-    return np.asarray(value, dtype=dtype).reshape(-1)
+    return str_column(value, n) if dtype is object else np.asarray(value, dtype).reshape(-1)
 
   if timestamp is None:
     ts = pd.DatetimeIndex(np.full(n, np.datetime64("NaT", "ns"))).tz_localize("UTC")
@@ -171,14 +167,14 @@ def entries(source: str, rows: Iterable[int] | np.ndarray, reason: str, *,
     ts = (pd.DatetimeIndex(ts).as_unit("ns").tz_localize("UTC") if ts.dtype.kind == "M"
           else pd.DatetimeIndex(pd.to_datetime(ts, utc=True)).as_unit("ns"))
   return pd.DataFrame({
-      "source": column(source),
+      "source": str_column(source, n),
       "row": rows,
       "n_rows": column(n_rows, np.int64),
       "subject_id": column(subject_id),
       "timestamp": ts.array,
       "field": column(field),
       "raw": column(raw),
-      "reason": column(reason),
+      "reason": str_column(reason, n),
   })
 
 
@@ -199,32 +195,30 @@ def readings_frame(subjects, utc_naive: np.ndarray, feature, values, source: str
   takes the numpy arrays given (no copy: minute-level exports have millions of
   readings); callers pass arrays they no longer change."""
   n = len(values)
-
-  def text(value):
-    if isinstance(value, str):
-      return few_strings(pd.Categorical.from_codes(np.zeros(n, np.int8), [value]))
-    if isinstance(value, pd.Categorical):
-      return few_strings(value)
-    return np.asarray(value, dtype=object)
-
+  utc = pd.DatetimeIndex(utc_naive, copy=False).as_unit("ns").tz_localize("UTC")
   return pd.DataFrame({
-      "subject_id": text(subjects),
-      "timestamp": pd.DatetimeIndex(utc_naive, copy=False).as_unit("ns").tz_localize("UTC"),
-      "feature": text(feature),
+      "subject_id": str_column(subjects, n),
+      "timestamp": utc,
+      "feature": str_column(feature, n),
       "value": np.asarray(values, dtype=np.float64),
       "source": one_category(source, n),
       "row": np.asarray(rows, dtype=np.int64),
   }, copy=False)
 
 
-def few_strings(values: pd.Categorical):
-  """A pandas string array from a categorical, built in Arrow: pandas 3 would turn an
-  object column into Arrow strings through one Python str per row (~50 B/row more at
-  the peak; a minute-level export has millions of readings)."""
+def str_column(value, n: int):
+  """A str column of n rows from one str, a pd.Categorical (both built in Arrow:
+  pandas 3 turns an object column into Arrow strings through one Python str per
+  row, ~50 B/row more at the peak, and a minute-level export has millions of
+  readings) or one str per row."""
+  if isinstance(value, str):
+    value = pd.Categorical.from_codes(np.zeros(n, np.int8), [value])
+  if not isinstance(value, pd.Categorical):
+    return np.asarray(value, dtype=object).reshape(-1)
   import pyarrow as pa
   # large_string: pandas' str dtype's own layout, so pd.array does not copy it again.
   arrow = pa.DictionaryArray.from_arrays(
-      pa.array(values.codes), pa.array(list(values.categories), pa.large_string())
+      pa.array(value.codes), pa.array(list(value.categories), pa.large_string())
   ).cast(pa.large_string())
   return pd.array(arrow, dtype=pd.StringDtype("pyarrow", na_value=np.nan))
 
