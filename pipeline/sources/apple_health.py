@@ -166,8 +166,8 @@ class _Chunks:
   outlives its chunk.
   """
 
-  def __init__(self, source: str, subject: str, sink: "_Arrays"):
-    self.source, self.subject, self.sink = source, subject, sink
+  def __init__(self, sink: "_Arrays", parser):
+    self.sink, self.parser = sink, parser
     self.depth = 0
     self.row = 0
     self.watch_sources: set[str] = set()
@@ -188,7 +188,7 @@ class _Chunks:
     self.kind.append(get("type", name) if name == "Record" else name)
     source = get("sourceName", "")
     self.source_name.append(source)
-    if "Watch" in get("device", "") and source not in self.watch_sources:
+    if "Watch" in get("device", ""):
       self.watch_sources.add(source)
     self.unit.append(get("unit", ""))
     self.start.append(get("startDate", ""))
@@ -339,11 +339,10 @@ def _blocks(stream: IO[bytes], source: str) -> Iterator[bytes]:
 def _parse(stream: IO[bytes], source: str, subject: str) -> tuple[_Arrays, set[str], int]:
   """Stream-parses one export.xml: (arrays, watch sourceNames, entries read)."""
   sink = _Arrays(source, subject)
-  chunks = _Chunks(source, subject, sink)
   parser = xml.parsers.expat.ParserCreate()
+  chunks = _Chunks(sink, parser)
   parser.StartElementHandler = chunks.start_element
   parser.EndElementHandler = chunks.end_element
-  chunks.parser = parser
   try:
     for block in _blocks(stream, source):
       parser.Parse(block, False)
