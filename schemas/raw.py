@@ -57,6 +57,9 @@ ADAPTER_REASONS = (
     "off_wrist",               # the export's own wear information says not worn
     "incomplete_minute",       # raw samples of a minute too sparse to derive features
     "counter_baseline",        # first reading of a cumulative counter, or after a reset/gap
+    "unsupported_unit",        # a unit the adapter's conversion table does not list
+    "overlapping_source",      # another source of higher priority recorded the same
+                               # feature in the same minutes (watch and phone steps)
 )
 # Real data kept in extras/extras.jsonl because it is no LSM feature.
 EXTRA_REASONS = (

@@ -91,6 +91,9 @@ def dirname(path: str) -> str:
 
 # E4 Connect names a session's folder '<unix time>_<device id>' (1600000000_A01B2C).
 E4_SESSION_FOLDER = re.compile(r"^\d{9,11}_[0-9A-Za-z]+$")
+# Folders an export always names the same (Apple's apple_health_export/): the
+# subject is the folder above.
+EXPORT_FOLDERS = ("apple_health_export",)
 # Fitabase file names start with the subject: 'name1_minuteStepsNarrow_...'.
 FITABASE_PREFIX = re.compile(
     r"^(?P<subject>.+?)_(?:minute|fitbitWearTime|heartrate|hourly|daily|sleep|second)",
@@ -105,8 +108,9 @@ def subject_of(path: str, by: str, *, subject_id: str | None = None,
     2. pattern (--subject_id_pattern), a regular expression searched in the path:
        its group 'subject', else its first group, else the whole match;
     3. the name: by='folder': the file's folder, or the folder above it when the
-       folder is an E4 Connect session ('<unix time>_<device id>'), so that the
-       sessions of one participant (p01/1600000000_A01B2C/) are one subject;
+       folder is an E4 Connect session ('<unix time>_<device id>') or Apple's
+       apple_health_export (EXPORT_FOLDERS), so that the sessions of one
+       participant (p01/1600000000_A01B2C/) are one subject;
        by='file': the Fitabase file-name prefix ('name1' in 'name1_minuteSteps...').
   Raises SourceError naming the path when the pattern does not match it or nothing
   names the subject.
@@ -132,7 +136,7 @@ def subject_of(path: str, by: str, *, subject_id: str | None = None,
     return m.group("subject")
   folder = dirname(path) if "://" in path else os.path.dirname(os.path.abspath(path))
   name = basename(folder)
-  if E4_SESSION_FOLDER.match(name) and basename(dirname(folder)):
+  if (E4_SESSION_FOLDER.match(name) or name in EXPORT_FOLDERS) and basename(dirname(folder)):
     name = basename(dirname(folder))
   if not name:
     raise SourceError(f"{path}: the subject cannot be read from the folder name; pass "
@@ -146,14 +150,15 @@ def entries(source: str, rows: Iterable[int] | np.ndarray, reason: str, *,
             timestamp: Iterable | None = None,
             field: Iterable[str] | str = "",
             raw: Iterable[str] | str = "") -> pd.DataFrame:
-  """Builds extras or dead-letter entries (ENTRY_COLUMNS), vectorised over rows."""
+  """Builds extras or dead-letter entries (ENTRY_COLUMNS), vectorised over rows;
+  subject_id, field, raw: one str, one per row, or a pd.Categorical (cheapest)."""
   rows = np.asarray(rows, dtype=np.int64).reshape(-1)
   n = len(rows)
 
   def column(value, dtype=object):
-    if isinstance(value, (str, int)):
+    if isinstance(value, int):
       return np.full(n, value, dtype=dtype)
-    return np.asarray(value, dtype=dtype).reshape(-1)
+    return str_column(value, n) if dtype is object else np.asarray(value, dtype).reshape(-1)
 
   if timestamp is None:
     ts = pd.DatetimeIndex(np.full(n, np.datetime64("NaT", "ns"))).tz_localize("UTC")
@@ -162,14 +167,14 @@ def entries(source: str, rows: Iterable[int] | np.ndarray, reason: str, *,
     ts = (pd.DatetimeIndex(ts).as_unit("ns").tz_localize("UTC") if ts.dtype.kind == "M"
           else pd.DatetimeIndex(pd.to_datetime(ts, utc=True)).as_unit("ns"))
   return pd.DataFrame({
-      "source": np.full(n, source, dtype=object),
+      "source": str_column(source, n),
       "row": rows,
       "n_rows": column(n_rows, np.int64),
       "subject_id": column(subject_id),
       "timestamp": ts.array,
       "field": column(field),
       "raw": column(raw),
-      "reason": np.full(n, reason, dtype=object),
+      "reason": str_column(reason, n),
   })
 
 
@@ -185,18 +190,37 @@ def naive_utc(utc: pd.Series) -> np.ndarray:
 def readings_frame(subjects, utc_naive: np.ndarray, feature, values, source: str,
                    rows: np.ndarray) -> pd.DataFrame:
   """Canonical readings (READING_COLUMNS) from arrays; timestamps naive-UTC datetime64;
-  rows: each reading's data row in `source` (the file)."""
+  rows: each reading's data row in `source` (the file). subjects, feature: one str
+  for every reading, or one per reading (a pd.Categorical is cheapest). The frame
+  takes the numpy arrays given (no copy: minute-level exports have millions of
+  readings); callers pass arrays they no longer change."""
   n = len(values)
+  utc = pd.DatetimeIndex(utc_naive, copy=False).as_unit("ns").tz_localize("UTC")
   return pd.DataFrame({
-      "subject_id": np.asarray(subjects, dtype=object) if not isinstance(subjects, str)
-      else np.full(n, subjects, dtype=object),
-      "timestamp": pd.DatetimeIndex(utc_naive).as_unit("ns").tz_localize("UTC"),
-      "feature": np.asarray(feature, dtype=object) if not isinstance(feature, str)
-      else np.full(n, feature, dtype=object),
+      "subject_id": str_column(subjects, n),
+      "timestamp": utc,
+      "feature": str_column(feature, n),
       "value": np.asarray(values, dtype=np.float64),
       "source": one_category(source, n),
       "row": np.asarray(rows, dtype=np.int64),
-  })
+  }, copy=False)
+
+
+def str_column(value, n: int):
+  """A str column of n rows from one str, a pd.Categorical (both built in Arrow:
+  pandas 3 turns an object column into Arrow strings through one Python str per
+  row, ~50 B/row more at the peak, and a minute-level export has millions of
+  readings) or one str per row."""
+  if isinstance(value, str):
+    value = pd.Categorical.from_codes(np.zeros(n, np.int8), [value])
+  if not isinstance(value, pd.Categorical):
+    return np.asarray(value, dtype=object).reshape(-1)
+  import pyarrow as pa
+  # large_string: pandas' str dtype's own layout, so pd.array does not copy it again.
+  arrow = pa.DictionaryArray.from_arrays(
+      pa.array(value.codes), pa.array(list(value.categories), pa.large_string())
+  ).cast(pa.large_string())
+  return pd.array(arrow, dtype=pd.StringDtype("pyarrow", na_value=np.nan))
 
 
 def one_category(value: str, n: int) -> pd.Categorical:
