@@ -57,6 +57,7 @@ ADAPTER_REASONS = (
     "off_wrist",               # the export's own wear information says not worn
     "incomplete_minute",       # raw samples of a minute too sparse to derive features
     "counter_baseline",        # first reading of a cumulative counter, or after a reset/gap
+    "low_confidence",          # the device flags the sample unreliable (Fitbit confidence 0)
 )
 # Real data kept in extras/extras.jsonl because it is no LSM feature.
 EXTRA_REASONS = (
