@@ -76,3 +76,9 @@ def write_takeout_export(folder, *, first_day: str = "2026-10-29", days: int = 7
   out = pd.concat(truth, ignore_index=True)
   copies = out.groupby(["kind", "utc"])["value"].transform("size")
   return out.assign(copies=copies).drop_duplicates(["kind", "utc"], ignore_index=True)
+
+
+@pytest.fixture
+def takeout_export():
+  """write_takeout_export, for tests (benchmarks import it from this file)."""
+  return write_takeout_export
