@@ -75,8 +75,10 @@ FORMAT = "takeout_fitbit"
 # <kind>-YYYY-MM-DD.json, optionally gzipped: the export's file names.
 FILE_NAME = re.compile(r"^(?P<kind>[A-Za-z0-9_]+?)-\d{4}-\d{2}-\d{2}\.json(?:\.gz)?$")
 READ_KINDS = {"heart_rate": "HR", "steps": "steps"}
-# The kinds a Takeout Fitbit export normally holds per day; an absent one is noted
-# (counts.sources.takeout_fitbit.files.<kind> = 0) rather than refused.
+# The kinds a Takeout Fitbit export normally holds per day. One without any record
+# (no file, or only empty ones: a partial export) is noted as absent.<kind> = 1
+# (counts.sources.takeout_fitbit.absent.<kind>: how many exports lack it) and the
+# export is read for what it holds, not refused.
 EXPECTED_KINDS = ("heart_rate", "steps", "altitude")
 _RECORD_HEAD = re.compile(
     r'"dateTime"\s*:\s*"\d{2}/\d{2}/\d{2} \d{2}:\d{2}:\d{2}"\s*,\s*"value"\s*:\s*'
@@ -316,14 +318,14 @@ def read_takeout_fitbit(paths: Sequence[str], *, tz, subject_id: str | None = No
 
   Files are read in path order (the repeat rule). A file with no bytes or an empty
   array yields nothing and is counted (notes files_empty); a kind of EXPECTED_KINDS
-  with no file at all is noted as files.<kind> = 0. Raises SourceError naming the
+  without any record is noted as absent.<kind> = 1. Notes files.<kind> and
+  records.<kind> count each kind's files and records. Raises SourceError naming the
   file for one that is not a JSON array, or whose values contradict its kind.
   """
   paths = sorted(paths)
   tzinfo = common.parse_tz(tz, paths[0] if paths else FORMAT)
   parsed: dict[str, list[dict]] = {k: [] for k in READ_KINDS}
-  results, notes = [], {f"files.{k}": 0 for k in EXPECTED_KINDS}
-  notes["files_empty"] = 0
+  results, notes = [], {"files_empty": 0}
   for path in paths:
     kind = kind_of(path)
     subject = common.subject_of(path, "folder", subject_id=subject_id,
@@ -337,6 +339,7 @@ def read_takeout_fitbit(paths: Sequence[str], *, tz, subject_id: str | None = No
     else:
       results.append(_extras(path, records, kind, subject))
   results += [_kind_result(k, parts, paths) for k, parts in parsed.items() if parts]
+  notes.update({f"absent.{k}": 1 for k in EXPECTED_KINDS if not notes.get(f"records.{k}")})
   merged = common.merge_results(FORMAT, results)
   merged.notes.update(notes)
   return merged

@@ -66,7 +66,8 @@ def test_case_minute_by_minute_against_a_hand_computation():
   assert set(r.readings["subject_id"]) == {"u01"}
   first = r.readings[r.readings["feature"] == "HR"].sort_values("timestamp").iloc[1]
   assert (first["row"], pathlib.Path(first["source"]).name) == (7, "heart_rate-2020-04-24.json")
-  assert r.notes["files.altitude"] == 0  # the case has no altitude files: noted, not refused
+  assert r.notes["absent.altitude"] == 1  # the case has no altitude files: noted, not refused
+  assert "absent.steps" not in r.notes and "files.altitude" not in r.notes
 
 
 def test_confidence_zero_is_dead_lettered_before_the_mean(tmp_path):
@@ -108,6 +109,7 @@ def test_a_synthetic_week_across_the_fall_back_change(tmp_path, takeout_export):
   altitude = truth[truth["kind"] == "altitude"]
   assert r.counts()["extras.not_an_lsm_feature"] == altitude["copies"].sum()
   assert r.notes["files.altitude"] == 7 and r.notes["records.altitude"] == altitude["copies"].sum()
+  assert not any(k.startswith("absent.") for k in r.notes)
   assert r.entries_read == truth["copies"].sum()
 
 
@@ -185,6 +187,8 @@ def test_partial_export_empty_and_missing_files(tmp_path):
   assert series(r, "steps").tolist() == [12.0]
   assert (r.notes["files_empty"], r.notes["files.altitude"], r.notes["files.heart_rate"]) == (
       2, 1, 1)
+  assert (r.notes["absent.altitude"], r.notes["absent.heart_rate"]) == (1, 1)
+  assert "absent.steps" not in r.notes
   assert r.provided == {"u01": frozenset({"steps"})}
 
 
