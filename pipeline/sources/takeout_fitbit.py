@@ -62,6 +62,7 @@ position in its file's array, from 1.
 from __future__ import annotations
 
 import json
+import operator
 import re
 from typing import Sequence
 
@@ -169,7 +170,39 @@ def parse_times(when: Sequence) -> np.ndarray:
 
 def _fields(path: str, records: list, kind: str) -> pd.DataFrame:
   """dateTime, the raw value (bpm for heart rate) and confidence per record, as
-  columns; a record that is not an object is malformed_row (reason column)."""
+  columns (index: record number from 1); a record that is not an object is
+  malformed_row (reason column)."""
+  try:
+    when, value, confidence, ok = _well_formed(records, kind)
+  except (KeyError, TypeError):  # some record lacks a field: look at each
+    when, value, confidence, ok = _checked(path, records, kind)
+  frame = pd.DataFrame({"when": pd.Series(when, dtype=object),
+                        "raw": pd.Series(value, dtype=object)})
+  frame["confidence"] = pd.to_numeric(pd.Series(confidence, dtype=object),
+                                      errors="coerce") if confidence is not None else 3.0
+  frame["reason"] = np.where(ok, "", "malformed_row").astype(object)
+  frame.index = np.arange(1, len(records) + 1)
+  return frame
+
+
+def _well_formed(records: list, kind: str):
+  """_fields' columns when every record has every field (C-level item getters, one
+  pass per field); KeyError or TypeError otherwise."""
+  when = list(map(operator.itemgetter("dateTime"), records))
+  value = list(map(operator.itemgetter("value"), records))
+  confidence = None
+  if kind == "heart_rate":
+    confidence = list(map(operator.itemgetter("confidence"), value))
+    value = list(map(operator.itemgetter("bpm"), value))
+  elif kind == "steps" and any(isinstance(v, dict) for v in value):
+    raise TypeError("a steps value that is an object")
+  return when, value, confidence, np.ones(len(records), bool)
+
+
+def _checked(path: str, records: list, kind: str):
+  """_fields' columns record by record: a missing field is None (then bad_timestamp
+  or non_numeric), a record that is not an object malformed; a value that contradicts
+  the kind is a SourceError naming the file and record."""
   ok = [isinstance(r, dict) for r in records]
   when = [r.get("dateTime") if o else None for r, o in zip(records, ok)]
   value = [r.get("value") if o else None for r, o in zip(records, ok)]
@@ -188,13 +221,7 @@ def _fields(path: str, records: list, kind: str) -> pd.DataFrame:
     if obj is not None:
       raise common.SourceError(f"{path}: record {obj + 1}: a steps file's value is a "
                                f"count, found the object {value[obj]!r}")
-  frame = pd.DataFrame({"when": pd.Series(when, dtype=object),
-                        "raw": pd.Series(value, dtype=object)})
-  frame["confidence"] = pd.to_numeric(pd.Series(confidence, dtype=object),
-                                      errors="coerce") if confidence is not None else 3.0
-  frame["reason"] = np.where(ok, "", "malformed_row").astype(object)
-  frame.index = np.arange(1, len(records) + 1)
-  return frame
+  return when, value, confidence, np.asarray(ok, bool)
 
 
 def _parse_file(path: str, records: list, kind: str, subject: str, tz) -> dict:
