@@ -27,22 +27,23 @@ values are not {"bpm", "confidence"} objects, or a steps file whose values are, 
 SourceError naming the file and record.
 
 Timestamps: local wall-clock time, so --tz is required (needs_tz). Fitbit documents
-no zone for the export files; the evidence: the Fitbit Web API the export is drawn
-from returns intraday data in the user's profile time zone unless a request asks for
-UTC (dev.fitbit.com Web API developer guide, "Time Zones"; the `timezone=UTC`
-parameter exists only on the heart-rate and activity intraday endpoints, see
-github.com/aarondcoleman/Fitbit.NET issue 285 and orcasgit/python-fitbit PR 177);
-aggregators that ingest Fitbit say it "stores all their data in floating time"
-(docs.tryvital.io/wearables/guides/fitbit, "Time Zone resolution"); a user who
-crossed time zones shows the export's sleep times stay on local clock time
+no zone for the export files; the evidence (searched 2026-12): the Fitbit Web API
+the export mirrors returns intraday data in the user's profile time zone, UTC only
+on request (`timezone=UTC`, heart-rate and activity intraday endpoints only:
+github.com/aarondcoleman/Fitbit.NET issue 285, orcasgit/python-fitbit PR 177,
+metriport/metriport issue 678 citing dev.fitbit.com's developer guide, "Time
+Zones"); an aggregator that ingests Fitbit says it "stores all their data in
+floating time" (docs.tryvital.io/wearables/guides/fitbit, "Time Zone resolution");
+a user who crossed time zones shows the export's times stay on local clock time
 (andykong.org/blog/fitbitsleeptzcorrection, 2023, refuting a forum claim that the
-export is UTC); and parsers of these very files treat heart_rate `dateTime` as
-local wall-clock without zone. The claim that Global Export Data is UTC appears only
-as unsourced forum statements. A wrong guess here shifts every reading by the UTC
-offset, so the reader asks (as for Fitabase) instead of assuming; common.localise
-applies the project's DST rule per file (a fall-back hour listed twice, oldest
-first, takes the daylight then the standard offset; a time in a spring-forward gap
-is nonexistent_local_time).
+export is UTC); and readers of these very files take the zone from the user
+(GGIRread's readFitbit(desiredtz=...), rdrr.io/cran/GGIRread) or treat
+heart_rate `dateTime` as local wall-clock. The claim that Global Export Data is
+UTC appears only as unsourced forum statements. A wrong guess shifts every reading
+by the UTC offset, so the reader asks (as for Fitabase) instead of assuming;
+common.localise applies the project's DST rule per file (a fall-back hour listed
+twice, oldest first, takes the daylight then the standard offset; a time in a
+spring-forward gap is nonexistent_local_time).
 
 Repeats: day files overlap (a file may run past midnight into the next day's file),
 so one instant can be listed twice. Of the records of one (subject, kind, instant)
