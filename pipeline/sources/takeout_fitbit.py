@@ -242,7 +242,7 @@ def _parse_file(path: str, records: list, kind: str, subject: str, tz) -> dict:
   if kind == "steps":
     utc = utc.astype("datetime64[m]").astype("datetime64[ns]")
   return {"utc": utc, "values": values, "reason": reason, "rows": f.index.to_numpy(),
-          "raw": f["raw"].to_numpy(dtype=object).astype(str), "notes": common.tz_notes(loc),
+          "raw": f["raw"].to_numpy(dtype=object), "notes": common.tz_notes(loc),
           "subject": subject, "path": path}
 
 
@@ -275,6 +275,7 @@ def _kind_result(kind: str, parts: list[dict], paths: list[str]) -> common.Sourc
   reason[fitbit._repeats_in_file(codes, utc.astype(np.int64), values,
                                  reason == "")] = "duplicate"
   ok = reason == ""
+  raw[~ok] = raw[~ok].astype(str)  # the dead letters' raw cell, as text
   if kind == "steps":
     readings = _attributed(common.readings_frame(
         subjects[ok], utc[ok], feature, values[ok], "", rows[ok]), file_no[ok], paths)
@@ -318,9 +319,8 @@ def _minute_means(subjects, utc, values, file_no, rows, paths) -> pd.DataFrame:
     order = np.lexsort((rows[pick], file_no[pick], minute[pick]))
     want = r["timestamp"].dt.as_unit("ns").astype("int64").to_numpy() // 60_000_000_000
     at = order[np.searchsorted(minute[pick][order], want)]
-    r["source"] = ""
     r["row"] = rows[pick][at]
-    out.append(_attributed(r, file_no[pick][at], paths))
+    out.append(_attributed(r, file_no[pick][at], paths)[list(common.READING_COLUMNS)])
   if not out:
     return common.empty_readings()
   return pd.concat(out, ignore_index=True)

@@ -62,6 +62,7 @@ def test_case_minute_by_minute_against_a_hand_computation():
   assert got_hr[pd.Timestamp("2020-04-24 11:01", tz="UTC")] == pytest.approx(403 / 6)
   assert got_steps.to_dict() == {k: float(v) for k, v in hand_steps.items()}
   assert r.entries_read == 420 and r.entries_used == 420
+  assert list(r.readings.columns) == list(common.READING_COLUMNS)
   assert r.provided == {"u01": frozenset({"HR", "steps"})}
   assert set(r.readings["subject_id"]) == {"u01"}
   first = r.readings[r.readings["feature"] == "HR"].sort_values("timestamp").iloc[1]
