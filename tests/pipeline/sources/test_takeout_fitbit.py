@@ -262,3 +262,14 @@ def test_the_device_is_registered():
   assert device.needs_tz and device.read is tf.read_takeout_fitbit
   assert device.folder_file("heart_rate-2020-04-24.json")
   assert not device.folder_file("Profile.csv")
+
+
+def test_parse_times_is_strict_about_the_layout():
+  got = tf.parse_times(["04/24/20 07:00:05", "02/29/20 23:59:59", "02/30/20 00:00:00",
+                        "04/24/2020 07:00:05", "04/24/20 07:00:05Z", "13/01/20 00:00:00",
+                        "04/24/20 24:00:00", "4/24/20 07:00:05", None, 5, ""])
+  assert list(got[:2]) == [np.datetime64("2020-04-24T07:00:05"),
+                           np.datetime64("2020-02-29T23:59:59")]
+  assert np.isnat(got[2:]).all()
+  assert got.dtype == np.dtype("datetime64[ns]")
+  assert len(tf.parse_times([])) == 0
