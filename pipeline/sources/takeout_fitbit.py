@@ -115,8 +115,9 @@ def folder_file(name: str) -> bool:
   return bool(FILE_NAME.match(name))
 
 
-def _records(path: str, opener: common.Opener) -> list:
-  """The file's JSON array ([] for a file with no bytes: a partial export)."""
+def _records(path: str, opener: common.Opener, array_only: bool) -> list:
+  """The file's JSON array ([] for a file with no bytes: a partial export). A kind
+  kept as extras may hold one object instead (a profile, a summary): one record."""
   with opener(path) as f:
     data = common.ungzip(f).read()
   if not data.strip():
@@ -125,6 +126,8 @@ def _records(path: str, opener: common.Opener) -> list:
     records = json.loads(data.decode("utf-8-sig", errors="replace"))
   except ValueError as e:
     raise common.SourceError(f"{path}: not a JSON array of Fitbit records ({e})") from None
+  if not isinstance(records, list) and not array_only:
+    return [records]
   if not isinstance(records, list):
     raise common.SourceError(f"{path}: expected a JSON array of records, found "
                              f"{type(records).__name__}")
@@ -358,7 +361,7 @@ def read_takeout_fitbit(paths: Sequence[str], *, tz, subject_id: str | None = No
     kind = kind_of(path)
     subject = common.subject_of(path, "folder", subject_id=subject_id,
                                 pattern=subject_id_pattern)
-    records = _records(path, opener)
+    records = _records(path, opener, array_only=kind in READ_KINDS)
     notes[f"files.{kind}"] = notes.get(f"files.{kind}", 0) + 1
     notes[f"records.{kind}"] = notes.get(f"records.{kind}", 0) + len(records)
     notes["files_empty"] += not records

@@ -171,12 +171,14 @@ def test_other_kinds_are_extras_counted_per_kind(tmp_path):
            day_file(tmp_path, "distance-2026-05-02.json",
                     [steps("05/02/26 08:00:00", 5), steps("05/02/26 08:01:00", 7)]),
            day_file(tmp_path, "steps-2026-05-02.json", [steps("05/02/26 08:00:00", 12)])]
-  r = read(paths, subject_id="u01")
-  assert sorted(r.extras[["field", "n_rows"]].values.tolist()) == [["altitude", 1],
-                                                                  ["distance", 2]]
+  summary = tmp_path / "time_in_heart_rate_zones-2026-05-02.json"
+  summary.write_text('{"dateTime": "05/02/26 00:00:00", "value": {"valuesInZones": {}}}')
+  r = read(paths + [str(summary)], subject_id="u01")
+  assert sorted(r.extras[["field", "n_rows"]].values.tolist()) == [
+      ["altitude", 1], ["distance", 2], ["time_in_heart_rate_zones", 1]]
   assert set(r.extras["reason"]) == {"not_an_lsm_feature"}
   assert (r.notes["records.distance"], r.notes["records.altitude"]) == (2, 1)
-  assert r.entries_read == 4 and r.entries_used == 1
+  assert r.entries_read == 5 and r.entries_used == 1
 
 
 def test_partial_export_empty_and_missing_files(tmp_path):
@@ -207,6 +209,9 @@ def test_not_a_json_array_and_tz_required(tmp_path):
   path = tmp_path / "steps-2026-05-02.json"
   path.write_text('[{"dateTime" : "05/02/26 00:00:00", "value" : "1"},')
   with pytest.raises(SourceError, match=r"steps-2026-05-02.json: not a JSON array"):
+    read([str(path)])
+  path.write_text('{"dateTime" : "05/02/26 00:00:00", "value" : "1"}')
+  with pytest.raises(SourceError, match=r"steps-2026-05-02.json: expected a JSON array"):
     read([str(path)])
   good = day_file(tmp_path, "steps-2026-05-03.json", [steps("05/03/26 00:00:00", 1)])
   with pytest.raises(SourceError, match="local time without an offset"):
