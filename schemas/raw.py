@@ -60,6 +60,7 @@ ADAPTER_REASONS = (
     "unsupported_unit",        # a unit the adapter's conversion table does not list
     "overlapping_source",      # another source of higher priority recorded the same
                                # feature in the same minutes (watch and phone steps)
+    "low_confidence",          # the device flags the sample unreliable (Fitbit confidence 0)
 )
 # Real data kept in extras/extras.jsonl because it is no LSM feature.
 EXTRA_REASONS = (

@@ -91,9 +91,13 @@ def dirname(path: str) -> str:
 
 # E4 Connect names a session's folder '<unix time>_<device id>' (1600000000_A01B2C).
 E4_SESSION_FOLDER = re.compile(r"^\d{9,11}_[0-9A-Za-z]+$")
-# Folders an export always names the same (Apple's apple_health_export/): the
-# subject is the folder above.
-EXPORT_FOLDERS = ("apple_health_export",)
+# Folders an export tool names itself, never a person: Google Takeout's
+# 'Takeout/Fitbit/Global Export Data/', the Fitbit account archive's
+# '<Name>/Physical Activity/' and 'user-site-export/', Apple's 'apple_health_export/'.
+# subject_of looks above them.
+EXPORT_LAYOUT_FOLDERS = frozenset({"global export data", "fitbit", "takeout",
+                                   "physical activity", "user-site-export",
+                                   "apple_health_export"})
 # Fitabase file names start with the subject: 'name1_minuteStepsNarrow_...'.
 FITABASE_PREFIX = re.compile(
     r"^(?P<subject>.+?)_(?:minute|fitbitWearTime|heartrate|hourly|daily|sleep|second)",
@@ -108,9 +112,11 @@ def subject_of(path: str, by: str, *, subject_id: str | None = None,
     2. pattern (--subject_id_pattern), a regular expression searched in the path:
        its group 'subject', else its first group, else the whole match;
     3. the name: by='folder': the file's folder, or the folder above it when the
-       folder is an E4 Connect session ('<unix time>_<device id>') or Apple's
-       apple_health_export (EXPORT_FOLDERS), so that the sessions of one
-       participant (p01/1600000000_A01B2C/) are one subject;
+       folder is an E4 Connect session ('<unix time>_<device id>'), so that the
+       sessions of one participant (p01/1600000000_A01B2C/) are one subject;
+       folders of an export's own layout (EXPORT_LAYOUT_FOLDERS: Takeout's
+       'Takeout/Fitbit/Global Export Data', Apple's 'apple_health_export') are skipped, so
+       'u01/Takeout/Fitbit/Global Export Data/x.json' is 'u01';
        by='file': the Fitabase file-name prefix ('name1' in 'name1_minuteSteps...').
   Raises SourceError naming the path when the pattern does not match it or nothing
   names the subject.
@@ -135,8 +141,10 @@ def subject_of(path: str, by: str, *, subject_id: str | None = None,
                         "--subject_id or --subject_id_pattern")
     return m.group("subject")
   folder = dirname(path) if "://" in path else os.path.dirname(os.path.abspath(path))
+  while basename(folder).lower() in EXPORT_LAYOUT_FOLDERS and basename(dirname(folder)):
+    folder = dirname(folder)
   name = basename(folder)
-  if (E4_SESSION_FOLDER.match(name) or name in EXPORT_FOLDERS) and basename(dirname(folder)):
+  if E4_SESSION_FOLDER.match(name) and basename(dirname(folder)):
     name = basename(dirname(folder))
   if not name:
     raise SourceError(f"{path}: the subject cannot be read from the folder name; pass "
