@@ -215,12 +215,14 @@ def to_proto(acc: Accumulator, name: str = "") -> statistics_pb2.DatasetFeatureS
 
 
 def _quantiles(acc: Accumulator) -> np.ndarray:
-  """float [F, QUANTILES + 1]: min, the deciles, max of each feature (NaN when empty)."""
-  if not acc.count.any():
-    return np.full((F, QUANTILES + 1), np.nan)
-  got = acc.sketch.GetQuantiles(QUANTILES)
-  return np.array([np.asarray(got[f].values, np.float64) if len(got[f].values)
-                   else np.full(QUANTILES + 1, np.nan) for f in range(F)])
+  """float [F, QUANTILES + 1]: min, the deciles, max of each feature (NaN when empty).
+
+  The sketch answers for its non-empty streams only, in stream order."""
+  out = np.full((F, QUANTILES + 1), np.nan)
+  if acc.count.any():
+    got = acc.sketch.GetQuantiles(QUANTILES)
+    out[acc.count > 0] = np.asarray(got.flatten(), np.float64).reshape(len(got), -1)
+  return out
 
 
 def _standard_histogram(hist: statistics_pb2.Histogram, acc: Accumulator, f: int,
