@@ -26,9 +26,9 @@ validate_statistics would, with the libraries TFDV itself is built on:
   COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH. Every measured divergence is kept in
   drift_skew_info, flagged or not.
 
-The computation is a Beam CombineFn over whole arrays (a subject's grid, a subject's
-block of windows): workers add arrays to small per-dataset accumulators (counts,
-moments, histogram, sketch), only those cross the shuffle. pipeline.report_html
+The computation is a Beam CombineFn (DatasetStatistics) over whole arrays (a subject's
+grid, a subject's block of windows): workers add arrays to small per-dataset
+accumulators (counts, moments, histogram, sketch), only those cross the shuffle. pipeline.report_html
 renders the report; write_outputs writes everything under the run's staging folder
 (published by pipeline.publish with the rest of the run).
 """
@@ -163,21 +163,51 @@ def merge(accs) -> Accumulator:
   return out
 
 
-class FeatureStatistics(beam.CombineFn):
-  """Arrays float [n, T, F] (NaN missing) -> the DatasetFeatureStatistics of them all
-  (its name set by the caller). Accumulators are a few KB whatever the data size."""
+class DatasetStatistics(beam.CombineFn):
+  """Elements -> [DatasetFeatureStatistics], one per dataset name met.
+
+  part: element -> (dataset name, float [n, T, F] values, NaN missing), a module-level
+  function (grid_part, window_part). Elements are combined as they come (a subject's
+  grid, a block of windows) into one Accumulator per name: a few MB whatever the data
+  size (the quantile sketch, compacted before it is shipped), so the arrays never cross
+  the runner again and the edge into this step keeps its arrays' coder
+  (pipeline.exchange.ArraysCoder)."""
+
+  def __init__(self, part):
+    self._part = part
 
   def create_accumulator(self):
-    return Accumulator()
+    return {}
 
-  def add_input(self, acc, values):
-    return add_values(acc, values)
+  def add_input(self, acc, element):
+    name, values = self._part(element)
+    acc[name] = add_values(acc.get(name) or Accumulator(), values)
+    return acc
 
   def merge_accumulators(self, accs):
-    return merge(accs)
+    out = {}
+    for acc in accs:
+      for name, part in acc.items():
+        out[name] = merge([out[name], part]) if name in out else part
+    return out
+
+  def compact(self, acc):
+    for part in acc.values():
+      part.sketch.Compact()
+    return acc
 
   def extract_output(self, acc):
-    return to_proto(acc)
+    return [to_proto(part, name) for name, part in sorted(acc.items())]
+
+
+def grid_part(item) -> tuple:
+  """(subject, align.Grid) -> ("grid", its minutes as examples [M, 1, F])."""
+  return GRID, item[1].values[:, None, :]
+
+
+def window_part(block) -> tuple:
+  """windows.WindowBlock -> ("<dataset>/<split>", its windows [n, T, F])."""
+  return f"{block.dataset}/{block.split}", block.values
 
 
 def to_proto(acc: Accumulator, name: str = "") -> statistics_pb2.DatasetFeatureStatistics:
@@ -405,26 +435,20 @@ class DataStatistics(beam.PTransform):
   staging/FOLDER (see write_outputs).
 
   Grids are combined per run ("grid"), windows per (dataset, split); each subject's
-  arrays are added whole."""
+  arrays are added whole (DatasetStatistics)."""
 
   def __init__(self, staging: str, window: int, threshold: float = DRIFT_THRESHOLD):
     super().__init__()
     self._args = (staging, window, threshold)
 
   def expand(self, inputs):
-    grid = (inputs["grids"]
-            | "GridValues" >> beam.MapTuple(lambda _, g: (GRID, g.values[:, None, :]))
-            | "GridStatistics" >> beam.CombinePerKey(FeatureStatistics()))
-    windows = (inputs["windows"]
-               | "WindowValues" >> beam.Map(lambda b: (f"{b.dataset}/{b.split}", b.values))
-               | "WindowStatistics" >> beam.CombinePerKey(FeatureStatistics()))
-    return ((grid, windows)
-            | "AllStatistics" >> beam.Flatten()
-            | "Named" >> beam.MapTuple(_named)
-            | "Together" >> beam.combiners.ToList()
-            | "Write" >> beam.Map(write_outputs, *self._args))
-
-
-def _named(name: str, dataset: statistics_pb2.DatasetFeatureStatistics):
-  dataset.name = name
-  return dataset
+    grid = inputs["grids"] | "GridStatistics" >> beam.CombineGlobally(
+        DatasetStatistics(grid_part))
+    windows = inputs["windows"] | "WindowStatistics" >> beam.CombineGlobally(
+        DatasetStatistics(window_part))
+    return (inputs["grids"].pipeline
+            | "Once" >> beam.Create([None])
+            | "Write" >> beam.Map(lambda _, grid, windows: write_outputs(grid + windows,
+                                                                         *self._args),
+                                  beam.pvalue.AsSingleton(grid),
+                                  beam.pvalue.AsSingleton(windows)))

@@ -32,10 +32,16 @@ def _values(rng, n, t=T, missing=0.2):
   return v
 
 
+def _named(values):
+  return "pretrain/train", values
+
+
 def _combine(*parts):
-  fn = statistics.FeatureStatistics()
-  accs = [fn.add_input(fn.create_accumulator(), p) for p in parts]
-  return fn.extract_output(fn.merge_accumulators(accs))
+  """The statistics of arrays added to separate accumulators, compacted and merged."""
+  fn = statistics.DatasetStatistics(_named)
+  accs = [fn.compact(fn.add_input(fn.create_accumulator(), p)) for p in parts]
+  [out] = fn.extract_output(fn.merge_accumulators(accs))
+  return out
 
 
 def test_combiner_values_match_numpy_over_merged_parts():
