@@ -2,8 +2,9 @@
 base64 PNG drawn by matplotlib), readable offline in any browser.
 
 Sections: the datasets (examples of each), the anomalies against the schema, the drift
-of each split from its train split (Jensen-Shannon divergence per feature, flagged
-above the threshold), then per feature its histograms (every dataset over the
+of each split from its train split (Jensen-Shannon divergence per feature, L-infinity
+distance of the activity label, flagged above their thresholds), the label shares,
+then per feature its histograms (every dataset over the
 feature's clip range, as a share of its observed values) and a table of count,
 missing share, mean, std, min, deciles and max per dataset. Everything comes from
 the statistics and anomalies protos (pipeline.statistics); the page holds feature
@@ -41,7 +42,7 @@ def render(stats: statistics_pb2.DatasetFeatureStatisticsList,
   parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>LSM data statistics"
            f"</title><style>{CSS}</style></head><body><h1>LSM data statistics</h1>",
            _datasets(stats), _anomalies(anomalies), _drift(anomalies, threshold),
-           "<h2>Features</h2>"]
+           _labels(stats), "<h2>Features</h2>"]
   histograms = _Histograms()
   try:
     parts += [_feature(stats, f, histograms) for f in range(len(FEATURES))]
@@ -107,25 +108,42 @@ def _anomalies(anomalies) -> str:
 
 
 def _drift(anomalies, threshold: float) -> str:
-  """Feature x comparison table of the Jensen-Shannon divergences."""
-  measured = {name: {i.path.step[0]: i.drift_measurements[0].value
-                     for i in found.drift_skew_info}
+  """Feature x comparison table of the Jensen-Shannon divergences (the label's row:
+  L-infinity distances), each coloured against its own threshold."""
+  measured = {name: {i.path.step[0]: i.drift_measurements[0] for i in found.drift_skew_info}
               for name, found in anomalies.items() if found.drift_skew_info}
   if not measured:
     return ("<h2>Drift from train</h2><p class=note>No split to compare with a train "
             "split.</p>")
   names = list(measured)
   rows, classes = [], []
-  for feature in FEATURES:
-    values = [measured[n].get(feature.name) for n in names]
-    rows.append([feature.name] + ["" if v is None else f"{v:.4f}" for v in values])
-    classes.append([None] + [None if v is None else "bad" if v > threshold else "ok"
-                             for v in values])
+  for feature in [f.name for f in FEATURES] + [statistics.LABEL]:
+    values = [measured[n].get(feature) for n in names]
+    if not any(values):
+      continue
+    rows.append([feature] + ["" if v is None else f"{v.value:.4f}" for v in values])
+    classes.append([None] + [None if v is None else "bad" if v.value > v.threshold
+                             else "ok" for v in values])
   header = ["feature"] + [f"{n} vs {statistics.train_of(n)}" for n in names]
-  return (f"<h2>Drift from train</h2><p class=note>Jensen-Shannon divergence (base 2: "
-          f"0 same distribution, 1 disjoint) of each feature's histogram against the "
-          f"train split of the same dataset; red above the threshold {threshold:g}.</p>"
+  return (f"<h2>Drift from train</h2><p class=note>Per feature the Jensen-Shannon "
+          f"divergence (base 2: 0 same distribution, 1 disjoint) of its histogram against "
+          f"the train split of the same dataset, red above {threshold:g}; for the activity "
+          f"label the L-infinity distance of the class shares (the largest difference of "
+          f"one class's share), red above {statistics.L_INFINITY_THRESHOLD:g}.</p>"
           + _table(header, rows, classes))
+
+
+def _labels(stats) -> str:
+  """Share of each activity label per window dataset."""
+  shares = {d.name: statistics.label_shares(f) for d in stats.datasets for f in d.features
+            if f.path.step[0] == statistics.LABEL}
+  if not shares:
+    return ""
+  values = [v for v in statistics.LABEL_VALUES if any(v in s for s in shares.values())]
+  rows = [[name] + [f"{s.get(v, 0.0):.1%}" for v in values] for name, s in shares.items()]
+  return ("<h2>Activity labels</h2><p class=note>Share of the windows per label (pretrain: "
+          "the label of most of the window's minutes).</p>"
+          + _table(["dataset"] + values, rows))
 
 
 def _feature(stats, f: int, histograms: _Histograms) -> str:

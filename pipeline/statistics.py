@@ -15,7 +15,9 @@ validate_statistics would, with the libraries TFDV itself is built on:
   deciles (tfx_bsl's QuantilesSketch, TFDV's own sketch, eps QUANTILE_EPS) and a
   standard histogram of BINS equal buckets over the feature's clip range (the
   schema's float_domain) plus an underflow and an overflow bucket, so that every
-  dataset has the same buckets and two can be compared bucket by bucket.
+  dataset has the same buckets and two can be compared bucket by bucket. Window
+  datasets also describe their activity label, a categorical feature "label" (string
+  stats: counts per class name).
 * anomalies (validate): per dataset a tensorflow_metadata Anomalies proto against
   schemas.tfmd.window_schema: values below / above float_domain (FLOAT_TYPE_SMALL_FLOAT
   / BIG_FLOAT), infinities (FLOAT_TYPE_HAS_INF), and for window datasets a feature
@@ -23,7 +25,8 @@ validate_statistics would, with the libraries TFDV itself is built on:
   an ERROR when in none). Drift: each non-train split against its dataset's train split,
   the Jensen-Shannon divergence (base 2, so in [0, 1]) of the two standard histograms,
   as TFDV's numeric drift comparator; above the threshold it is
-  COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH. Every measured divergence is kept in
+  COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH; the label's drift is TFDV's categorical
+  L-infinity distance (COMPARATOR_L_INFTY_HIGH). Every measurement is kept in
   drift_skew_info, flagged or not.
 
 The computation is a Beam CombineFn (DatasetStatistics) over whole arrays (a subject's
@@ -46,6 +49,7 @@ from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, path_pb2, schema_pb2, statistics_pb2
 from tfx_bsl.sketches import QuantilesSketch
 
+from schemas.constants import ACTIVITY_CLASSES
 from schemas.features import FEATURES, feature_array
 
 F = len(FEATURES)
@@ -65,6 +69,13 @@ MAX_SKETCH_VALUES = 1 << 32  # the sketch's size hint (tfx_bsl's suggested defau
 # per split, person-to-person differences alone can exceed it: read it with the subject
 # counts of the manifest.
 DRIFT_THRESHOLD = 0.1
+# The windows' activity label (windows.WindowBlock.label: the session's class in
+# "labelled", the dominant minute label in "pretrain", -1 unknown), a categorical
+# feature: its drift is TFDV's L-infinity distance (the largest difference of one
+# class's share), above L_INFINITY_THRESHOLD (10 points of one class) reported.
+LABEL = "label"
+LABEL_VALUES = ("unknown",) + ACTIVITY_CLASSES  # label + 1 -> name
+L_INFINITY_THRESHOLD = 0.1
 NO_MINIMUM = np.iinfo(np.int64).max  # min_values of a feature no example has
 EDGES = np.stack([np.linspace(low, high, BINS + 1) for low, high in
                   feature_array("clip_range")])  # float64 [F, BINS + 1]
@@ -91,6 +102,7 @@ class Accumulator:
       default_factory=lambda: np.zeros((F, BINS + 2), np.int64))
   sketch: QuantilesSketch = dataclasses.field(
       default_factory=lambda: QuantilesSketch(QUANTILE_EPS, MAX_SKETCH_VALUES, F))
+  labels: np.ndarray | None = None  # int64 [len(LABEL_VALUES)]; None: no label (grid)
 
 
 def bucket_index(values: np.ndarray) -> np.ndarray:
@@ -102,8 +114,12 @@ def bucket_index(values: np.ndarray) -> np.ndarray:
   return np.where(values < low, 0, np.where(values > high, BINS + 1, inside)).astype(np.int64)
 
 
-def add_values(acc: Accumulator, values: np.ndarray) -> Accumulator:
-  """Adds examples float [n, T, F] (NaN missing; T = 1 for grid minutes) to `acc`."""
+def add_values(acc: Accumulator, values: np.ndarray, labels=None) -> Accumulator:
+  """Adds examples float [n, T, F] (NaN missing; T = 1 for grid minutes) and, for
+  windows, their labels int [n] (-1 unknown, else an ACTIVITY_CLASSES index) to `acc`."""
+  if labels is not None:
+    counts = np.bincount(np.asarray(labels, np.int64) + 1, minlength=len(LABEL_VALUES))
+    acc.labels = counts if acc.labels is None else acc.labels + counts
   values = np.asarray(values, np.float64)
   n, t, _ = values.shape
   finite = np.isfinite(values)
@@ -160,6 +176,8 @@ def merge(accs) -> Accumulator:
     out.infinite += acc.infinite
     out.hist += acc.hist
     out.sketch.Merge(acc.sketch)
+    if acc.labels is not None:
+      out.labels = acc.labels if out.labels is None else out.labels + acc.labels
   return out
 
 
@@ -180,8 +198,8 @@ class DatasetStatistics(beam.CombineFn):
     return {}
 
   def add_input(self, acc, element):
-    name, values = self._part(element)
-    acc[name] = add_values(acc.get(name) or Accumulator(), values)
+    name, values, labels = self._part(element)
+    acc[name] = add_values(acc.get(name) or Accumulator(), values, labels)
     return acc
 
   def merge_accumulators(self, accs):
@@ -201,13 +219,13 @@ class DatasetStatistics(beam.CombineFn):
 
 
 def grid_part(item) -> tuple:
-  """(subject, align.Grid) -> ("grid", its minutes as examples [M, 1, F])."""
-  return GRID, item[1].values[:, None, :]
+  """(subject, align.Grid) -> ("grid", its minutes as examples [M, 1, F], no labels)."""
+  return GRID, item[1].values[:, None, :], None
 
 
 def window_part(block) -> tuple:
-  """windows.WindowBlock -> ("<dataset>/<split>", its windows [n, T, F])."""
-  return f"{block.dataset}/{block.split}", block.values
+  """windows.WindowBlock -> ("<dataset>/<split>", its windows [n, T, F], labels [n])."""
+  return f"{block.dataset}/{block.split}", block.values, block.label
 
 
 def to_proto(acc: Accumulator, name: str = "") -> statistics_pb2.DatasetFeatureStatistics:
@@ -241,7 +259,35 @@ def to_proto(acc: Accumulator, name: str = "") -> statistics_pb2.DatasetFeatureS
     stats.custom_stats.add(name="missing_share",
                            num=missing / acc.cells if acc.cells else 1.0)
     stats.custom_stats.add(name="num_inf", num=int(acc.infinite[f]))
+  if acc.labels is not None:
+    _label_statistics(out.features.add(), acc.labels)
   return out
+
+
+def _label_statistics(stats: statistics_pb2.FeatureNameStatistics, counts) -> None:
+  """The label as TFDV describes a categorical int feature: string_stats of its values
+  by name, most frequent first."""
+  stats.path.step.append(LABEL)
+  stats.type = statistics_pb2.FeatureNameStatistics.INT
+  strings = stats.string_stats
+  total = int(counts.sum())
+  common = strings.common_stats
+  common.num_non_missing = common.tot_num_values = total
+  common.min_num_values = common.max_num_values = 1 if total else 0
+  common.avg_num_values = 1.0 if total else 0.0
+  strings.unique = int((counts > 0).sum())
+  order = sorted((i for i in range(len(counts)) if counts[i]), key=lambda i: -counts[i])
+  for rank, i in enumerate(order):
+    strings.top_values.add(value=LABEL_VALUES[i], frequency=float(counts[i]))
+    strings.rank_histogram.buckets.add(low_rank=rank, high_rank=rank, label=LABEL_VALUES[i],
+                                       sample_count=float(counts[i]))
+
+
+def label_shares(stats: statistics_pb2.FeatureNameStatistics) -> dict[str, float]:
+  """{label name: share of the windows} of a label feature's statistics."""
+  top = stats.string_stats.top_values
+  total = sum(v.frequency for v in top)
+  return {v.value: v.frequency / total for v in top} if total else {}
 
 
 def _quantiles(acc: Accumulator) -> np.ndarray:
@@ -323,7 +369,32 @@ def validate(dataset: statistics_pb2.DatasetFeatureStatistics, schema: schema_pb
     if column.name in base:
       _drift(out, column.name, stats, base[column.name], baseline.name, dataset.name,
              threshold)
+  if LABEL in by_name and LABEL in base:
+    _label_drift(out, by_name[LABEL], base[LABEL], baseline.name, dataset.name)
   return out
+
+
+def l_infinity(p: dict[str, float], q: dict[str, float]) -> float:
+  """TFDV's categorical distance: the largest difference of one value's share."""
+  return max((abs(p.get(k, 0.0) - q.get(k, 0.0)) for k in set(p) | set(q)), default=0.0)
+
+
+def _label_drift(out, stats, base, base_name: str, where: str) -> None:
+  p, q = label_shares(base), label_shares(stats)
+  if not (p and q):
+    return
+  value = l_infinity(p, q)
+  info = out.drift_skew_info.add(path=path_pb2.Path(step=[LABEL]))
+  info.drift_measurements.add(type=anomalies_pb2.DriftSkewInfo.Measurement.L_INFTY,
+                              value=value, threshold=L_INFINITY_THRESHOLD)
+  if value > L_INFINITY_THRESHOLD:
+    worst = max((k for k in LABEL_VALUES if k in p or k in q),  # ties: the first class
+                key=lambda k: abs(p.get(k, 0.0) - q.get(k, 0.0)))
+    _reason(out, LABEL, anomalies_pb2.AnomalyInfo.COMPARATOR_L_INFTY_HIGH,
+            anomalies_pb2.AnomalyInfo.ERROR, "High Linfty distance between current and "
+            "previous", f"{where} drifts from {base_name}: L-infinity distance {value:.3f} "
+            f"(class {worst}: {q.get(worst, 0.0):.1%} vs {p.get(worst, 0.0):.1%}) is above "
+            f"the threshold {L_INFINITY_THRESHOLD:g}.")
 
 
 def _range_anomalies(out, column, stats, where: str) -> None:

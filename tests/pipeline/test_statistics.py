@@ -15,6 +15,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
 from pipeline import main, privacy, statistics
 from pipeline.windows import WindowBlock
 from schemas import manifest
+from schemas.constants import ACTIVITY_CLASSES
 from schemas.features import FEATURE_INDEX, FEATURES
 from schemas.tfmd import window_schema
 
@@ -33,7 +34,7 @@ def _values(rng, n, t=T, missing=0.2):
 
 
 def _named(values):
-  return "pretrain/train", values
+  return "pretrain/train", values, None
 
 
 def _combine(*parts):
@@ -88,30 +89,32 @@ def test_js_divergence_known_values():
     statistics.js_divergence(np.zeros(2), np.ones(2))
 
 
-def _block(split, values, subject):
+def _block(split, values, subject, label):
   n = len(values)
   zeros = np.zeros(n, np.float32)
   return WindowBlock(subject, split, "pretrain", np.arange(n, dtype=np.int64) * T,
-                     values.astype(np.float32), zeros, zeros, np.zeros(n, np.int16),
+                     values.astype(np.float32), zeros, zeros, label.astype(np.int16),
                      np.zeros(n, np.int16), np.zeros((n, T), np.int8), np.zeros((n, T), np.int8))
 
 
 def test_shift_of_10_std_in_valid_is_drift_and_out_of_range_is_reported(tmp_path, make_pipeline):
   """Through the Beam transform: valid's HR moved by 10 std (still inside the schema's
-  range) drifts; a test value above the EDA range and a feature test never has are
-  anomalies; train has none."""
+  range) and valid's activity labels (run instead of walk) drift; a test value above
+  the EDA range and a feature test never has are anomalies; train has none."""
   import apache_beam as beam
   from pipeline.align import Grid
   rng = np.random.default_rng(1)
   blocks = []
+  walk, run = ACTIVITY_CLASSES.index("walk"), ACTIVITY_CLASSES.index("run")
+  mixed = np.repeat([-1, walk], 10)  # half unknown, half walk
   for s in range(3):
-    blocks.append(_block("train", _values(rng, 20), f"t{s}"))
+    blocks.append(_block("train", _values(rng, 20), f"t{s}", mixed))
     valid = _values(rng, 20)
     valid[:, :, HR] += 10 * SPREAD[HR]
-    blocks.append(_block("valid", valid, f"v{s}"))
+    blocks.append(_block("valid", valid, f"v{s}", np.repeat([-1, run], 10)))
     test = _values(rng, 20)
     test[:, :, STEPS] = np.nan
-    blocks.append(_block("test", test, f"x{s}"))
+    blocks.append(_block("test", test, f"x{s}", mixed[::-1]))
   blocks[-1].values[0, 0, EDA] = FEATURES[EDA].clip_range[1] + 10
   grids = [(f"g{s}", Grid(0, _values(rng, 200, t=1)[:, 0, :])) for s in range(2)]
   with make_pipeline() as p:
@@ -126,9 +129,14 @@ def test_shift_of_10_std_in_valid_is_drift_and_out_of_range_is_reported(tmp_path
   assert not train.anomaly_info
   assert [r.type for r in valid.anomaly_info["HR"].reason] == [
       Info.COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH]
-  assert list(valid.anomaly_info) == ["HR"]
+  assert sorted(valid.anomaly_info) == ["HR", "label"]
+  assert [r.type for r in valid.anomaly_info["label"].reason] == [Info.COMPARATOR_L_INFTY_HIGH]
+  assert "class walk: 0.0% vs 50.0%" in valid.anomaly_info["label"].description
   drift = {i.path.step[0]: i.drift_measurements[0].value for i in valid.drift_skew_info}
-  assert drift["HR"] > 0.9 and max(v for k, v in drift.items() if k != "HR") < 0.05
+  assert drift["HR"] > 0.9 and drift["label"] == 0.5
+  assert max(v for k, v in drift.items() if k not in ("HR", "label")) < 0.05
+  assert {i.path.step[0]: i.drift_measurements[0].value
+          for i in test.drift_skew_info}["label"] == 0
   assert [r.type for r in test.anomaly_info["eda_level_real"].reason] == [
       Info.FLOAT_TYPE_BIG_FLOAT]
   assert "max 70 is above the schema's maximum 60" in test.anomaly_info[
@@ -142,7 +150,12 @@ def test_shift_of_10_std_in_valid_is_drift_and_out_of_range_is_reported(tmp_path
                                                "pretrain/test"]
   assert [d.num_examples for d in stats.datasets] == [400, 60, 60, 60]
   report = (tmp_path / statistics.FOLDER / statistics.REPORT_NAME).read_text()
-  assert "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH" in report and "FLOAT_TYPE_BIG_FLOAT" in report
+  for shown in ("COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH", "FLOAT_TYPE_BIG_FLOAT",
+                "COMPARATOR_L_INFTY_HIGH", "<h2>Activity labels</h2>"):
+    assert shown in report, shown
+  label = [f for f in stats.datasets[2].features if f.path.step[0] == "label"][0]
+  assert statistics.label_shares(label) == {"unknown": 0.5, "run": 0.5}
+  assert not [f for f in stats.datasets[0].features if f.path.step[0] == "label"]
 
 
 def test_validate_reports_values_below_range_and_infinities():
