@@ -240,3 +240,15 @@ def test_report_renders_in_headless_chromium(run, tmp_path):
   colours = len(np.unique((pixels * 255).astype(np.uint8).reshape(-1, 3), axis=0))
   assert painted > 0.03, f"{painted:.1%} of the screenshot is not white"
   assert colours > 20, f"only {colours} colours in the screenshot"
+
+
+def test_write_outputs_on_a_non_local_file_system(remote):
+  """Everything goes through Beam's FileSystems, so gs:// outputs work as local ones."""
+  stats = _combine(_values(np.random.default_rng(2), 4))
+  listed = statistics.write_outputs([stats], remote.url("out/.staging/run"), T, 0.1)
+  written = sorted(str(p.relative_to(remote.dir)) for p in remote.dir.rglob("*") if p.is_file())
+  assert written == ["out/.staging/run/statistics/anomalies-pretrain-train.pbtxt",
+                     "out/.staging/run/statistics/report.html",
+                     "out/.staging/run/statistics/statistics.pb"]
+  assert listed["anomalies"] == {"pretrain/train": "statistics/anomalies-pretrain-train.pbtxt"}
+  assert listed["anomaly_count"] == {"pretrain/train": 0}
