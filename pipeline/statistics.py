@@ -49,7 +49,7 @@ from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import anomalies_pb2, path_pb2, schema_pb2, statistics_pb2
 from tfx_bsl.sketches import QuantilesSketch
 
-from schemas.constants import ACTIVITY_CLASSES
+from schemas.constants import ACTIVITY_CLASSES, SPLITS
 from schemas.features import FEATURES, feature_array
 
 F = len(FEATURES)
@@ -76,6 +76,7 @@ DRIFT_THRESHOLD = 0.1
 LABEL = "label"
 LABEL_VALUES = ("unknown",) + ACTIVITY_CLASSES  # label + 1 -> name
 L_INFINITY_THRESHOLD = 0.1
+CHUNK_VALUES = 1 << 20  # values added at a time: a year-long grid is 14M (and 5 copies)
 NO_MINIMUM = np.iinfo(np.int64).max  # min_values of a feature no example has
 EDGES = np.stack([np.linspace(low, high, BINS + 1) for low, high in
                   feature_array("clip_range")])  # float64 [F, BINS + 1]
@@ -199,7 +200,11 @@ class DatasetStatistics(beam.CombineFn):
 
   def add_input(self, acc, element):
     name, values, labels = self._part(element)
-    acc[name] = add_values(acc.get(name) or Accumulator(), values, labels)
+    part = acc.get(name) or Accumulator()
+    rows = max(1, CHUNK_VALUES // (values.shape[1] * F))  # bounds the float64 temporaries
+    for i in range(0, len(values), rows):
+      add_values(part, values[i:i + rows], None if labels is None else labels[i:i + rows])
+    acc[name] = part
     return acc
 
   def merge_accumulators(self, accs):
@@ -479,8 +484,7 @@ def write_outputs(datasets, staging: str, window: int, threshold: float) -> dict
   datasets: [DatasetFeatureStatistics] in any order (sorted here: grid first)."""
   from pipeline import report_html
   from schemas.tfmd import window_schema
-  order = lambda d: (d.name != GRID, d.name.split("/")[0], _split_rank(d.name))
-  stats = statistics_pb2.DatasetFeatureStatisticsList(datasets=sorted(datasets, key=order))
+  stats = statistics_pb2.DatasetFeatureStatisticsList(datasets=sorted(datasets, key=_order))
   anomalies = validate_all(stats, window_schema(window), threshold)
   _write(os.path.join(staging, FOLDER, STATISTICS_NAME), stats.SerializeToString())
   for name, found in anomalies.items():
@@ -494,10 +498,15 @@ def write_outputs(datasets, staging: str, window: int, threshold: float) -> dict
           "drift_threshold": threshold}
 
 
-def _split_rank(name: str) -> int:
-  from schemas.constants import SPLITS
-  split = name.rsplit("/", 1)[-1]
-  return SPLITS.index(split) if split in SPLITS else -1
+def _order(dataset) -> tuple:
+  """Sort key of datasets: the grid first, then by dataset, splits in SPLITS order."""
+  split = dataset.name.rsplit("/", 1)[-1]
+  return (dataset.name != GRID, dataset.name.split("/")[0],
+          SPLITS.index(split) if split in SPLITS else -1)
+
+
+def _write_all(_, grid: list, windows: list, staging: str, window: int, threshold: float):
+  return write_outputs(grid + windows, staging, window, threshold)
 
 
 class DataStatistics(beam.PTransform):
@@ -519,7 +528,5 @@ class DataStatistics(beam.PTransform):
         DatasetStatistics(window_part))
     return (inputs["grids"].pipeline
             | "Once" >> beam.Create([None])
-            | "Write" >> beam.Map(lambda _, grid, windows: write_outputs(grid + windows,
-                                                                         *self._args),
-                                  beam.pvalue.AsSingleton(grid),
-                                  beam.pvalue.AsSingleton(windows)))
+            | "Write" >> beam.Map(_write_all, beam.pvalue.AsSingleton(grid),
+                                  beam.pvalue.AsSingleton(windows), *self._args))

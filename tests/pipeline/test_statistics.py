@@ -45,7 +45,8 @@ def _combine(*parts):
   return out
 
 
-def test_combiner_values_match_numpy_over_merged_parts():
+def test_combiner_values_match_numpy_over_merged_parts(monkeypatch):
+  monkeypatch.setattr(statistics, "CHUNK_VALUES", 7 * T * F)  # 7 windows at a time
   rng = np.random.default_rng(0)
   a, b = _values(rng, 40), _values(rng, 25)
   a[3, :, STEPS] = np.nan  # a window without steps
