@@ -25,7 +25,10 @@ pretrain windows holding each feature), summary (a few lines for people: rows,
 entries, readings, subjects, windows per split and dataset) and warnings (short,
 without raw paths or ids: a dataset or split without windows and why, thin splits,
 features one split has and another lacks, features normalised with population
-statistics, subjects split at gaps). run() logs the summary and warnings at the end.
+statistics, subjects split at gaps, and with --statistics the datasets with anomalies).
+With --statistics it also lists data_statistics (pipeline.statistics: the statistics
+proto, the anomalies and the HTML report under statistics/). run() logs the summary and
+warnings at the end.
 
 Before anything is written the manifest checks the run: an input that kept none of
 its rows, or more than --max_dead_letter_fraction of all rows and entries

@@ -1,8 +1,6 @@
 """--statistics: the combiner's values, anomalies and drift, the pipeline's outputs, and
 the HTML report rendered by a headless browser (Debian's chromium)."""
 
-import glob
-import json
 import os
 import shutil
 import subprocess
