@@ -1,9 +1,9 @@
 """Atomic publication of a run's output, on any Beam file system (local, gs://).
 
-A run writes what it publishes (shards, transform graph, dead letters, extras, the
---statistics report) under its own staging folder OUTPUT/.staging/<run id>/, never
-into OUTPUT's published folders, and its scratch files (exchange, tf.Transform's temp)
-under OUTPUT/tmp/. Only the manifest step publishes, once the run has passed every check, inside the
+A run writes what it publishes (shards, transform graph, dead letters, extras) under
+its own staging folder OUTPUT/.staging/<run id>/, never into OUTPUT's published
+folders, and its scratch files (exchange, tf.Transform's temp) under OUTPUT/tmp/.
+Only the manifest step publishes, once the run has passed every check, inside the
 pipeline (so on Dataflow as locally):
 
   1. the manifest is written into the staging folder;
