@@ -25,7 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipeline import (counts, devices, exchange, gcs, keys, options as lsm_options, privacy,
-                      publish)
+                      publish, statistics)
 from pipeline.align import AlignSubjects
 from pipeline.labels import ReadLabels
 from pipeline.normalise import Normalise
@@ -114,11 +114,14 @@ def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str],
             devices.EMPTY_COUNT: sum(e["format"] == devices.EMPTY for e in plan.inputs),
             "labels_input": opts.session_labels and keys.input_id(opts.session_labels, secret),
             "datasets_written": ["pretrain"] + (["labelled"] if labelled else [])}
-  return {"counts": total, "shards": written["shards"],
-          "statistics": written["statistics"], "ratios": ratios, "by_source": by_source,
-          "examples": examples, "dead_letters": letters_written} \
-      | "WriteManifest" >> WriteManifest(output, header, window, opts.num_shards,
-                                         staging=staging)
+  parts = {"counts": total, "shards": written["shards"],
+           "statistics": written["statistics"], "ratios": ratios, "by_source": by_source,
+           "examples": examples, "dead_letters": letters_written}
+  if opts.statistics:
+    parts["data_statistics"] = {"grids": aligned.grids, "windows": windows.windows} \
+        | "DataStatistics" >> statistics.DataStatistics(staging, window, opts.drift_threshold)
+  return parts | "WriteManifest" >> WriteManifest(output, header, window, opts.num_shards,
+                                                  staging=staging)
 
 
 def _private_dead_letters(folder: str, output: str) -> None:

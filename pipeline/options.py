@@ -15,6 +15,7 @@ from pipeline.keys import KEY_ENV, KeyRef, MissingKeyError
 from pipeline.parse import MAX_TIME, MIN_TIME, UNITS, TimeRule
 from pipeline.sources import registry
 from pipeline.sources.common import SourceError, parse_tz
+from pipeline.statistics import DRIFT_THRESHOLD
 from schemas.constants import MAX_MISSING_RATIO, SPLITS, WINDOW_MINUTES
 
 FILE_FORMATS = ("csv", "parquet", "jsonl")
@@ -137,6 +138,15 @@ class LsmOptions(PipelineOptions):
                              "paths: for the data owner, not for sharing); default the "
                              "folder OUTPUT.dead_letter beside the output; written "
                              "owner-only (0700) when local")
+    parser.add_argument("--statistics", action="store_true",
+                        help="also write data statistics (TFDV's statistics proto of the "
+                             "minute grid and of the windows per split), anomalies "
+                             "against the schema, drift of valid/test from train, and an "
+                             "HTML report under OUTPUT/statistics (pipeline.statistics)")
+    parser.add_argument("--drift_threshold", type=float, default=DRIFT_THRESHOLD,
+                        help="Jensen-Shannon divergence (base 2, 0..1) of a feature's "
+                             "histogram in valid/test vs train above which --statistics "
+                             "reports drift")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace what an earlier finished run wrote in --output "
                              "(manifest, shards, transform graph, dead letters, extras); "
@@ -221,7 +231,7 @@ def default_dead_letter_dir(output: str) -> str:
 
 
 # Flags that take no value: a word after them is no value of theirs.
-SWITCHES = ("--overwrite",)
+SWITCHES = ("--overwrite", "--statistics")
 
 
 def check_no_stray_arguments(argv: list[str]) -> None:
@@ -243,7 +253,7 @@ def check(options: LsmOptions) -> None:
   """Stops with one line on an option value that cannot work, before any work."""
   if options.window_minutes <= 0 or stride(options) <= 0:
     raise SystemExit("lsm-pipeline: --window_minutes and --stride_minutes must be > 0")
-  for name in ("max_missing", "max_dead_letter_fraction"):
+  for name in ("max_missing", "max_dead_letter_fraction", "drift_threshold"):
     if not 0 <= getattr(options, name) <= 1:
       raise SystemExit(f"lsm-pipeline: --{name} must be within [0, 1]")
   if options.max_gap_minutes <= 0:
@@ -340,4 +350,5 @@ def recorded(options: LsmOptions) -> dict:
       "device_options_given": sorted(
           name for name, value in device_options(options).items()
           if value != registry.options()[name].default),
+      "statistics": bool(options.statistics),
   }

@@ -37,7 +37,7 @@ from schemas import manifest
 
 STAGING = ".staging"
 # What a finished run publishes under OUTPUT beside manifest.json.
-PUBLISHED = ("pretrain", "labelled", "transform", "dead_letter", "extras")
+PUBLISHED = ("pretrain", "labelled", "transform", "dead_letter", "extras", "statistics")
 # A run's working folders, never published: any run's leftovers go when the next starts.
 SCRATCH = ("tmp", STAGING)
 CLEARED = ".cleared"

@@ -25,7 +25,10 @@ pretrain windows holding each feature), summary (a few lines for people: rows,
 entries, readings, subjects, windows per split and dataset) and warnings (short,
 without raw paths or ids: a dataset or split without windows and why, thin splits,
 features one split has and another lacks, features normalised with population
-statistics, subjects split at gaps). run() logs the summary and warnings at the end.
+statistics, subjects split at gaps, and with --statistics the datasets with anomalies).
+With --statistics it also lists data_statistics (pipeline.statistics: the statistics
+proto, the anomalies and the HTML report under statistics/). run() logs the summary and
+warnings at the end.
 
 Before anything is written the manifest checks the run: an input that kept none of
 its rows, or more than --max_dead_letter_fraction of all rows and entries
@@ -415,13 +418,15 @@ def failure_message(dead_letters: str, failures: list[str]) -> str:
 
 def write_manifest(_, output: str, staging: str, header: dict, flat_counts: dict,
                    shards: list, statistics: dict, window: int, forced: int, ratios=None,
-                   by_source=None, examples=None, dead_letters=()):
+                   by_source=None, examples=None, dead_letters=(), data_statistics=None):
   """Creates the empty shards no window was hashed to, then publishes the run staged in
   `staging` into `output` with manifest.json last (pipeline.publish).
 
   by_source, examples: counts.SumBySource's and counts.FirstExamples' outputs;
   dead_letters: the written dead-letter file (a side input only so that it is
-  complete before a failure points to it). Raises counts.RunFailed, publishing
+  complete before a failure points to it); data_statistics: what
+  pipeline.statistics.write_outputs staged (--statistics), listed in the manifest and
+  published with the run. Raises counts.RunFailed, publishing
   nothing, when counts.run_failures finds a lost input or too many dead letters (an
   earlier run in `output` stays whole; the staged dead letters stay for the user).
   """
@@ -474,11 +479,23 @@ def write_manifest(_, output: str, staging: str, header: dict, flat_counts: dict
       **{k: v for k, v in header.items() if k != "datasets_written"},
       "inputs": shareable_inputs(header.get("inputs", []), by_source or {}),
   }
+  folders = (body["transform_dir"],)
+  if data_statistics:
+    body["data_statistics"] = data_statistics
+    body["warnings"] += statistics_warnings(data_statistics)
+    folders += (data_statistics["report"].split("/", 1)[0],)
   shard_paths = [e["path"] for splits in listing.values() for entries in splits.values()
                  for e in entries]
   yield publish.publish(output, staging,
                         (json.dumps(body, indent=2, sort_keys=True) + "\n").encode("utf-8"),
-                        shard_paths + [EXTRAS_PATH], (body["transform_dir"],))
+                        shard_paths + [EXTRAS_PATH], folders)
+
+
+def statistics_warnings(data_statistics: dict) -> list[str]:
+  """One warning per dataset with anomalies in the --statistics report."""
+  return [f"data statistics: {n} feature(s) with anomalies in {name} (schema range, "
+          f"presence or drift from train; see {data_statistics['report']})"
+          for name, n in data_statistics["anomaly_count"].items() if n]
 
 
 def shareable_inputs(inputs: list, by_source: dict) -> list:
@@ -507,7 +524,8 @@ class WriteManifest(beam.PTransform):
   `staging` (where every earlier stage wrote) into `output`; yields the manifest's path.
 
   inputs: 'counts', 'shards', 'statistics'; optional 'ratios', 'by_source' and
-  'examples' (for counts.run_failures), 'dead_letters' (the written dead-letter file).
+  'examples' (for counts.run_failures), 'dead_letters' (the written dead-letter file),
+  'data_statistics' (pipeline.statistics.DataStatistics' one element).
   """
 
   def __init__(self, output: str, header: dict, window: int, num_shards: int, *,
@@ -520,7 +538,7 @@ class WriteManifest(beam.PTransform):
     pbegin = inputs["counts"].pipeline
     ratios = ([beam.pvalue.AsSingleton(inputs["ratios"])] if "ratios" in inputs else [])
     optional = {name: beam.pvalue.AsSingleton(inputs[name])
-                for name in ("by_source", "examples") if name in inputs}
+                for name in ("by_source", "examples", "data_statistics") if name in inputs}
     if "dead_letters" in inputs:
       optional["dead_letters"] = beam.pvalue.AsList(inputs["dead_letters"])
     return (pbegin

@@ -21,7 +21,8 @@ rm -rf "$DEMO_DIR/pipeline"
 $BIN/lsm-pipeline --input "$DEMO_DIR/synth/raw/*" \
   --session_labels "$DEMO_DIR/synth/labels/sessions.csv" \
   --output "$DEMO_DIR/pipeline" --subject_hash_key=lsm-demo-key-not-secret \
-  --split 0.6,0.2,0.2 --split_salt demo-15
+  --split 0.6,0.2,0.2 --split_salt demo-15 --statistics
+echo "data statistics report (open in a browser): $DEMO_DIR/pipeline/statistics/report.html"
 $BIN/python - "$DEMO_DIR" <<'PY'
 import json, sys
 m = json.load(open(f"{sys.argv[1]}/pipeline/manifest.json"))
