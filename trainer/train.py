@@ -335,7 +335,6 @@ def plot_validation(workdir: str, step: int, batch, recon, n: int, writer) -> No
   fig = plots.reconstruction_figure(batch["values"][:n], batch["observed"][:n],
                                     batch["hidden"][:n], recon[:n],
                                     title=f"validation windows, step {step}")
-  png, h, w = summaries.png_bytes(fig)
-  writer.image(step, "reconstruction", png, h, w)
+  writer.figure(step, "reconstruction", fig)
   os.makedirs(os.path.join(workdir, "plots"), exist_ok=True)
   plots.save(fig, os.path.join(workdir, "plots", f"validation_{step:07d}.png"))

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import tempfile
+import types
 
 import numpy as np
 import pytest
@@ -220,3 +221,26 @@ def subprocess_env():
 @pytest.fixture
 def python():
   return sys.executable
+
+
+def read_events(logdir: str):
+  """(step, tag) of every scalar and image in a directory's event files, and the accumulator.
+
+  Read back with TensorBoard's own EventAccumulator; an empty
+  `tensorboard.compat.notf` module is TensorBoard's switch to its TF-free stub.
+  """
+  import glob  # pylint: disable=g-import-not-at-top
+  sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  assert glob.glob(os.path.join(logdir, "events.out.tfevents.*")), f"no event file in {logdir}"
+  acc = event_accumulator.EventAccumulator(logdir, size_guidance={"scalars": 0, "images": 0})
+  acc.Reload()
+  tags = acc.Tags()
+  events = [(e.step, tag) for tag in tags["scalars"] for e in acc.Scalars(tag)]
+  events += [(e.step, tag) for tag in tags["images"] for e in acc.Images(tag)]
+  return events, acc
+
+
+@pytest.fixture(name="read_events")
+def read_events_fixture():
+  return read_events
