@@ -21,6 +21,7 @@ import numpy as np
 
 from trainer import checkpoints as checkpoints_lib
 from trainer import models
+from trainer import paths
 from trainer import train
 
 
@@ -74,10 +75,9 @@ class Model:
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-  path = os.path.join(workdir, "config.json")
+  path = paths.join(workdir, "config.json")
   try:
-    with open(path) as f:
-      return ml_collections.ConfigDict(json.load(f))
+    return ml_collections.ConfigDict(json.loads(paths.read_text(path)))
   except FileNotFoundError:
     raise FileNotFoundError(f"{path}: no config; is {workdir} an lsm-train workdir?") from None
 

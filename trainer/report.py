@@ -32,6 +32,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from schemas.features import FEATURES
+from trainer import paths
 from trainer.metrics import relative_improvement
 
 RESULTS_VERSION = 1
@@ -282,12 +283,13 @@ def write_report(run_dir: str, generative: Mapping[str, Any],
   is linked relative to RUN/eval so the report can be moved with its folder. The
   plots named in scaling fits (fit_sweep's "figure") are linked the same way.
   """
-  eval_dir = os.path.join(run_dir, "eval")
-  os.makedirs(eval_dir, exist_ok=True)
+  eval_dir = paths.join(run_dir, "eval")
+  paths.makedirs(eval_dir)
 
   def link(caption: str, path: str) -> str:
-    absolute = path if os.path.isabs(path) else os.path.join(eval_dir, path)
-    if not os.path.isfile(absolute):
+    absolute = path if os.path.isabs(path) or not paths.is_local(path) else os.path.join(
+        eval_dir, path)
+    if not paths.path(absolute).is_file():
       raise FileNotFoundError(f"figure {caption!r}: {absolute} does not exist")
     return os.path.relpath(absolute, eval_dir)
 
@@ -300,11 +302,9 @@ def write_report(run_dir: str, generative: Mapping[str, Any],
   results = build_results(generative, discriminative, budget_note=budget_note, meta=meta,
                           scaling=scaling, figures=links, data=data,
                           discriminative_baselines=discriminative_baselines)
-  results_path = os.path.join(eval_dir, RESULTS_NAME)
-  report_path = os.path.join(eval_dir, REPORT_NAME)
+  results_path = paths.join(eval_dir, RESULTS_NAME)
+  report_path = paths.join(eval_dir, REPORT_NAME)
   for path, text in ((results_path, json.dumps(results, indent=2, allow_nan=False)),
                      (report_path, render_markdown(results))):
-    with open(path + ".tmp", "w") as f:
-      f.write(text + "\n")
-    os.replace(path + ".tmp", path)
+    paths.write_text(path, text + "\n")
   return results_path, report_path

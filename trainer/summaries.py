@@ -3,17 +3,19 @@
 tensorboardX writes the same event files as TensorFlow's summary writer without
 importing it (tensorboard's own EventFileWriter reaches TF through
 `tensorboard.compat.tf` whenever TF is installed). The JSON-lines copy
-(metrics_NAME.jsonl) is for scripts and tests. Everything goes through
+(metrics_NAME.jsonl) is for scripts and tests. Both go through trainer.paths
+(etils.epath), so the workdir may be a gs:// URI. Everything goes through
 trainer.paths, so a gs:// workdir needs no local mount.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from typing import Mapping
 
 from tensorboardX import SummaryWriter
+
+from trainer import paths
 
 
 class Writer:
@@ -28,10 +30,10 @@ class Writer:
 
   def __init__(self, workdir: str, name: str, enabled: bool = True):
     self.enabled = enabled
-    self.jsonl = os.path.join(workdir, f"metrics_{name}.jsonl")
+    self.jsonl = paths.join(workdir, f"metrics_{name}.jsonl")
     self.events = None
     if enabled:
-      logdir = os.path.join(workdir, "tensorboard", name)
+      logdir = paths.join(workdir, "tensorboard", name)
       # flush_secs: event files are flushed by flush()/close() and at most a
       # minute late otherwise (tensorboardX's default is 2 minutes).
       self.events = SummaryWriter(logdir, flush_secs=60)
@@ -42,9 +44,8 @@ class Writer:
       return
     for tag, value in values.items():
       self.events.add_scalar(tag, float(value), int(step))
-    with open(self.jsonl, "a") as f:
-      f.write(json.dumps({"step": int(step), **{k: float(v) for k, v in values.items()}})
-              + "\n")
+    paths.append_text(self.jsonl, json.dumps(
+        {"step": int(step), **{k: float(v) for k, v in values.items()}}) + "\n")
 
   def figure(self, step: int, tag: str, figure) -> None:
     """Logs a matplotlib figure as an RGB image under tag at a step (left open)."""
@@ -63,11 +64,10 @@ class Writer:
 def read_jsonl(path: str) -> dict[int, dict[str, float]]:
   """step -> metrics; a step logged twice (a resumed run) keeps its last record."""
   out: dict[int, dict[str, float]] = {}
-  if os.path.exists(path):
-    with open(path) as f:
-      for line in f:
-        if line.strip():
-          row = json.loads(line)
-          out[row.pop("step")] = row
+  if paths.exists(path):
+    for line in paths.read_text(path).splitlines():
+      if line.strip():
+        row = json.loads(line)
+        out[row.pop("step")] = row
   return out
 
