@@ -15,7 +15,7 @@ results.json (RESULTS_VERSION 1):
       a flat/nested mapping}, e.g. windows per split, subjects, dead-lettered rows);
   meta: whatever the caller records (model config, data dir, seeds, commit);
   figures: {caption: path relative to RUN/eval}.
-Task names: generative tasks follow GENERATIVE_TASK (interpolation_30m,
+Task names: generative tasks are those of trainer/evaluators (interpolation_30m,
 extrapolation_60m, random_imputation_80, sensor_imputation_6); few-shot results go
 in as their own discriminative tasks, e.g. activity_recognition_10_shot.
 The markdown is rendered from the results dict alone, so the two never disagree.
@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -41,8 +40,6 @@ REPORT_NAME = "report.md"
 MODEL = "model"
 GENERATIVE_BASELINES = ("mean_fill", "linear_interpolation", "nearest", "mice")
 DISCRIMINATIVE_BASELINES = ("supervised",)
-GENERATIVE_TASK = re.compile(
-    r"(interpolation|extrapolation)_\d+m|random_imputation_\d+|sensor_imputation_\d+")
 GENERATIVE_KEYS = ("mae", "mse")
 DISCRIMINATIVE_KEYS = ("accuracy", "macro_f1", "map")
 _UNITS = {f.name: f.unit for f in FEATURES}
@@ -61,12 +58,18 @@ def _plain(value: Any) -> Any:
   return value
 
 
+def generative_tasks() -> dict[str, Any]:
+  """The generative task names the evaluators define (trainer/evaluators/)."""
+  from trainer import evaluators  # pylint: disable=g-import-not-at-top
+  return evaluators.tasks_of("generative")
+
+
 def _check_entries(section: str, tasks: Mapping[str, Mapping[str, Mapping[str, Any]]],
                    keys: Sequence[str]) -> None:
   for task, methods in tasks.items():
-    if section == "generative" and not GENERATIVE_TASK.fullmatch(task):
-      raise ValueError(f"generative task name {task!r} does not follow "
-                       f"{GENERATIVE_TASK.pattern!r}")
+    if section == "generative" and task not in generative_tasks():
+      raise ValueError(f"generative task name {task!r} is not one of "
+                       f"trainer/evaluators' generative TASKS {list(generative_tasks())}")
     for method, entry in methods.items():
       missing = [k for k in keys if k not in entry]
       if missing:
