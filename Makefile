@@ -1,7 +1,11 @@
 # make demo: run the main job end to end on an embedded default (outputs in $(DEMO_DIR)).
-# make test: run the test suite. Both create .venv and install what they need.
+# make test: run the test suite. Both create the venv ($(VENV)) and install what they need.
+# make test PYTHON=python3.12: the same on another interpreter (its own venv).
 PYTHON ?= python3
-VENV := .venv
+# One venv per interpreter version, so the default (3.11: .venv) and others
+# (`make test PYTHON=python3.12`: .venv-3.12) coexist.
+PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+VENV ?= $(if $(filter 3.11,$(PYVER)),.venv,.venv-$(PYVER))
 BIN := $(VENV)/bin
 DEMO_DIR ?= runs/demo
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt setup.py | sha256sum | cut -c1-16)
@@ -25,4 +29,4 @@ test: install
 	$(BIN)/python -m pytest -n 2 tests
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf .venv .venv-* runs build *.egg-info

@@ -26,9 +26,8 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.join(REPO, "tests", "trainer"))
 
-from conftest import write_data_dir  # pylint: disable=g-import-not-at-top,wrong-import-position
+from schemas.testing import write_data_dir  # pylint: disable=wrong-import-position
 from trainer import input_pipeline, models, train  # pylint: disable=wrong-import-position
 from trainer.configs import mae  # pylint: disable=wrong-import-position
 

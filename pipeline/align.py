@@ -247,6 +247,10 @@ class AlignSubjects(beam.PTransform):
     self._max_gap = max_gap
 
   def expand(self, inputs):
+    """Groups by subject hash and aligns: each Grid's values are float32 [M, F]
+    (physical units, NaN missing) from its start in UTC minutes since the epoch;
+    readings that cannot join a grid (e.g. a second reading of one minute and
+    feature) leave as dead letters with their reason."""
     return (inputs
             | "BySubject" >> beam.CoGroupByKey()
             | "Align" >> beam.FlatMap(align_subject, self._max_gap).with_output_types(

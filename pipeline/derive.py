@@ -355,7 +355,7 @@ def _interval_std(cross: np.ndarray, fs: float) -> np.ndarray:
 def _count_steps(dyn: np.ndarray, valid: np.ndarray, fs: float) -> np.ndarray:
   if dyn.shape[1] < 16:
     return np.zeros(dyn.shape[0])
-  from scipy import signal  # here: importing scipy.signal costs ~3 s of every run's start
+  from scipy import signal  # here: importing scipy.signal slows every run's start
   sos = signal.butter(2, STEP_BAND_HZ, btype="bandpass", fs=fs, output="sos")
   band = signal.sosfiltfilt(sos, dyn, axis=1)
   peak = ((band[:, 1:-1] > band[:, :-2]) & (band[:, 1:-1] >= band[:, 2:])

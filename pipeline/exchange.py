@@ -2,7 +2,7 @@
 
 Beam's local runner moves every element that crosses from one fused stage to the
 next through its own in-process buffers (encode, copy into the data plane, group,
-re-encode, decode), measured at about 20 s per GB per crossing on one core, and it
+re-encode, decode), which is slow for big arrays (benchmarks/README.md), and it
 holds each crossing's whole data in the runner process until the next stage has
 run. A subject's readings and its windows are megabytes of numpy arrays, so with
 exchange "files" they are written as Arrow IPC files under a scratch directory and
@@ -183,6 +183,8 @@ class Stash(beam.PTransform):
     self._directory = directory
 
   def expand(self, pairs):
+    """Writes each object's numpy arrays to an Arrow IPC file under the directory and
+    emits its Stored reference (OSError when the directory is not writable)."""
     if not self._directory:
       return pairs
     return pairs | "Write" >> beam.ParDo(_StashFn(self._directory))

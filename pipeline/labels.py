@@ -94,6 +94,9 @@ class ReadLabels(beam.PTransform):
     self._path, self._key = path, key
 
   def expand(self, pbegin):
+    """start and end are UTC minutes since the epoch; class an ACTIVITY_CLASSES index,
+    exercise 1/0. Raises UnreadableFileError (naming the file) on an unreadable table
+    or a header without the required columns; bad rows are dead-lettered."""
     return (pbegin
             | "Path" >> beam.Create([self._path])
             | "Parse" >> beam.ParDo(KeyedFlatMap(read_sessions, self._key)).with_outputs(

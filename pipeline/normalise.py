@@ -32,8 +32,8 @@ from schemas.constants import NORMALISED_CLIP
 from schemas.features import FEATURE_NAMES, FEATURES
 
 BATCH_WINDOWS = 2048
-# Windows per call of the saved graph: per window, 256 costs half of what 2048 does
-# (the batch's tensors stay in cache) and the fixed cost of a call is ~0.01 s.
+# Windows per call of the saved graph: per window, 256 cost less than 2048 (the
+# batch's tensors stay in cache) and a call's fixed cost is small (benchmarks/README.md).
 TRANSFORM_WINDOWS = 256
 
 
@@ -141,8 +141,8 @@ def statistics(outputs) -> dict:
 class Transformer:
   """The saved transform graph as a function of [n, T, F] windows; loaded on first use.
 
-  Calling the saved graph directly costs ~0.04 s a call where TransformDataset's
-  per-batch machinery (Arrow <-> tensors, one TF session per bundle) costs ~0.4 s,
+  Calling the saved graph directly costs a fraction of TransformDataset's per-batch
+  machinery (Arrow <-> tensors, one TF session per bundle; benchmarks/README.md),
   and no window metadata has to be packed into Arrow to ride through TF. Rows never
   interact in the graph, so how windows are batched cannot change a byte.
   """
@@ -169,8 +169,8 @@ class Transformer:
 class _RecordBatches(beam.PTransform):
   """WindowBlocks -> RecordBatches of about BATCH_WINDOWS windows.
 
-  A TF call costs a fixed ~0.4 s on top of its work, so subjects are batched
-  together. Rows never interact in the transform; the analysers' float64 partial
+  A TF call has a fixed cost on top of its work (benchmarks/README.md), so subjects
+  are batched together. Rows never interact in the transform; the analysers' float64 partial
   sums differ by rounding only, far below the float32 statistics they produce.
   """
 
@@ -197,6 +197,9 @@ class Normalise(beam.PTransform):
     self._window, self._transform_dir, self._temp_dir = window, transform_dir, temp_dir
 
   def expand(self, blocks):
+    """Analyses the windows' float32 [n, T, F] values (physical units, NaN missing)
+    with tf.Transform (pretrain train windows only) and writes the transform graph
+    (per-feature statistics of the observed, clipped values) to transform_dir."""
     import tensorflow_transform.beam as tft_beam
     from tfx_bsl.public import tfxio
     from tfx_bsl.tfxio import tensor_representation_util

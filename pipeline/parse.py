@@ -182,7 +182,7 @@ def _values(array: pa.Array) -> np.ndarray:
 
 
 def _nulls(array: pa.Array) -> np.ndarray:
-  """Null cells as bool [n], unpacked from the validity bitmap (is_null() is 8x slower)."""
+  """Null cells as bool [n], unpacked from the validity bitmap (faster than is_null())."""
   n, start = len(array), array.offset
   if array.null_count in (0, n):
     return np.full(n, array.null_count > 0)
@@ -359,7 +359,7 @@ def _cast_cells(column, to: pa.DataType) -> np.ndarray:
 
   Cast whole; where the cast rejects a cell, halves are cast, down to single cells
   once small, so that a few bad cells cost a few more casts, not one cast per cell
-  (30 us a cell: 2 s per batch).
+  (benchmarks/README.md has the cost of casting cell by cell).
   """
   timestamp = pa.types.is_timestamp(to)
   out = np.full(len(column), _BAD_TIME if timestamp else np.nan,
@@ -651,6 +651,10 @@ class ParseReadings(beam.PTransform):
     self._key, self._rule = key, rule
 
   def expand(self, batches):
+    """Readings: time int64 ns since the epoch (UTC), values in the feature's physical
+    unit (schemas.features). A bad cell is a dead letter naming file, row and reason;
+    a column that cannot be read as a whole raises UnreadableFileError or
+    TimestampError naming the file, column and an example value."""
     return batches | "Parse" >> beam.ParDo(
         KeyedFlatMap(parse_batch, self._key, self._rule)).with_output_types(
         typing.Tuple[str, Readings]).with_outputs(

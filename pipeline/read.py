@@ -453,6 +453,9 @@ class ReadRaw(beam.PTransform):
       file_format(path, forced_format)
 
   def expand(self, pbegin):
+    """RawBatch: up to BATCH_ROWS rows of one file as an Arrow table plus row numbers.
+    Raises UnreadableFileError naming the file when it cannot be read as its format
+    (an unknown extension fails at construction, before anything runs)."""
     return (pbegin
             | "Paths" >> beam.Create(self._paths)
             | "Spread" >> beam.Reshuffle()

@@ -33,6 +33,8 @@ class AssignSplit(beam.PTransform):
     self._fractions, self._salt = tuple(fractions), salt
 
   def expand(self, keyed):
+    """split: one of schemas.constants.SPLITS, a salted hash of the subject hash
+    against the (train, valid, test) fractions, so a subject's data stays in one split."""
     fractions, salt = self._fractions, self._salt
     value = beam.typehints.TypeVariable("V")
     return keyed | "Split" >> beam.MapTuple(

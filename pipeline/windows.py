@@ -185,6 +185,9 @@ class CutWindows(beam.PTransform):
     self._args = (window, stride, max_missing, labelled)
 
   def expand(self, grids):
+    """WindowBlock: a subject's windows of `window` minutes every `stride` minutes,
+    values float32 [n, T, F] in physical units (NaN missing); a window whose missing
+    share over the provided features exceeds max_missing is dropped and counted."""
     return grids | "Cut" >> beam.FlatMap(cut_subject, *self._args).with_output_types(
         WindowBlock).with_outputs(
         counts.COUNTS, main="windows")

@@ -61,8 +61,8 @@ from schemas.features import FEATURE_NAMES
 from schemas.raw import READING_REASONS, ROW_REASONS
 
 SHARD_BYTES = 256 << 20
-# Snappy: 0.10 ms of CPU a record where zstd:1 takes 0.25 ms, for files 9% larger
-# (benchmark records; reading costs the same).
+# Snappy: less CPU a record than zstd:1 for slightly larger files, reading at the same
+# cost (benchmarks/README.md; benchmarks/record_codec.py measures it).
 WRITER_OPTIONS = "group_size:1,snappy"
 # counts.sources.<format>.no_windows of a source none of whose subjects has any LSM
 # feature (NHANES activity counts): no window can ever be cut from it.
@@ -179,6 +179,10 @@ class WriteShards(beam.PTransform):
     self._exchange_dir = exchange_dir
 
   def expand(self, inputs):
+    """Normalises each block's float32 [n, T, F] values with the transform graph
+    (z-scores clipped to schemas.constants.NORMALISED_CLIP, 0 where missing) and
+    writes schemas.record windows to ArrayRecord shards per (dataset, split): about
+    SHARD_BYTES each, or num_shards when set."""
     window, forced = self._window, self._num_shards
     stored = (inputs["windows"]
               | "Key" >> beam.Map(lambda b: ((b.dataset, b.split, b.subject, len(b),
@@ -535,6 +539,8 @@ class WriteManifest(beam.PTransform):
     self._window, self._num_shards = window, num_shards
 
   def expand(self, inputs):
+    """Raises AssertionError when the counts do not reconcile (a bug: entries read
+    differ from used + extras + dead-lettered), before anything is published."""
     pbegin = inputs["counts"].pipeline
     ratios = ([beam.pvalue.AsSingleton(inputs["ratios"])] if "ratios" in inputs else [])
     optional = {name: beam.pvalue.AsSingleton(inputs[name])

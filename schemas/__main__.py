@@ -14,6 +14,9 @@ from schemas import constants, features, record, tfmd
 
 
 def write_contract(output: pathlib.Path) -> list[pathlib.Path]:
+  """Writes features.md (the feature table), window_schema.pbtxt (schemas.tfmd) and
+  sample_record.json (a round-tripped sample record) under output; returns their
+  paths. Raises OSError when output cannot be written."""
   output.mkdir(parents=True, exist_ok=True)
   table = output / "features.md"
   rows = ["| # | name | group | unit | valid range | clip range | aggregation | "
@@ -45,6 +48,7 @@ def write_contract(output: pathlib.Path) -> list[pathlib.Path]:
 
 
 def main() -> None:
+  """`python -m schemas --output DIR`: write_contract(DIR), printing the paths."""
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument("--output", required=True, type=pathlib.Path)
   args = parser.parse_args()

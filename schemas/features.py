@@ -160,6 +160,7 @@ def feature_array(attribute: str):
 
 
 def features_in_group(group: str) -> tuple[str, ...]:
+  """Names of the group's features in LSM order; ValueError on an unknown group."""
   if group not in SENSOR_GROUPS:
     raise ValueError(f"unknown sensor group {group!r}; expected one of {SENSOR_GROUPS}")
   return tuple(f.name for f in FEATURES if f.group == group)

@@ -36,6 +36,7 @@ class ManifestError(ValueError):
 
 
 def shard_name(split: str, index: int, count: int) -> str:
+  """File name of shard `index` (0-based) of `count`: SPLIT-00000-of-00004.array_record."""
   return f"{split}-{index:05d}-of-{count:05d}.array_record"
 
 

@@ -65,7 +65,14 @@ def subject_hash(raw_id: str, key: bytes) -> str:
 
 
 def encode(window: Mapping[str, Any]) -> bytes:
-  """Serialises one window (keys as returned by `decode`) to record bytes."""
+  """Serialises one window (keys as returned by `decode`) to record bytes.
+
+  window: values float [T, F] (normalised; cast to float32), mask bool [T, F] (True =
+  observed), subject (ASCII hash), split, start (int, UTC minutes since the epoch),
+  missing_ratio; optional source_missing_ratio, label and exercise (int, -1 unknown),
+  minute_labels / minute_exercise (int8 [T]). Returns record_size(T, F, ...) bytes.
+  Raises RecordError on a shape mismatch or a subject/split too long.
+  """
   values = np.asarray(window["values"], dtype="<f4")
   if values.ndim != 2:
     raise RecordError(f"values must be [T, F], got shape {values.shape}")
@@ -118,8 +125,11 @@ def record_size(t: int = WINDOW_MINUTES, f: int = NUM_FEATURES, subject_len: int
 def decode(data: bytes) -> dict[str, Any]:
   """Parses record bytes into a dict of numpy arrays and metadata.
 
-  Arrays are read-only views into `data` (copy before mutating). Raises RecordError
-  naming the problem for anything that is not an intact record.
+  Returns values float32 [T, F], mask bool [T, F], minute_labels and minute_exercise
+  int8 [T], subject and split (str), start (int, UTC minutes since the epoch),
+  missing_ratio and source_missing_ratio (float), label and exercise (int, -1
+  unknown), version. Arrays are read-only views into `data` (copy before mutating).
+  Raises RecordError naming the problem for anything that is not an intact record.
   """
   n = len(data)
   if n < _HEADER.size + _CRC.size:

@@ -15,6 +15,8 @@ from schemas.features import FEATURES
 
 
 def window_schema(window_minutes: int = WINDOW_MINUTES) -> schema_pb2.Schema:
+  """The Schema: one FLOAT column [window_minutes] per LSM feature (LSM order), its
+  float_domain the feature's clip range (physical units), tagged group/unit/agg."""
   schema = schema_pb2.Schema()
   for feature in FEATURES:
     column = schema.feature.add()

@@ -34,7 +34,8 @@ def visible_inputs(values: np.ndarray, observed: np.ndarray,
   """(values with everything not visible set to 0, visible mask), after shape checks.
 
   The one place that decides what a method may see; baselines never touch `values`
-  except through it.
+  except through it. Returns (float32 [N, T, F], bool [N, T, F]). Raises ValueError
+  unless values is [N, T, F] and observed and hidden are bool masks of its shape.
   """
   values = np.asarray(values)
   observed = np.asarray(observed)
@@ -51,7 +52,10 @@ def visible_inputs(values: np.ndarray, observed: np.ndarray,
 
 
 def mean_fill(values: np.ndarray, observed: np.ndarray, hidden: np.ndarray) -> np.ndarray:
-  """Per window and feature, the mean of the visible values fills every other minute."""
+  """Per window and feature, the mean of the visible values fills every other minute.
+
+  Shapes, dtypes and errors as every baseline (module docstring, visible_inputs).
+  """
   x, visible = visible_inputs(values, observed, hidden)
   counts = visible.sum(axis=1, keepdims=True)
   means = x.sum(axis=1, keepdims=True, dtype=np.float64) / np.maximum(counts, 1)
@@ -76,7 +80,8 @@ def linear_interpolation(values: np.ndarray, observed: np.ndarray,
                          hidden: np.ndarray) -> np.ndarray:
   """Straight line in time between the visible values either side of a gap, per
   feature; before the first and after the last visible value the nearest one is held
-  (so extrapolation is a hold of the last value)."""
+  (so extrapolation is a hold of the last value). Shapes, dtypes and errors as every
+  baseline (module docstring, visible_inputs)."""
   x, visible = visible_inputs(values, observed, hidden)
   previous, following = _neighbours(visible)
   t = x.shape[1]
@@ -91,7 +96,8 @@ def linear_interpolation(values: np.ndarray, observed: np.ndarray,
 
 def nearest(values: np.ndarray, observed: np.ndarray, hidden: np.ndarray) -> np.ndarray:
   """The closest visible value in time (previous or next); ties go to the previous
-  value, so the answer never depends on floating point or ordering."""
+  value, so the answer never depends on floating point or ordering. Shapes, dtypes
+  and errors as every baseline (module docstring, visible_inputs)."""
   x, visible = visible_inputs(values, observed, hidden)
   previous, following = _neighbours(visible)
   t = x.shape[1]
@@ -119,12 +125,14 @@ def mice(values: np.ndarray, observed: np.ndarray, hidden: np.ndarray, *,
       of each window's own level (a fully hidden minute gets about the global mean).
   Not-visible positions are NaN to the imputer; seeded through random_state.
 
-  Cost: per window it is ~26 features x max_iter tiny regressions, dominated by
-  scikit-learn's per-fit overhead: measured 0.5-0.7 s CPU per 300 x 26 window at
-  max_iter=5 and 0.8-1.1 s at 10 (shared, loaded 2-core machine). max_iter=5 is the
-  default because MAE moved by under 2% between 3, 5 and 10 iterations on synthetic
-  windows (30-minute gaps and 80% random patches); n_jobs spreads windows over
-  processes (joblib): 300 windows take one to two minutes per task on 2 cores.
+  Cost: per window it is F features x max_iter tiny regressions, dominated by
+  scikit-learn's per-fit overhead (timings per window: benchmarks/README.md).
+  max_iter=5 is the default because MAE moved by under 2% between 3, 5 and 10
+  iterations on synthetic windows (30-minute gaps and 80% random patches); n_jobs
+  spreads windows over processes (joblib).
+
+  values float32 [N, T, F] (normalised), observed and hidden bool [N, T, F]; returns
+  float32 [N, T, F]. Raises ValueError on mismatched shapes or non-bool masks.
   """
   from sklearn.experimental import enable_iterative_imputer  # noqa: F401
   from sklearn.exceptions import ConvergenceWarning
@@ -140,8 +148,8 @@ def mice(values: np.ndarray, observed: np.ndarray, hidden: np.ndarray, *,
       return np.zeros_like(rows)
     imputer = IterativeImputer(max_iter=max_iter, random_state=seed,
                                keep_empty_features=True)
-    # Many small regressions: multi-threaded BLAS only adds contention (up to 28x
-    # slower per fit on the shared 2-core machine), so each imputer gets one thread.
+    # Many small regressions: multi-threaded BLAS only adds contention (much slower
+    # per fit on a shared machine), so each imputer gets one thread.
     with threadpoolctl.threadpool_limits(1), warnings.catch_warnings():
       warnings.simplefilter("ignore", ConvergenceWarning)  # expected at max_iter
       return imputer.fit_transform(rows)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +20,7 @@ import numpy as np
 
 from trainer import checkpoints as checkpoints_lib
 from trainer import models
+from trainer import paths
 from trainer import train
 
 
@@ -74,10 +74,9 @@ class Model:
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-  path = os.path.join(workdir, "config.json")
+  path = paths.join(workdir, "config.json")
   try:
-    with open(path) as f:
-      return ml_collections.ConfigDict(json.load(f))
+    return ml_collections.ConfigDict(json.loads(paths.read_text(path)))
   except FileNotFoundError:
     raise FileNotFoundError(f"{path}: no config; is {workdir} an lsm-train workdir?") from None
 

@@ -98,6 +98,8 @@ class Augment(grain.transforms.RandomMap):
     self.max_noise_sigma = max_noise_sigma
 
   def random_map(self, element: dict[str, np.ndarray], rng: np.random.Generator):
+    """{"values": float32 [T, F], "observed": bool [T, F]} -> the same, augmented
+    (noise sigma in normalised units; stretch factor in U[1, max_stretch])."""
     values, observed = element["values"], element["observed"]
     if rng.random() < self.p:
       values, observed = stretch_and_crop(values, observed, rng.uniform(1.0, self.max_stretch),
@@ -116,7 +118,8 @@ def stretch_and_crop(values: np.ndarray, observed: np.ndarray, factor: float,
   """Stretches time by `factor` (linear interpolation) and crops back to T minutes.
 
   A stretched minute is observed only if the minutes it interpolates between are,
-  so no missing value leaks into the stretched window.
+  so no missing value leaks into the stretched window. values float [T, F],
+  observed bool [T, F], factor >= 1; returns (float32 [T, F], bool [T, F]).
   """
   t = values.shape[0]
   length = int(round(t * factor))
@@ -141,6 +144,8 @@ class Mask(grain.transforms.RandomMap):
     self.max_tokens = max_tokens
 
   def random_map(self, element: dict[str, np.ndarray], rng: np.random.Generator):
+    """Adds "hidden": bool [T, F] (True = hidden) to the element; ValueError from
+    trainer.masking on a bad mask config."""
     observed = element["observed"]
     hidden = masking.make(self.strategy, rng, shape=observed.shape, **self.kwargs)
     if self.max_tokens is not None:
@@ -149,6 +154,8 @@ class Mask(grain.transforms.RandomMap):
 
 
 def mask_kwargs(mask_config: ml_collections.ConfigDict, patch: Sequence[int]) -> dict:
+  """config.mask as masking.make's keyword arguments (span_minutes 0 -> None = the whole
+  window; weights only for the mixture); patch: (minutes, features) of a token."""
   kwargs = dict(ratio=mask_config.ratio, patch=tuple(patch),
                 gap_minutes=mask_config.gap_minutes, num_features=mask_config.num_features,
                 span_minutes=mask_config.span_minutes or None)
@@ -158,7 +165,8 @@ def mask_kwargs(mask_config: ml_collections.ConfigDict, patch: Sequence[int]) ->
 
 
 def encoder_tokens(config: ml_collections.ConfigDict, window: Sequence[int] = WINDOW) -> int:
-  """The encoder's token budget: config.mask.encoder_tokens, or (1 - ratio) of the tokens."""
+  """The encoder's token budget (patches): config.mask.encoder_tokens, or (1 - ratio)
+  of the window's tokens, never more than the window has."""
   nt, nf = patching.grid(window, config.model.patch)
   n = nt * nf
   if config.mask.encoder_tokens:
@@ -181,7 +189,14 @@ def split_source(data_dir: str, split: str, dataset: str = "pretrain") -> ShardS
 def dataset(config: ml_collections.ConfigDict, split: str, *, train: bool,
             process_index: int | None = None, process_count: int | None = None
             ) -> grain.MapDataset:
-  """Batched MapDataset of {"values", "observed", "hidden"} for this process."""
+  """Batched MapDataset of {"values": float32 [B, T, F], "observed", "hidden": bool
+  [B, T, F]} for this process, B = batch_size / process_count (train: shuffled,
+  repeated, augmented, the last partial batch dropped; eval: one pass, kept).
+
+  Raises ValueError when batch_size does not divide over the processes,
+  EmptySplitError when the split has fewer records than processes, and ManifestError
+  / RecordError from the data directory.
+  """
   process_index = jax.process_index() if process_index is None else process_index
   process_count = jax.process_count() if process_count is None else process_count
   if config.batch_size % process_count:
@@ -234,18 +249,21 @@ class IteratorState:
     self.state = state
 
   def get_state(self) -> bytes:
+    """The snapshot as JSON bytes (what grain's handler writes)."""
     return json.dumps(self.state).encode()
 
   def set_state(self, state: bytes) -> None:
+    """Restores the snapshot from get_state's bytes."""
     self.state = json.loads(state.decode())
 
-  def start_prefetch(self) -> None:  # called by grain's handler after a restore
-    pass
+  def start_prefetch(self) -> None:
+    """Called by grain's handler after a restore; nothing runs ahead in a snapshot."""
 
 
 def prefetch_to_device(iterator: Iterator, size: int, sharding: jax.sharding.Sharding,
                        global_batch: int) -> Iterator[tuple[dict[str, jax.Array], dict]]:
-  """Yields (global device batch, iterator state after it), `size` batches ahead."""
+  """Yields (global device batch {name: jax.Array [global_batch, ...]}, the iterator's
+  state after it), `size` batches ahead; StopIteration when the iterator ends."""
   queue = collections.deque()
 
   def put():

@@ -37,7 +37,11 @@ PATCH = (PATCH_MINUTES, PATCH_FEATURES)
 def random_patches(rng: np.random.Generator, ratio: float = 0.8,
                    patch: Sequence[int] = PATCH,
                    shape: Sequence[int] = SHAPE) -> np.ndarray:
-  """Hides round(ratio * tokens) whole patches of the padded token grid (LSM's 80%)."""
+  """Hides round(ratio * tokens) whole patches of the padded token grid (LSM's 80%).
+
+  patch: (minutes, features) of a token; shape: (T minutes, F features) of the window.
+  Returns bool [T, F], True = hidden. Raises ValueError when ratio is outside [0, 1].
+  """
   if not 0.0 <= ratio <= 1.0:
     raise ValueError(f"mask ratio must be in [0, 1], got {ratio}")
   nt, nf = patching.grid(shape, patch)
@@ -53,6 +57,8 @@ def interpolation(rng: np.random.Generator, gap_minutes: int = 60,
 
   The block never touches the first or the last minute, so there is context on
   both sides (that is what makes it interpolation rather than extrapolation).
+  Returns bool [T, F] (shape = (T minutes, F features)), True = hidden. Raises
+  ValueError unless 1 <= gap_minutes <= T - 2.
   """
   t, f = shape
   if not 1 <= gap_minutes <= t - 2:
@@ -69,6 +75,7 @@ def extrapolation(gap_minutes: int = 60, shape: Sequence[int] = SHAPE,
   """Hides every feature over the last `gap_minutes` minutes (forecasting).
 
   Deterministic; `rng` is accepted (and unused) so `make` can call every strategy alike.
+  Returns bool [T, F], True = hidden. Raises ValueError unless 1 <= gap_minutes <= T - 1.
   """
   del rng
   t, f = shape
@@ -85,7 +92,10 @@ def sensor_imputation(rng: np.random.Generator, num_features: int = 6,
                       features: Sequence[int] | None = None) -> np.ndarray:
   """Hides chosen features over a span (the whole window by default), LSM-2 style.
 
-  `features` fixes which features; otherwise `num_features` are drawn at random.
+  `features` fixes which features (column indices, LSM order); otherwise
+  `num_features` are drawn at random. span_minutes: None = the whole window.
+  Returns bool [T, F], True = hidden. Raises ValueError when num_features is not in
+  1..F or the span not in 1..T minutes.
   """
   t, f = shape
   if features is None:
@@ -107,6 +117,8 @@ def mixture(rng: np.random.Generator, weights: Mapping[str, float] | str,
 
   `weights` maps strategy names to weights, or is a string "random:0.6,extrapolation:0.4"
   (handy on the command line). kwargs go to whichever strategy accepts them.
+  Returns the drawn strategy's bool [T, F] mask. Raises ValueError on bad weights
+  (parse_weights).
   """
   weights = parse_weights(weights)
   names = sorted(weights)
@@ -116,6 +128,11 @@ def mixture(rng: np.random.Generator, weights: Mapping[str, float] | str,
 
 
 def parse_weights(weights: Mapping[str, float] | str) -> dict[str, float]:
+  """{strategy: weight} from a mapping or "name:weight,..." (weights need not sum to 1).
+
+  Raises ValueError on a malformed string, an unknown strategy or "mixture" itself, a
+  negative weight, or weights that sum to 0.
+  """
   if isinstance(weights, str):
     items = [item.split(":") for item in weights.split(",") if item.strip()]
     try:
@@ -140,7 +157,11 @@ STRATEGIES: dict[str, Callable[..., np.ndarray]] = {
 
 
 def make(strategy: str, rng: np.random.Generator, **kwargs: Any) -> np.ndarray:
-  """Hidden mask [T, F] of the named strategy; passes each strategy only its kwargs."""
+  """Hidden mask bool [T, F] of the named strategy; passes each strategy only its kwargs
+  (None values dropped, so a config's unset fields keep the strategy's defaults).
+
+  Raises ValueError on an unknown strategy (and whatever the strategy raises).
+  """
   try:
     fn = STRATEGIES[strategy]
   except KeyError:
@@ -153,12 +174,14 @@ def make(strategy: str, rng: np.random.Generator, **kwargs: Any) -> np.ndarray:
 
 
 def visible(hidden: np.ndarray, observed: np.ndarray) -> np.ndarray:
-  """Positions the model sees: observed in the raw data and not hidden."""
+  """Positions the model sees: observed in the raw data and not hidden (bool, the
+  arrays' broadcast shape, e.g. [T, F] or [B, T, F])."""
   return observed & ~hidden
 
 
-def loss_weights(hidden, observed):
-  """Positions scored by the loss: hidden by the strategy and observed in the raw data."""
+def loss_weights(hidden: np.ndarray, observed: np.ndarray) -> np.ndarray:
+  """Positions scored by the loss: hidden by the strategy and observed in the raw data
+  (bool numpy or JAX arrays, their broadcast shape)."""
   return hidden & observed
 
 
@@ -170,6 +193,8 @@ def limit_visible_tokens(rng: np.random.Generator, hidden: np.ndarray,
   This is the MAE-style drop with a fixed encoder budget: LSM's 80% random masking
   leaves exactly 36 of 180 tokens, and other strategies (or a mixture) get the same
   budget, the surplus being reconstructed like any other hidden patch.
+  hidden, observed: bool [T, F]; max_tokens: patches of `patch` (minutes, features).
+  Returns bool [T, F] (hidden itself when within the budget).
   """
   token_visible = patching.token_any(visible(hidden, observed), patch)
   idx = np.flatnonzero(token_visible)

@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
 from schemas.features import FEATURES, SENSOR_GROUPS
+from trainer import paths
 
 
 def reconstruction_figure(values: np.ndarray, observed: np.ndarray, hidden: np.ndarray,
@@ -57,5 +58,6 @@ def new_figure(size=(6, 3.6)):
 
 
 def save(fig, path: str) -> None:
-  fig.savefig(path, dpi=80)
+  """Writes the figure as a PNG at 80 dpi to path (local or a URI) and closes it."""
+  paths.save_figure(fig, path, dpi=80)
   plt.close(fig)

@@ -15,7 +15,7 @@ results.json (RESULTS_VERSION 1):
       a flat/nested mapping}, e.g. windows per split, subjects, dead-lettered rows);
   meta: whatever the caller records (model config, data dir, seeds, commit);
   figures: {caption: path relative to RUN/eval}.
-Task names: generative tasks follow GENERATIVE_TASK (interpolation_30m,
+Task names: generative tasks are those of trainer/evaluators (interpolation_30m,
 extrapolation_60m, random_imputation_80, sensor_imputation_6); few-shot results go
 in as their own discriminative tasks, e.g. activity_recognition_10_shot.
 The markdown is rendered from the results dict alone, so the two never disagree.
@@ -26,12 +26,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from schemas.features import FEATURES
+from trainer import paths
 from trainer.metrics import relative_improvement
 
 RESULTS_VERSION = 1
@@ -40,8 +40,6 @@ REPORT_NAME = "report.md"
 MODEL = "model"
 GENERATIVE_BASELINES = ("mean_fill", "linear_interpolation", "nearest", "mice")
 DISCRIMINATIVE_BASELINES = ("supervised",)
-GENERATIVE_TASK = re.compile(
-    r"(interpolation|extrapolation)_\d+m|random_imputation_\d+|sensor_imputation_\d+")
 GENERATIVE_KEYS = ("mae", "mse")
 DISCRIMINATIVE_KEYS = ("accuracy", "macro_f1", "map")
 _UNITS = {f.name: f.unit for f in FEATURES}
@@ -60,12 +58,18 @@ def _plain(value: Any) -> Any:
   return value
 
 
+def generative_tasks() -> dict[str, Any]:
+  """The generative task names the evaluators define (trainer/evaluators/)."""
+  from trainer import evaluators  # pylint: disable=g-import-not-at-top
+  return evaluators.tasks_of("generative")
+
+
 def _check_entries(section: str, tasks: Mapping[str, Mapping[str, Mapping[str, Any]]],
                    keys: Sequence[str]) -> None:
   for task, methods in tasks.items():
-    if section == "generative" and not GENERATIVE_TASK.fullmatch(task):
-      raise ValueError(f"generative task name {task!r} does not follow "
-                       f"{GENERATIVE_TASK.pattern!r}")
+    if section == "generative" and task not in generative_tasks():
+      raise ValueError(f"generative task name {task!r} is not one of "
+                       f"trainer/evaluators' generative TASKS {list(generative_tasks())}")
     for method, entry in methods.items():
       missing = [k for k in keys if k not in entry]
       if missing:
@@ -282,12 +286,13 @@ def write_report(run_dir: str, generative: Mapping[str, Any],
   is linked relative to RUN/eval so the report can be moved with its folder. The
   plots named in scaling fits (fit_sweep's "figure") are linked the same way.
   """
-  eval_dir = os.path.join(run_dir, "eval")
-  os.makedirs(eval_dir, exist_ok=True)
+  eval_dir = paths.join(run_dir, "eval")
+  paths.makedirs(eval_dir)
 
   def link(caption: str, path: str) -> str:
-    absolute = path if os.path.isabs(path) else os.path.join(eval_dir, path)
-    if not os.path.isfile(absolute):
+    absolute = path if os.path.isabs(path) or not paths.is_local(path) else os.path.join(
+        eval_dir, path)
+    if not paths.path(absolute).is_file():
       raise FileNotFoundError(f"figure {caption!r}: {absolute} does not exist")
     return os.path.relpath(absolute, eval_dir)
 
@@ -300,11 +305,9 @@ def write_report(run_dir: str, generative: Mapping[str, Any],
   results = build_results(generative, discriminative, budget_note=budget_note, meta=meta,
                           scaling=scaling, figures=links, data=data,
                           discriminative_baselines=discriminative_baselines)
-  results_path = os.path.join(eval_dir, RESULTS_NAME)
-  report_path = os.path.join(eval_dir, REPORT_NAME)
+  results_path = paths.join(eval_dir, RESULTS_NAME)
+  report_path = paths.join(eval_dir, REPORT_NAME)
   for path, text in ((results_path, json.dumps(results, indent=2, allow_nan=False)),
                      (report_path, render_markdown(results))):
-    with open(path + ".tmp", "w") as f:
-      f.write(text + "\n")
-    os.replace(path + ".tmp", path)
+    paths.write_text(path, text + "\n")
   return results_path, report_path

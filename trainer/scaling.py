@@ -34,6 +34,7 @@ from ml_collections import config_flags
 
 from schemas import manifest as manifest_lib
 from trainer import cli
+from trainer import paths
 from schemas import record as record_lib
 
 FLAGS = flags.FLAGS
@@ -172,15 +173,12 @@ def sweep(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     for size in sizes:
       run_dir = os.path.join(workdir, "runs", f"{size}_s{n}")
       done = os.path.join(run_dir, RUN_RESULT)
-      if os.path.exists(done):
-        with open(done) as f:
-          runs.append(json.load(f))
+      if paths.exists(done):
+        runs.append(json.loads(paths.read_text(done)))
         logging.info("%s: finished before, not retrained", run_dir)
         continue
       run = train_run(run_config(config, size, data_dir), run_dir, n, windows)
-      with open(done + ".tmp", "w") as f:
-        json.dump(run, f, indent=1)
-      os.replace(done + ".tmp", done)
+      paths.write_text(done, json.dumps(run, indent=1))
       logging.info("%s: %s", run_dir, run)
       runs.append(run)
   fits = scaling_law.fit_sweep(runs, out_dir=workdir, data_key="train_subjects")
@@ -208,10 +206,7 @@ def sweep(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   text += "\n" + "\n".join(table) + "\n"
   for name, content in (("scaling.json", json.dumps(results, indent=1, allow_nan=False)),
                         ("scaling.md", text)):
-    path = os.path.join(workdir, name)
-    with open(path + ".tmp", "w") as f:
-      f.write(content + "\n")
-    os.replace(path + ".tmp", path)
+    paths.write_text(paths.join(workdir, name), content + "\n")
   return results
 
 

@@ -24,6 +24,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from trainer import paths
+
 CI_METHOD = ("95% Student-t interval from the curve_fit covariance (residual-scaled), "
              "delta method on log b")
 C_BOUNDS = (-5.0, 5.0)
@@ -129,9 +131,7 @@ def plot_power_law(path: str, x: Sequence[float], loss: Sequence[float],
   axes.set_title(title)
   axes.legend(fontsize=8)
   figure.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  figure.savefig(path, format="png")
-  return path
+  return paths.save_figure(figure, path)
 
 
 SWEEP_KEYS = ("params", "flops", "val_loss")

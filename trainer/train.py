@@ -26,6 +26,7 @@ import tqdm
 from trainer import checkpoints as checkpoints_lib
 from trainer import input_pipeline
 from trainer import models
+from trainer import paths
 from trainer import plots
 from trainer import summaries
 
@@ -161,8 +162,7 @@ def maybe_initialise_distributed(config) -> None:
 
 
 def save_config(config, workdir: str) -> None:
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2))
+  paths.write_text(paths.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
 
 
 class Trainer:
@@ -241,7 +241,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   maybe_initialise_distributed(config)
   if not config.data_dir:
     raise ValueError("config.data_dir is empty: pass --config.data_dir=PIPELINE_OUTPUT_DIR")
-  os.makedirs(workdir, exist_ok=True)
+  paths.makedirs(workdir)
   lead = jax.process_index() == 0
   if lead:
     save_config(config, workdir)
@@ -335,7 +335,5 @@ def plot_validation(workdir: str, step: int, batch, recon, n: int, writer) -> No
   fig = plots.reconstruction_figure(batch["values"][:n], batch["observed"][:n],
                                     batch["hidden"][:n], recon[:n],
                                     title=f"validation windows, step {step}")
-  png, h, w = summaries.png_bytes(fig)
-  writer.image(step, "reconstruction", png, h, w)
-  os.makedirs(os.path.join(workdir, "plots"), exist_ok=True)
-  plots.save(fig, os.path.join(workdir, "plots", f"validation_{step:07d}.png"))
+  writer.figure(step, "reconstruction", fig)
+  plots.save(fig, paths.join(workdir, "plots", f"validation_{step:07d}.png"))

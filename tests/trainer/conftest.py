@@ -1,4 +1,4 @@
-"""Shared fixtures: small pipeline-like data directories written with schemas.record."""
+"""Shared fixtures: small pipeline-like data directories (schemas.testing.write_data_dir)."""
 
 from __future__ import annotations
 
@@ -6,89 +6,18 @@ import json
 import os
 import sys
 import tempfile
+import types
 
-import numpy as np
 import pytest
 from array_record.python.array_record_module import ArrayRecordWriter
 
 from schemas import manifest as manifest_lib
-from schemas import record
-from schemas.constants import NUM_FEATURES, WINDOW_MINUTES
-from schemas.features import FEATURE_NAMES
+from schemas.testing import write_data_dir
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Tests compile the same small models in several processes: share a compilation cache.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(tempfile.gettempdir(), f"lsm-jax-cache-{os.getuid()}"))
-
-
-def make_window(rng: np.random.Generator, split: str, missing: float = 0.1,
-                subject: int = 0, start: int = 0, label: int = -1,
-                exercise: int = -1) -> dict:
-  """A learnable window: a per-window level plus fixed per-feature daily-like curves,
-  noise, and missing values; a labelled window (label >= 0) adds a class-dependent
-  level to a few features, so a classifier has something to find."""
-  t = np.arange(WINDOW_MINUTES)[:, None]
-  freq = np.linspace(1, 3, NUM_FEATURES)[None] * 2 * np.pi / WINDOW_MINUTES
-  phase = np.linspace(0, np.pi, NUM_FEATURES)[None]
-  values = (rng.normal() + np.sin(freq * t + phase)
-            + 0.1 * rng.normal(size=(WINDOW_MINUTES, NUM_FEATURES)))
-  if exercise == 1:
-    values[:, :4] += 1.0
-  if label >= 0:
-    values[:, 4 + label] += 1.5
-  observed = rng.random((WINDOW_MINUTES, NUM_FEATURES)) >= missing
-  values = np.where(observed, values, 0.0).astype(np.float32)
-  return {"values": values, "mask": observed, "subject": f"{subject:032x}", "split": split,
-          "start": int(start), "missing_ratio": float(1 - observed.mean()),
-          "label": label, "exercise": exercise}
-
-
-def _write_dataset(path: str, dataset: str, counts: dict[str, int], shards: int,
-                   rng: np.random.Generator, subjects: int) -> dict[str, list]:
-  """Shards of one dataset; window i of a split belongs to subject i % subjects (train
-  subjects 0.., valid and test subjects offset so no subject spans splits); a
-  "labelled" window i is exercise class i % 8 for odd i, non-exercise for even i."""
-  splits = {}
-  for s, (split, count) in enumerate(counts.items()):
-    entries = []
-    per_shard = np.array_split(np.arange(count), shards)
-    for i, idx in enumerate(per_shard):
-      name = manifest_lib.shard_name(split, i, shards)
-      if dataset != "pretrain":
-        name = f"{dataset}-{name}"
-      writer = ArrayRecordWriter(os.path.join(path, name), "group_size:1")
-      for j in idx:
-        labels = {}
-        if dataset == "labelled":
-          labels = ({"label": int(j // 2 % 8), "exercise": 1} if j % 2
-                    else {"label": -1, "exercise": 0})
-        writer.write(record.encode(make_window(
-            rng, split, subject=1000 * s + int(j % subjects), start=300 * int(j),
-            **labels)))
-      writer.close()
-      entries.append({"path": name, "records": int(len(idx))})
-    splits[split] = entries
-  return splits
-
-
-def write_data_dir(path: str, counts: dict[str, int], shards: int = 2, seed: int = 0,
-                   labelled: dict[str, int] | None = None, subjects: int = 1) -> str:
-  """Writes DIR/manifest.json and ArrayRecord shards like the pipeline does (with
-  `labelled` counts also a "labelled" dataset, and train_statistics)."""
-  os.makedirs(path, exist_ok=True)
-  rng = np.random.default_rng(seed)
-  datasets = {"pretrain": _write_dataset(path, "pretrain", counts, shards, rng, subjects)}
-  if labelled:
-    datasets["labelled"] = _write_dataset(path, "labelled", labelled, shards, rng, subjects)
-  manifest = {"manifest_version": manifest_lib.MANIFEST_VERSION,
-              "record_version": record.VERSION, "window_minutes": WINDOW_MINUTES,
-              "feature_names": list(FEATURE_NAMES), "datasets": datasets,
-              "train_statistics": {name: {"mean": 10.0 + i, "std": 2.0, "count": 1}
-                                   for i, name in enumerate(FEATURE_NAMES)}}
-  with open(os.path.join(path, manifest_lib.MANIFEST_NAME), "w") as f:
-    json.dump(manifest, f)
-  return path
 
 
 def write_corrupt_copy(out: str, data_dir: str, split: str, shard: int, index: int,
@@ -220,3 +149,26 @@ def subprocess_env():
 @pytest.fixture
 def python():
   return sys.executable
+
+
+def read_events(logdir: str):
+  """(step, tag) of every scalar and image in a directory's event files, and the accumulator.
+
+  Read back with TensorBoard's own EventAccumulator; an empty
+  `tensorboard.compat.notf` module is TensorBoard's switch to its TF-free stub.
+  """
+  import glob  # pylint: disable=g-import-not-at-top
+  sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  assert glob.glob(os.path.join(logdir, "events.out.tfevents.*")), f"no event file in {logdir}"
+  acc = event_accumulator.EventAccumulator(logdir, size_guidance={"scalars": 0, "images": 0})
+  acc.Reload()
+  tags = acc.Tags()
+  events = [(e.step, tag) for tag in tags["scalars"] for e in acc.Scalars(tag)]
+  events += [(e.step, tag) for tag in tags["images"] for e in acc.Images(tag)]
+  return events, acc
+
+
+@pytest.fixture(name="read_events")
+def read_events_fixture():
+  return read_events

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from schemas import record
-from trainer import evaluate, finetune, inference, models, train
+from trainer import evaluate, evaluators, finetune, inference, models, train
+from trainer.evaluators import data as eval_data
+from trainer.evaluators import discriminative, generative
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,7 @@ def results(trained, labelled_data_dir):
 
 
 def test_results_hold_every_task_and_method(results, trained):
-  assert set(results["generative"]) == set(evaluate.GENERATIVE_TASKS)
+  assert set(results["generative"]) == set(generative.TASKS)
   for task, methods in results["generative"].items():
     assert set(methods) == {"model", "mean_fill", "linear_interpolation", "nearest", "mice"}
     for entry in methods.values():
@@ -94,7 +96,7 @@ def test_embeddings_export_is_keyed_and_readable(results, trained, labelled_data
 
 
 def test_every_method_sees_identical_masks(labelled_data_dir, monkeypatch):
-  windows = evaluate.read_windows(labelled_data_dir, "pretrain", "test")
+  windows = eval_data.read_windows(labelled_data_dir, "pretrain", "test")
   seen = {}
 
   def recorder(name):
@@ -106,11 +108,11 @@ def test_every_method_sees_identical_masks(labelled_data_dir, monkeypatch):
   class FakeModel:
     reconstruct = staticmethod(recorder("model"))
 
-  monkeypatch.setattr(evaluate, "generative_methods", lambda *a, **k: {
+  monkeypatch.setattr(generative, "generative_methods", lambda *a, **k: {
       "model": FakeModel.reconstruct, "mean_fill": recorder("mean_fill"),
       "mice": recorder("mice")})
   tasks = ["interpolation_30m", "sensor_imputation_6"]
-  _, masks = evaluate.run_generative(FakeModel(), windows, tasks, None, seed=3,
+  _, masks = generative.run_generative(FakeModel(), windows, tasks, None, seed=3,
                                      mice_max_iter=1, mice_jobs=1)
   for i, task in enumerate(tasks):
     calls = [seen[m][i] for m in ("model", "mean_fill", "mice")]
@@ -119,7 +121,7 @@ def test_every_method_sees_identical_masks(labelled_data_dir, monkeypatch):
       np.testing.assert_array_equal(values, calls[0][0])
     np.testing.assert_array_equal(calls[0][2], masks[task])
     assert not calls[0][0][masks[task]].any()  # hidden values never reach a method
-  again = evaluate.task_masks(tasks[::-1], len(windows["values"]), 3, (300, 26))
+  again = generative.task_masks(tasks[::-1], len(windows["values"]), 3, (300, 26))
   for task in tasks:  # same seed: same masks, whatever the task order
     np.testing.assert_array_equal(again[task], masks[task])
 
@@ -129,8 +131,8 @@ def test_few_shot_methods_train_on_the_same_draws(labelled_data_dir, make_config
   """Pre-trained and from-scratch few-shot runs (and the probe) see, seed by seed,
   the same k examples per class; no JAX training: the classifier is recorded."""
   from trainer import probe
-  train = evaluate.read_windows(labelled_data_dir, "labelled", "train")
-  test = evaluate.read_windows(labelled_data_dir, "labelled", "test")
+  train = eval_data.read_windows(labelled_data_dir, "labelled", "train")
+  test = eval_data.read_windows(labelled_data_dir, "labelled", "test")
   pretrained = {"encoder": "checkpoint parameters"}
   model = type("FakeModel", (), {
       "config": make_config(labelled_data_dir), "params": pretrained,
@@ -153,7 +155,7 @@ def test_few_shot_methods_train_on_the_same_draws(labelled_data_dir, make_config
   monkeypatch.setattr(finetune, "train_classifier", fake_classifier)
   monkeypatch.setattr(probe, "linear_probe", recording_probe)
   full, few = finetune.FinetuneConfig(steps=3), finetune.FinetuneConfig(steps=2)
-  results, _ = evaluate.run_discriminative(
+  results, _ = discriminative.run_discriminative(
       model, train, test, ["activity_recognition"], seeds=(0, 1), shots=(5, 10),
       finetune_config=full, few_shot_config=few)
   assert set(results["activity_recognition_5_shot"]) == {"linear_probe", "fine_tune",
@@ -179,7 +181,7 @@ def test_few_shot_methods_train_on_the_same_draws(labelled_data_dir, make_config
 
 
 def test_classifier_scores_have_the_right_shape(labelled_data_dir, trained):
-  windows = evaluate.read_windows(labelled_data_dir, "labelled", "train")
+  windows = eval_data.read_windows(labelled_data_dir, "labelled", "train")
   model = inference.load(trained)
   config = finetune.FinetuneConfig(steps=2, batch_size=8)
   x, m = windows["values"][:20], windows["observed"][:20]
@@ -202,7 +204,7 @@ def test_classifier_scores_have_the_right_shape(labelled_data_dir, trained):
 
 def test_unknown_task_is_an_error():
   with pytest.raises(ValueError, match="unknown task 'interpolation_7m'"):
-    evaluate.resolve_tasks(["interpolation_7m"])
+    evaluators.resolve_tasks(["interpolation_7m"])
 
 
 def test_cli_help_exits_zero(python, subprocess_env):
@@ -220,11 +222,13 @@ def test_evaluation_process_never_imports_tensorflow(python, subprocess_env,
 import sys
 import numpy as np
 from trainer import evaluate, finetune, inference, scaling, metrics
-w = evaluate.read_windows({labelled_data_dir!r}, "labelled", "test", max_windows=4)
-masks = evaluate.task_masks(["interpolation_30m"], 4, 0, (300, 26))
+from trainer.evaluators import data as eval_data
+from trainer.evaluators import generative
+w = eval_data.read_windows({labelled_data_dir!r}, "labelled", "test", max_windows=4)
+masks = generative.task_masks(["interpolation_30m"], 4, 0, (300, 26))
 import types
 model = types.SimpleNamespace(reconstruct=lambda v, o, h: np.zeros_like(v))
-methods = evaluate.generative_methods(model, 1, 1, 0)
+methods = generative.generative_methods(model, 1, 1, 0)
 metrics.score_tasks(methods, w["values"], w["observed"], masks)
 assert "tensorflow" not in sys.modules, "tensorflow was imported"
 """
@@ -239,8 +243,8 @@ def test_a_corrupt_record_names_its_shard_and_index(labelled_data_dir, tmp_path,
                                                     corrupt_copy, how, reason):
   data, shard = corrupt_copy(str(tmp_path / "data"), labelled_data_dir, "test", 1, 3, how)
   with pytest.raises(record.RecordError, match=f"^{shard}: record 3: .*{reason}"):
-    evaluate.read_windows(data, "pretrain", "test")
-  assert len(evaluate.read_windows(data, "pretrain", "valid")["values"]) == 16
+    eval_data.read_windows(data, "pretrain", "test")
+  assert len(eval_data.read_windows(data, "pretrain", "valid")["values"]) == 16
 
 
 def test_lsm_eval_names_a_truncated_manifest_in_one_line(labelled_data_dir, tmp_path,

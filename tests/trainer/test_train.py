@@ -6,7 +6,6 @@ import logging
 import os
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import time
@@ -37,33 +36,6 @@ def reference_run(tmp_path_factory, data_dir, make_config):
   return config, workdir, result
 
 
-def read_events(logdir):
-  """(step, tag) of every summary value in a directory's TensorBoard event files.
-
-  Parses the TFRecord framing directly, checking both CRCs, so the test depends on
-  nothing but the file format.
-  """
-  from tensorboard.compat.proto import event_pb2  # pylint: disable=g-import-not-at-top
-  from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import masked_crc32c  # pylint: disable=g-import-not-at-top
-  out = []
-  paths = glob.glob(os.path.join(logdir, "events.out.tfevents.*"))
-  assert paths, f"no event file in {logdir}"
-  for path in paths:
-    data = open(path, "rb").read()
-    pos = 0
-    while pos < len(data):
-      header = data[pos:pos + 8]
-      (length,) = struct.unpack("<Q", header)
-      assert struct.unpack("<I", data[pos + 8:pos + 12])[0] == masked_crc32c(header)
-      body = data[pos + 12:pos + 12 + length]
-      assert struct.unpack("<I", data[pos + 12 + length:pos + 16 + length])[0] == \
-          masked_crc32c(body)
-      event = event_pb2.Event.FromString(body)
-      out += [(event.step, v.tag) for v in event.summary.value]
-      pos += 16 + length
-  return out
-
-
 def test_a_tiny_model_overfits_one_batch(data_dir, make_config):
   config = make_config(data_dir, num_train_steps=120, learning_rate=1e-2,
                        **{"augment.enabled": False})
@@ -77,19 +49,28 @@ def test_a_tiny_model_overfits_one_batch(data_dir, make_config):
   assert losses[-1] < 0.2 * losses[0] and losses[-1] < 0.4, losses[::10]
 
 
-def test_run_writes_logs_plots_and_checkpoints(reference_run):
+def test_run_writes_logs_plots_and_checkpoints(reference_run, read_events):
   config, workdir, result = reference_run
   assert result["step"] == 12 and np.isfinite(result["valid_loss"])
   assert result["flops_per_step"] > 0 and result["windows_per_second"] > 0
-  train_events = read_events(os.path.join(workdir, "tensorboard", "train"))
+  train_events, train_acc = read_events(os.path.join(workdir, "tensorboard", "train"))
   assert {"loss", "learning_rate", "grad_norm", "windows_per_second",
           "flops_per_second"} <= {tag for _, tag in train_events}
   assert sorted({step for step, tag in train_events if tag == "loss"}) == list(range(1, 13))
-  valid_events = read_events(os.path.join(workdir, "tensorboard", "valid"))
+  valid_events, valid_acc = read_events(os.path.join(workdir, "tensorboard", "valid"))
   assert {(6, "loss"), (12, "loss"), (12, "reconstruction")} <= set(valid_events)
+  rows = summaries.read_jsonl(os.path.join(workdir, "metrics_valid.jsonl"))
+  assert [e.step for e in valid_acc.Scalars("loss")] == [6, 12]
+  assert [e.value for e in valid_acc.Scalars("loss")] == pytest.approx(
+      [rows[s]["loss"] for s in (6, 12)])
+  image = valid_acc.Images("reconstruction")[-1]
+  assert image.width > 500 and image.height > 200
+  assert image.encoded_image_string.startswith(b"\x89PNG")
   assert os.path.getsize(os.path.join(workdir, "plots", "validation_0000012.png")) > 10_000
   rows = summaries.read_jsonl(os.path.join(workdir, "metrics_train.jsonl"))
   assert sorted(rows) == list(range(1, 13))
+  assert [e.value for e in train_acc.Scalars("loss")] == pytest.approx(
+      [rows[s]["loss"] for s in range(1, 13)])
   assert {"loss", "learning_rate", "grad_norm", "windows_per_second",
           "flops_per_second"} <= set(rows[12])
   assert rows[1]["learning_rate"] == 0.0 and rows[2]["learning_rate"] > rows[12]["learning_rate"]

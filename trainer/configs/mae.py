@@ -2,41 +2,54 @@
 
 SIZE is one of LSM's tiny, xs, s, b, l (LSM_FACTS.md table), or nano, micro,
 mini: smaller models below tiny (about 0.15M to 1M parameters) so that a
-scaling sweep spans 10x in parameters on a 2-core CPU.
+scaling sweep spans 10x in parameters on a 2-core CPU. The defaults suit a CPU
+machine; trainer/configs/gpu_bf16.py and tpu_v5e.py override them for accelerators.
 """
 
 from __future__ import annotations
 
 import ml_collections
 
-# size: (layers, hidden, mlp, heads, decoder layers, decoder hidden, decoder heads)
+# The model sizes: the encoder's and decoder's shapes, config.model's fields by name
+# (heads divide hidden; LSM's five from LSM_FACTS.md's table). A new size is one entry.
 SIZES = {
-    "nano": (2, 64, 256, 2, 1, 64, 2),
-    "micro": (2, 96, 384, 3, 1, 96, 3),
-    "mini": (3, 128, 512, 4, 2, 96, 4),
-    "tiny": (4, 192, 768, 3, 2, 128, 4),
-    "xs": (8, 256, 1024, 4, 2, 192, 4),
-    "s": (12, 384, 1536, 6, 4, 256, 8),
-    "b": (12, 768, 3072, 12, 8, 512, 16),
-    "l": (24, 1024, 4096, 16, 8, 512, 16),
+    "nano": dict(layers=2, hidden=64, mlp=256, heads=2,
+                 decoder_layers=1, decoder_hidden=64, decoder_heads=2),
+    "micro": dict(layers=2, hidden=96, mlp=384, heads=3,
+                  decoder_layers=1, decoder_hidden=96, decoder_heads=3),
+    "mini": dict(layers=3, hidden=128, mlp=512, heads=4,
+                 decoder_layers=2, decoder_hidden=96, decoder_heads=4),
+    "tiny": dict(layers=4, hidden=192, mlp=768, heads=3,
+                 decoder_layers=2, decoder_hidden=128, decoder_heads=4),
+    "xs": dict(layers=8, hidden=256, mlp=1024, heads=4,
+               decoder_layers=2, decoder_hidden=192, decoder_heads=4),
+    "s": dict(layers=12, hidden=384, mlp=1536, heads=6,
+              decoder_layers=4, decoder_hidden=256, decoder_heads=8),
+    "b": dict(layers=12, hidden=768, mlp=3072, heads=12,
+              decoder_layers=8, decoder_hidden=512, decoder_heads=16),
+    "l": dict(layers=24, hidden=1024, mlp=4096, heads=16,
+              decoder_layers=8, decoder_hidden=512, decoder_heads=16),
 }
 # LSM's published parameter counts (millions), checked by tests/trainer/test_models.py.
 LSM_PARAMS_M = {"tiny": 2.2, "xs": 7.3, "s": 24.6, "b": 110.7, "l": 328.1}
 
 
 def get_config(size: str = "tiny") -> ml_collections.ConfigDict:
+  """The default config of a model size (a SIZES name; "" = tiny).
+
+  Hardware configs (gpu_bf16.py, tpu_v5e.py) start from it and override. Raises
+  ValueError naming the sizes on an unknown one.
+  """
   size = size or "tiny"
   if size not in SIZES:
     raise ValueError(f"unknown model size {size!r}; expected one of {list(SIZES)}")
-  layers, hidden, mlp, heads, dec_layers, dec_hidden, dec_heads = SIZES[size]
   config = ml_collections.ConfigDict()
   config.size = size
   config.data_dir = ""
   config.dataset = "pretrain"
 
   config.model = ml_collections.ConfigDict(dict(
-      hidden=hidden, layers=layers, mlp=mlp, heads=heads, decoder_layers=dec_layers,
-      decoder_hidden=dec_hidden, decoder_heads=dec_heads, patch=(10, 5),
+      **SIZES[size], patch=(10, 5),
       dtype="float32"))  # "bfloat16" computes in bf16 (parameters stay float32)
 
   config.mask = ml_collections.ConfigDict(dict(

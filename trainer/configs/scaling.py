@@ -7,12 +7,10 @@ budget of steps x batch, so the data axis measures what more subjects buy at a f
 budget (a small subset is seen many times over) and the parameter axis what a bigger
 model buys on the same data.
 
-The default grid is sized for 2 CPU cores, about an hour in all (README, Evaluation):
-nano, micro, mini, tiny (0.16M to 2.2M parameters, 13.6x) x 2, 5, 10, 20 subjects (10x),
-500 steps of batch 16 each (measured on the shared 2-core machine: nano ~150,
-micro ~130, mini ~50, tiny ~30 windows/s, plus ~30-50 s of compilation, evaluation and
-checkpoints per run: about 50 minutes for the 16 runs). On accelerators the same command takes LSM's sizes and a
-bigger budget, e.g.
+The default grid is sized for 2 CPU cores (its wall time: README, Evaluation, and
+benchmarks/README.md): nano, micro, mini, tiny (0.16M to 2.2M parameters, 13.6x) x 2, 5,
+10, 20 subjects (10x), 500 steps of batch 16 each. On accelerators the same command
+takes LSM's sizes and a bigger budget, e.g.
   --config.model_sizes=tiny,xs,s,b --config.subjects=10,30,100,300
   --config.train.num_train_steps=50000 --config.train.batch_size=1024
 """

@@ -1,0 +1,105 @@
+"""Generative tasks: reconstruct hidden minutes, the model against classical baselines.
+
+Run on the pipeline's held-out "pretrain" test split (valid when test is empty; the
+report says so). Every task's hidden masks are drawn once from --seed with
+trainer/masking.py and every method (the model and the baselines of
+trainer/baselines.py) is scored on exactly those masks through metrics.score_methods.
+
+To add a generative task, add one entry to TASKS: its name (the report's task name)
+-> (trainer/masking.py strategy, that strategy's keyword arguments).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import zlib
+from typing import Any, Callable, Sequence
+
+from absl import logging
+import numpy as np
+
+from trainer import paths
+from trainer.evaluators import Outcome
+
+SECTION = "generative"
+TASKS: dict[str, tuple[str, dict[str, Any]]] = {
+    "random_imputation_80": ("random", {"ratio": 0.8}),
+    **{f"interpolation_{m}m": ("interpolation", {"gap_minutes": m}) for m in (10, 30, 60, 120)},
+    **{f"extrapolation_{m}m": ("extrapolation", {"gap_minutes": m}) for m in (10, 30, 60)},
+    **{f"sensor_imputation_{k}": ("sensor_imputation", {"num_features": k}) for k in (2, 6, 12)},
+}
+# Tasks whose reconstructions lsm-eval draws (when they ran).
+FIGURE_TASKS = ("interpolation_30m", "extrapolation_60m", "random_imputation_80")
+
+
+def task_masks(tasks: Sequence[str], n: int, seed: int,
+               shape: Sequence[int]) -> dict[str, np.ndarray]:
+  """Hidden masks bool [n, T, F] per task from a generator seeded by (seed, task name):
+  the same masks for every method, every run and any subset of tasks."""
+  from trainer import masking  # pylint: disable=g-import-not-at-top
+  out = {}
+  for task in tasks:
+    strategy, kwargs = TASKS[task]
+    rng = np.random.default_rng([seed, zlib.crc32(task.encode())])
+    out[task] = (np.stack([masking.make(strategy, rng, shape=tuple(shape), **kwargs)
+                           for _ in range(n)]) if n else np.zeros((0, *shape), bool))
+  return out
+
+
+def generative_methods(model, mice_max_iter: int, mice_jobs: int, seed: int
+                       ) -> dict[str, Callable]:
+  """{method name: fn(values, observed, hidden) -> reconstruction}: the model's
+  reconstruct and every baseline, MICE with these settings."""
+  from trainer import baselines  # pylint: disable=g-import-not-at-top
+  methods = {"model": model.reconstruct, **baselines.BASELINES}
+  methods["mice"] = functools.partial(baselines.mice, seed=seed, max_iter=mice_max_iter,
+                                      n_jobs=mice_jobs)
+  return methods
+
+
+def run_generative(model, windows, tasks, train_statistics, *, seed: int,
+                   mice_max_iter: int, mice_jobs: int):
+  """(results' generative section, masks by task)."""
+  from trainer import metrics  # pylint: disable=g-import-not-at-top
+  masks = task_masks(tasks, len(windows["values"]), seed, windows["values"].shape[1:])
+  methods = generative_methods(model, mice_max_iter, mice_jobs, seed)
+  results = {}
+  for task, hidden in masks.items():
+    started = time.perf_counter()
+    results[task] = metrics.score_methods(methods, windows["values"], windows["observed"],
+                                          hidden, train_statistics)
+    logging.info("%s (%.0f s): %s", task, time.perf_counter() - started,
+                 ", ".join(f"{m} {e['mae']:.4f}" for m, e in results[task].items()))
+  return results, masks
+
+
+def run(context, tasks: Sequence[str]):
+  """The evaluator: every task on the context's pretrain test windows (none: skipped,
+  lsm-eval's notes say why)."""
+  if context.pretrain_test is None:
+    return Outcome()
+  options = context.options
+  results, masks = run_generative(
+      context.model, context.pretrain_test, tasks, context.manifest.get("train_statistics"),
+      seed=options.seed, mice_max_iter=options.mice_max_iter, mice_jobs=options.mice_jobs)
+  return Outcome(results, {"masks": masks})
+
+
+def figures(context, outcome) -> dict[str, str]:
+  """{caption: PNG path}: the model's reconstructions of a few windows per FIGURE_TASKS."""
+  from trainer import plots  # pylint: disable=g-import-not-at-top
+  masks = outcome.extra.get("masks", {})
+  windows = context.pretrain_test
+  n = min(context.options.plot_windows, len(windows["values"])) if windows else 0
+  out = {}
+  for task in FIGURE_TASKS:
+    if task in masks and n:
+      v, o, h = windows["values"][:n], windows["observed"][:n], masks[task][:n]
+      fig = plots.reconstruction_figure(v, o, h, context.model.reconstruct(v, o, h),
+                                        title=f"{task}: model reconstruction (colour) "
+                                              "vs truth (black)")
+      path = paths.join(context.eval_dir, f"reconstruction_{task}.png")
+      plots.save(fig, path)
+      out[f"reconstructions, {task}"] = path
+  return out
