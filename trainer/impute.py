@@ -109,10 +109,12 @@ def blend(predictions: np.ndarray, offsets: np.ndarray, minutes: int) -> np.ndar
   n, window, f = predictions.shape
   index = (offsets[:, None] + np.arange(window)).reshape(-1)
   inside = index < minutes  # a grid shorter than a window pads its one window
+  index = index[inside]
   w = np.broadcast_to(blend_weights(window), (n, window)).reshape(-1)[inside]
-  total = np.zeros((minutes, f), np.float64)
-  np.add.at(total, index[inside], predictions.reshape(-1, f)[inside] * w[:, None])
-  weight = np.bincount(index[inside], weights=w, minlength=minutes)[:, None]
+  weighted = predictions.reshape(-1, f)[inside] * w[:, None]
+  total = np.stack([np.bincount(index, weights=weighted[:, k], minlength=minutes)
+                    for k in range(f)], axis=1)
+  weight = np.bincount(index, weights=w, minlength=minutes)[:, None]
   with np.errstate(invalid="ignore"):
     return np.where(weight > 0, total / weight, np.nan)
 
@@ -128,24 +130,33 @@ def window_observed(grid: dict) -> np.ndarray:
   return out
 
 
-def fill(model, grid: dict, draws: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def fill(model, grid: dict, draws: int, seed: int,
+         wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """(blended normalised prediction [M, F], spread over draws [M, F], NaN for one draw).
+
+  Only windows holding a minute in `wanted` (bool [M, F]) go through the model: every
+  window covering such a minute does, so its blend is exact, and a recording that is
+  mostly observed costs little.
 
   Draw 0 shows the model everything observed; each further draw also hides a random
   DRAW_HIDE_RATIO of the observed positions, so the spread of the draws says how
   much a filled value depends on the exact context (a cheap uncertainty, not a
   calibrated interval).
   """
-  observed = window_observed(grid)
-  rng = np.random.default_rng([seed, grid["start"]])
   minutes = len(grid["values"])
+  needed = np.concatenate([[0], np.cumsum(wanted.any(axis=1))])
+  ends = np.minimum(grid["offsets"] + grid["z"].shape[1], minutes)
+  keep = needed[ends] > needed[grid["offsets"]]
+  z, offsets = grid["z"][keep], grid["offsets"][keep]
+  observed = window_observed(grid)[keep]
+  rng = np.random.default_rng([seed, grid["start"]])
   runs = []
   for d in range(max(draws, 1)):
     hidden = ~observed
     if d:
       hidden = hidden | (rng.random(observed.shape) < DRAW_HIDE_RATIO)
-    runs.append(blend(model.reconstruct(grid["z"], observed, hidden), grid["offsets"],
-                      minutes))
+    runs.append(blend(model.reconstruct(z, observed, hidden), offsets, minutes)
+                if len(z) else np.full(wanted.shape, np.nan))
   spread = np.std(runs, axis=0) if len(runs) > 1 else np.full_like(runs[0], np.nan)
   return runs[0], spread
 
@@ -167,9 +178,10 @@ def impute_grid(model, grid: dict, horizon: int, draws: int, seed: int) -> dict:
   [M, F] (physical spread over draws, imputed minutes only)."""
   values = grid["values"]
   observed = ~np.isnan(values)
-  z, spread = fill(model, grid, draws, seed)
+  wanted = ~observed & (distance_to_observed(observed) <= horizon)
+  z, spread = fill(model, grid, draws, seed, wanted)
   physical = np.clip(z * grid["scale"] + grid["mean"], CLIP[:, 0], CLIP[:, 1])
-  imputed = ~observed & (distance_to_observed(observed) <= horizon) & ~np.isnan(z)
+  imputed = wanted & ~np.isnan(z)
   status = np.where(observed, OBSERVED, np.where(imputed, IMPUTED, MISSING)).astype(np.int8)
   value = np.where(observed, values, np.where(imputed, physical, np.nan)).astype(np.float32)
   sd = np.where(imputed, spread * grid["scale"], np.nan).astype(np.float32)

@@ -10,7 +10,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 
 def subject_days(table: pa.Table, features: list[str], folder: str) -> list[str]:
@@ -21,25 +20,29 @@ def subject_days(table: pa.Table, features: list[str], folder: str) -> list[str]
   os.makedirs(folder, exist_ok=True)
   paths = []
   minute = table["minute"].to_numpy().astype("datetime64[m]")
-  day = minute.astype("datetime64[D]")
   subject = table["subject"].to_numpy(zero_copy_only=False)
-  for s in pc.unique(table["subject"]).to_pylist():
-    for d in np.unique(day[subject == s]):
-      rows = np.flatnonzero((subject == s) & (day == d))
-      paths.append(_day_figure(table, rows, minute[rows], features, s, str(d), folder))
+  columns = {name: (table[name].to_numpy(),
+                    table[f"{name}_status"].combine_chunks().indices.to_numpy(),
+                    table[f"{name}_sd"].to_numpy()) for name in features}
+  # Rows are sorted by (subject, minute): each subject-day is one slice.
+  key = np.char.add(subject.astype(str), minute.astype("datetime64[D]").astype(str))
+  bounds = np.flatnonzero(np.r_[True, key[1:] != key[:-1], True])
+  for a, b in zip(bounds[:-1], bounds[1:]):
+    day = {name: tuple(c[a:b] for c in cols) for name, cols in columns.items()}
+    paths.append(_day_figure(day, minute[a:b], subject[a], folder))
   return paths
 
 
-def _day_figure(table, rows, minute, features, subject, day, folder) -> str:
-  fig, axes = plt.subplots(len(features), 1, figsize=(12, 1.8 * len(features) + 0.6),
+def _day_figure(columns: dict, minute: np.ndarray, subject: str, folder: str) -> str:
+  """One subject-day: columns {feature: (value, status code, sd)} over `minute`."""
+  from trainer.impute import IMPUTED, OBSERVED  # pylint: disable=g-import-not-at-top
+  day = str(minute[0].astype("datetime64[D]"))
+  fig, axes = plt.subplots(len(columns), 1, figsize=(12, 1.8 * len(columns) + 0.6),
                            sharex=True, squeeze=False)
   hours = (minute - minute.astype("datetime64[D]")).astype(np.float64) / 60
-  for ax, name in zip(axes[:, 0], features):
-    value = table[name].to_numpy()[rows]
-    status = np.asarray(table[f"{name}_status"].to_pylist())[rows]
-    sd = table[f"{name}_sd"].to_numpy()[rows]
-    imputed = status == "imputed"
-    ax.plot(hours, np.where(status == "observed", value, np.nan), color="black", lw=0.8,
+  for ax, (name, (value, status, sd)) in zip(axes[:, 0], columns.items()):
+    imputed = status == IMPUTED
+    ax.plot(hours, np.where(status == OBSERVED, value, np.nan), color="black", lw=0.8,
             label="observed")
     ax.plot(hours, np.where(imputed, value, np.nan), color="tab:orange", lw=1.0,
             label="imputed")
@@ -53,7 +56,7 @@ def _day_figure(table, rows, minute, features, subject, day, folder) -> str:
   axes[-1, 0].set_xlabel("hour of day (UTC)")
   axes[-1, 0].set_xlim(0, 24)
   fig.suptitle(f"subject {subject[:16]}  {day}", fontsize=10)
-  fig.tight_layout()
+  fig.tight_layout(rect=(0, 0, 1, 0.98))
   path = os.path.join(folder, f"{subject[:16]}_{day}.png")
   fig.savefig(path, dpi=80)
   plt.close(fig)
