@@ -32,6 +32,8 @@ setuptools.setup(
             "lsm-train=trainer.main:main",
             "lsm-eval=trainer.evaluate:main",
             "lsm-scaling=trainer.scaling:main",
+            "lsm-impute=trainer.impute:main",
+            "lsm-embed=trainer.impute:embed_main",
         ],
     },
 )

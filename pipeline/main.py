@@ -43,19 +43,12 @@ RUNNER_ERROR_LOGGERS = ("apache_beam.runners.common",
                         "apache_beam.runners.worker.sdk_worker")
 
 
-def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str],
-          key: keys.KeyRef):
-  """Adds every stage to `p`; returns the manifest path PCollection.
-
-  key: where the subject-hash key lives; the stages get this reference and read the
-  key on the worker, so its bytes are in neither the graph nor its options. The
-  dead letters (raw rows) go to lsm_options.dead_letter_dir, outside the shareable
-  output, owner-only when local (pipeline.privacy)."""
-  window, stride = opts.window_minutes, lsm_options.stride(opts)
-  fractions = lsm_options.split_fractions(opts)
-  labelled = bool(opts.session_labels) and opts.labelled_windows
-  output = opts.output
-  staging = publish.staging_dir(output)  # every published file is written here first
+def read_subjects(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str],
+                  key: keys.KeyRef):
+  """The reading half of the pipeline, shared with lsm-impute's preparation
+  (pipeline/prepare.py): every input through the same adapters, validation and
+  alignment. Returns (plan, device outputs, aligned outputs: .grids of (subject,
+  Grid), count PCollections, dead-letter PCollections)."""
   rule = lsm_options.time_rule(opts)
   plan = devices.plan_inputs(inputs, opts.format, rule,  # fails naming a file, before any work
                              opts.csv_delimiter)
@@ -86,6 +79,24 @@ def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str],
   aligned = subjects | "AlignSubjects" >> AlignSubjects(opts.max_gap_minutes)
   count_parts.append(aligned[counts.COUNTS])
   letter_parts.append(aligned[counts.DEAD_LETTER])
+  return plan, device, aligned, count_parts, letter_parts
+
+
+def build(p: beam.Pipeline, opts: lsm_options.LsmOptions, inputs: list[str],
+          key: keys.KeyRef):
+  """Adds every stage to `p`; returns the manifest path PCollection.
+
+  key: where the subject-hash key lives; the stages get this reference and read the
+  key on the worker, so its bytes are in neither the graph nor its options. The
+  dead letters (raw rows) go to lsm_options.dead_letter_dir, outside the shareable
+  output, owner-only when local (pipeline.privacy)."""
+  window, stride = opts.window_minutes, lsm_options.stride(opts)
+  fractions = lsm_options.split_fractions(opts)
+  labelled = bool(opts.session_labels) and opts.labelled_windows
+  output = opts.output
+  staging = publish.staging_dir(output)  # every published file is written here first
+  exchange_dir = lsm_options.exchange_dir(opts)
+  plan, device, aligned, count_parts, letter_parts = read_subjects(p, opts, inputs, key)
   windows = (aligned.grids
              | "AssignSplit" >> AssignSplit(fractions, opts.split_salt)
              | "CutWindows" >> CutWindows(window, stride, opts.max_missing, labelled))
