@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= runs/demo
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt setup.py | sha256sum | cut -c1-16)
 
-.PHONY: install demo test bench clean
+.PHONY: install browser demo test bench clean
 
 install: $(STAMP)
 
@@ -25,7 +25,11 @@ $(STAMP): requirements.txt setup.py
 demo: install
 	DEMO_DIR=$(DEMO_DIR) bash scripts/demo.sh
 
-test: install
+# The statistics report's render test needs a headless browser (Debian's chromium).
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+test: install browser
 	$(BIN)/python -m pytest -n 2 tests
 
 clean:

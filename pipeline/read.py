@@ -368,7 +368,8 @@ def check_json_lines(path: str) -> None:
   """Raises UnreadableFileError when a .json/.jsonl file is one JSON document (an
   array, or a pretty-printed object) rather than one object per line: read as JSON
   lines, each of its physical lines would be dead-lettered as a malformed row.
-  Google Takeout's Fitbit files (heart_rate-YYYY-MM-DD.json) are such arrays."""
+  Arrays a device reads (Google Takeout's Fitbit heart_rate-YYYY-MM-DD.json) are
+  detected before this check (devices._detect)."""
   try:
     with _open(path) as f:
       first = next((line for line in iter(f.readline, b"") if line.strip()), b"")
@@ -378,9 +379,9 @@ def check_json_lines(path: str) -> None:
   if text and _json_object(text) is None and text[0] in "[{":
     raise UnreadableFileError(
         f"{path}: one JSON document (first line {text[:60]!r}), not JSON lines (one "
-        "object per line, schemas/raw.py); JSON arrays such as Google Takeout's Fitbit "
-        "files (heart_rate-*.json, steps-*.json) are not read: convert them to the "
-        "canonical long format (subject_id,timestamp,feature,value)")
+        "object per line, schemas/raw.py), and no device format accepts it (see "
+        "--format): convert it to the canonical long format "
+        "(subject_id,timestamp,feature,value)")
 
 
 def _json_object(line: str):

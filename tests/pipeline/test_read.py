@@ -202,17 +202,18 @@ def test_a_glob_relative_to_the_current_folder(tmp_path, monkeypatch):
 
 
 def test_a_json_document_is_refused_before_the_run_not_read_as_json_lines(tmp_path):
-  """Google Takeout's Fitbit JSON is an array: read line by line, every physical line
-  would be a malformed row and the run would lose everything."""
-  takeout = os.path.join(os.path.dirname(__file__), "..", "data", "cases",
-                         "takeout_fitbit_json", "heart_rate-2020-04-24.json")
+  """A JSON document no device format accepts, read line by line, would make every
+  physical line a malformed row and lose everything (Takeout's Fitbit arrays are
+  read by the takeout_fitbit device instead)."""
   pretty = tmp_path / "pretty.json"
   pretty.write_text('{\n  "subject_id": "s1",\n  "timestamp": "2024-03-01T08:00Z"\n}\n')
-  for path in (takeout, str(pretty)):
+  array = tmp_path / "array.json"
+  array.write_text('[\n  {"subject_id": "s1", "timestamp": "2024-03-01T08:00Z"}\n]\n')
+  for path in (str(pretty), str(array)):
     with pytest.raises(read.UnreadableFileError) as error:
       devices.plan_inputs([path])
     assert str(error.value).startswith(f"{path}: one JSON document")
-    assert "not JSON lines" in str(error.value)
+    assert "not JSON lines" in str(error.value) and "--format" in str(error.value)
   lines = tmp_path / "ok.jsonl"
   lines.write_text('\n{"subject_id": "s1", "timestamp": "2024-03-01T08:00Z", "HR": 60}\n')
   assert devices.plan_inputs([str(lines)]).canonical == [str(lines)]

@@ -107,19 +107,31 @@ def test_apple_health_csv_dates(case):
   assert manifest.load("out")["counts"]["readings"]["used"] == 60
 
 
-def test_apple_health_export_xml_is_refused_naming_the_flag(case, capsys):
+def test_apple_health_export_xml_gives_the_60_hr_minutes(case):
   case("apple_health_dates")
-  said = _fails(["--input", "export.xml", "--window_minutes", "10", "--output", "out_xml"],
-                capsys)
-  assert "export.xml" in said and "--format" in said and "format=" not in said
+  main.run(["--input", "export.xml", "--window_minutes", "10", "--output", "out_xml"])
+  assert len(_windows("out_xml")) == 6
+  counts = manifest.load("out_xml")["counts"]
+  assert counts["readings"]["used"] == 60
+  assert counts["sources"]["apple_health"]["entries_used"] == 60
 
 
-def test_takeout_fitbit_json_is_refused_not_dead_lettered_line_by_line(case, capsys):
+def test_takeout_fitbit_json_read_as_a_takeout_export(case):
   case("takeout_fitbit_json")
-  said = _fails(["--input", "./*.json", "--tz", "America/New_York", "--subject_id", "u01",
-                 "--window_minutes", "10", "--output", "out"], capsys)
-  assert "heart_rate-2020-04-24.json" in said and "JSON" in said
-  assert not os.path.exists("out/manifest.json")
+  main.run(["--input", "./*.json", "--tz", "America/New_York", "--subject_id", "u01",
+            "--window_minutes", "10", "--output", "out"])
+  windows = _windows("out")
+  assert len(windows) == 6
+  source = manifest.load("out")["counts"]["sources"]["takeout_fitbit"]
+  assert (source["entries_read"], source["entries_used"], source["readings"]) == (
+      420, 420, 120)
+  assert source["absent.altitude"] == 1
+  first = min((w for _, w in windows), key=lambda w: w["start"])  # 07:00 EDT, 11:00 UTC
+  with open("steps-2020-04-24.json") as f:
+    steps = [float(r["value"]) for r in json.load(f)[:10]]
+  assert _physical("out", first, "steps") == pytest.approx(steps, abs=1e-3)
+  # 07:01:00-07:01:50 EDT: five samples of 67 bpm and one of 68, by hand 403/6.
+  assert _physical("out", first, "HR")[1] == pytest.approx(403 / 6, abs=1e-3)
 
 
 def test_dst_fallback_newest_first_equals_oldest_first(case):
