@@ -2,7 +2,7 @@
 
   lsm-pipeline --input 'raw/*.parquet' --output out/ --subject_hash_key_file key.txt \
       [--format auto] [--tz America/New_York] [--subject_id p01 | --subject_id_pattern
-      '/(p\d+)/'] [--labels labels/sessions.csv] [--direct_num_workers 2 \
+      '/(p\\d+)/'] [--labels labels/sessions.csv] [--direct_num_workers 2 \
       --direct_running_mode multi_processing] [Beam options, e.g. --runner DataflowRunner]
 
 Without --runner the local runner is Beam's FnApiRunner (the engine behind the
