@@ -12,6 +12,7 @@ from absl import logging as absl_logging
 
 from schemas import manifest as manifest_lib
 from schemas import record as record_lib
+from trainer import train
 
 # Libraries whose INFO lines drown the trainer's own: Orbax logs a dozen lines per
 # checkpoint save or restore (handlers, paths, throughput).
@@ -37,9 +38,10 @@ class QuietLibraries(logging.Filter):
 
 
 def run(main: Callable[[list[str]], None], module_name: str, command: str) -> None:
-  """app.run, with a --help that prints the command's own doc and flags, then exits 0,
-  the QuietLibraries filter on absl's log handler, and USER_ERRORS printed as one line
-  "COMMAND: message" (exit status 1).
+  """app.run, with one JAX CPU device per core (train.use_cpu_cores), a --help that
+  prints the command's own doc and flags, then exits 0, the QuietLibraries filter on
+  absl's log handler, and USER_ERRORS printed as one line "COMMAND: message" (exit
+  status 1).
 
   absl's own --help exits 1 and, under a console-script wrapper, lists no flags.
   """
@@ -48,6 +50,7 @@ def run(main: Callable[[list[str]], None], module_name: str, command: str) -> No
     print(module.__doc__)
     print(flags.FLAGS.module_help(module))
     sys.exit(0)
+  train.use_cpu_cores()
   handler = absl_logging.get_absl_handler()
   if not any(isinstance(f, QuietLibraries) for f in handler.filters):
     handler.addFilter(QuietLibraries())

@@ -221,8 +221,15 @@ def dataset(config: ml_collections.ConfigDict, split: str, *, train: bool,
 
 
 def train_iterator(config: ml_collections.ConfigDict) -> grain.DatasetIterator:
-  """The checkpointable training iterator (worker processes when config.workers > 0)."""
-  ds = dataset(config, "train", train=True).to_iter_dataset()
+  """The checkpointable training iterator (worker processes when config.workers > 0).
+
+  Batches are read ahead by config.read_threads threads, config.read_buffer batches
+  deep (per process). Grain's defaults (16 threads, 500 elements, here 500 batches:
+  ~3 GB of tiny's batches of 128) kept both cores busy filling the buffer for the
+  first minute of training and halved the measured step rate (benchmarks/README.md).
+  """
+  ds = dataset(config, "train", train=True).to_iter_dataset(grain.ReadOptions(
+      num_threads=config.read_threads, prefetch_buffer_size=config.read_buffer))
   if config.workers > 0:
     ds = ds.mp_prefetch(grain.MultiprocessingOptions(
         num_workers=config.workers, per_worker_buffer_size=config.worker_buffer))

@@ -64,8 +64,39 @@ def optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation
                   weight_decay=config.weight_decay))
 
 
-def make_mesh() -> Mesh:
-  return Mesh(np.asarray(jax.devices()), ("data",))
+def use_cpu_cores() -> None:
+  """One JAX CPU device per core, so that a CPU step runs data parallel.
+
+  XLA's CPU backend runs one op at a time and many of a small model's ops (fusions
+  of elementwise work, softmax) on one thread, so a single device keeps two cores
+  about half busy; two devices each running half the batch on its own thread train
+  tiny ~1.2x faster on 2 cores (benchmarks/README.md, "Trainer"). Call before JAX
+  starts a backend (the commands do, in trainer.cli.run); a no-op when XLA_FLAGS
+  already sets a host device count, for multi-process runs (LSM_DISTRIBUTED=1), or
+  once a backend has started. Accelerators are unaffected: they stay the default
+  backend and the CPU devices are not used for training.
+  """
+  if ("xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
+      or os.environ.get("LSM_DISTRIBUTED") == "1"):
+    return
+  try:
+    jax.config.update("jax_num_cpu_devices", len(os.sched_getaffinity(0)))
+  except RuntimeError as e:  # a backend has started: keep its devices
+    logging.info("CPU device count unchanged: %s", e)
+
+
+def make_mesh(batch_size: int | None = None) -> Mesh:
+  """A 1-D "data" mesh over the devices.
+
+  On a single-process CPU run it takes the most devices that divide batch_size (the
+  CPU devices are cores, see use_cpu_cores, so a batch of 15 on 2 cores runs on
+  one); elsewhere all devices, and the Trainer refuses a batch they do not divide.
+  """
+  devices = jax.devices()
+  if batch_size and jax.process_count() == 1 and devices[0].platform == "cpu":
+    n = max(d for d in range(1, len(devices) + 1) if batch_size % d == 0)
+    devices = devices[:n]
+  return Mesh(np.asarray(devices), ("data",))
 
 
 def param_sharding(mesh: Mesh, shard: bool):
@@ -172,7 +203,7 @@ class Trainer:
     self.config = config
     self.model_config = models.ModelConfig.from_config(config.model)
     self.model = models.MAE(self.model_config)
-    self.mesh = make_mesh()
+    self.mesh = make_mesh(config.batch_size)
     self.tx = optimizer(config)
     self.lr_schedule = schedule(config)
     self.max_tokens = input_pipeline.encoder_tokens(config)

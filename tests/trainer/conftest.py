@@ -104,24 +104,25 @@ def make_config():
   return small_config
 
 
-def device_losses(data_dir: str, shard_params: list, steps: int = 3) -> dict:
-  """Losses of the first steps on this process's devices, per shard_params setting.
+def device_losses(data_dir: str, settings: dict, steps: int = 3) -> dict:
+  """Losses of the first steps on this process's devices, per named setting (config
+  overrides, as small_config takes them).
 
-  Run in-process (one CPU device) and in a subprocess with 8 simulated devices.
+  Run in-process (one CPU device) and in a subprocess with more simulated devices.
   """
   import jax  # pylint: disable=g-import-not-at-top
   from trainer import input_pipeline, train  # pylint: disable=g-import-not-at-top
   out = {}
-  for shard in shard_params:
-    config = small_config(data_dir, shard_params=shard)
+  for name, overrides in settings.items():
+    config = small_config(data_dir, **overrides)
     trainer = train.Trainer(config)
     iterator = input_pipeline.train_iterator(config)
     losses = []
     for _ in range(steps):
       trainer.state, m = trainer.train_step(trainer.state, trainer.device_batch(next(iterator)))
       losses.append(float(m["loss"]))
-    out[str(shard)] = losses
-  return {"devices": jax.device_count(), "losses": out}
+    out[name] = losses
+  return {"devices": trainer.mesh.devices.size, "losses": out}
 
 
 @pytest.fixture(name="device_losses", scope="session")

@@ -1,5 +1,6 @@
 """Model shape, parameter counts (LSM's table), patching, loss and leakage."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -89,3 +90,15 @@ def test_bfloat16_compute_keeps_float32_parameters_and_output():
   assert {x.dtype for x in jax.tree.leaves(params)} == {jnp.dtype("float32")}
   out = jax.jit(model.apply, static_argnums=3)(params, values, visible, 36)
   assert out.dtype == jnp.float32 and np.isfinite(np.asarray(out)).all()
+
+
+def test_batched_attention_equals_flax_attention_with_masked_slots():
+  rng = np.random.default_rng(0)
+  q, k, v = (jnp.asarray(rng.normal(size=(3, 12, 4, 8)), jnp.float32) for _ in range(3))
+  kept = np.ones((3, 12), bool)
+  kept[0, 5:] = False   # budget slots without a visible token
+  kept[1, :] = False    # a window with nothing visible: every row masked
+  mask = nn.make_attention_mask(kept, kept)
+  for m in (None, mask):
+    np.testing.assert_allclose(models.batched_attention(q, k, v, mask=m),
+                               nn.dot_product_attention(q, k, v, mask=m), rtol=1e-5, atol=1e-6)

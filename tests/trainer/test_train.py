@@ -227,27 +227,50 @@ DEVICE_SCRIPT = """
 import json, sys
 sys.path.insert(0, {tests!r})
 from conftest import device_losses
-print(json.dumps(device_losses({data!r}, [False, True])))
+print(json.dumps(device_losses({data!r}, {settings!r}, {steps})))
 """
+
+
+def losses_on_devices(devices, settings, steps, data_dir, subprocess_env, repo_dir):
+  """device_losses in a subprocess with `devices` simulated CPU devices."""
+  script = DEVICE_SCRIPT.format(tests=os.path.join(repo_dir, "tests", "trainer"),
+                                data=data_dir, settings=settings, steps=steps)
+  flags = f"--xla_force_host_platform_device_count={devices}"
+  return subprocess.Popen([sys.executable, "-c", script], cwd=repo_dir, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          env=subprocess_env(XLA_FLAGS=flags, JAX_PLATFORMS="cpu"))
+
+
+def results_of(process):
+  stdout, stderr = process.communicate(timeout=600)
+  assert process.returncode == 0, stderr[-3000:]
+  return json.loads(stdout.strip().splitlines()[-1])
 
 
 def test_one_device_and_eight_devices_give_the_same_losses(data_dir, subprocess_env,
                                                            repo_dir, device_losses):
-  tests = os.path.join(repo_dir, "tests", "trainer")
-  flags = "--xla_force_host_platform_device_count=8"
-  eight = subprocess.Popen([sys.executable, "-c", DEVICE_SCRIPT.format(tests=tests, data=data_dir)],
-                           cwd=repo_dir, text=True, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE,
-                           env=subprocess_env(XLA_FLAGS=flags, JAX_PLATFORMS="cpu"))
-  one = device_losses(data_dir, [False])  # this process has one CPU device
-  stdout, stderr = eight.communicate(timeout=600)
-  assert eight.returncode == 0, stderr[-3000:]
-  results = json.loads(stdout.strip().splitlines()[-1])
+  settings = {"replicated": {"shard_params": False}, "sharded": {"shard_params": True}}
+  eight = losses_on_devices(8, settings, 3, data_dir, subprocess_env, repo_dir)
+  one = device_losses(data_dir, {"replicated": settings["replicated"]})  # one CPU device
+  results = results_of(eight)
   assert one["devices"] == 1 and results["devices"] == 8
-  losses = one["losses"]["False"]
+  losses = one["losses"]["replicated"]
   assert len(set(losses)) > 1
-  np.testing.assert_allclose(results["losses"]["False"], losses, rtol=2e-5)
-  np.testing.assert_allclose(results["losses"]["True"], losses, rtol=2e-5)
+  np.testing.assert_allclose(results["losses"]["replicated"], losses, rtol=2e-5)
+  np.testing.assert_allclose(results["losses"]["sharded"], losses, rtol=2e-5)
+
+
+def test_the_fast_step_trains_like_the_reference_step_for_20_steps(
+    data_dir, subprocess_env, repo_dir, device_losses):
+  """The CPU defaults (batched attention, the batch split over one device per core)
+  against Flax's attention on one device: the same losses for a fixed seed."""
+  fast = losses_on_devices(2, {"fast": {}}, 20, data_dir, subprocess_env, repo_dir)
+  reference = device_losses(data_dir, {"flax": {"model.attention": "flax"}}, steps=20)
+  results = results_of(fast)
+  assert reference["devices"] == 1 and results["devices"] == 2
+  losses = reference["losses"]["flax"]
+  assert len(set(losses)) == 20 and losses[-1] < losses[0]
+  np.testing.assert_allclose(results["losses"]["fast"], losses, rtol=1e-4)
 
 
 def test_inference_loads_a_workdir_and_never_reads_hidden_values(reference_run, data_dir):
@@ -268,3 +291,17 @@ def test_inference_loads_a_workdir_and_never_reads_hidden_values(reference_run, 
                                 filled[hidden])
   embeddings = model.embed(values, observed)
   assert embeddings.shape == (5, 64) and np.isfinite(embeddings).all()
+
+
+def test_commands_split_the_cpu_into_one_device_per_core(python, subprocess_env, repo_dir):
+  script = ("from trainer import train; train.use_cpu_cores(); import jax; "
+            "print(jax.device_count(), train.make_mesh(15).devices.size, "
+            "train.make_mesh(32).devices.size)")
+  env = subprocess_env(JAX_PLATFORMS="cpu")
+  env.pop("XLA_FLAGS", None)
+  out = subprocess.run([python, "-c", script], cwd=repo_dir, env=env, text=True,
+                       capture_output=True, timeout=120, check=True)
+  cores = len(os.sched_getaffinity(0))
+  expected = [cores, max(d for d in range(1, cores + 1) if 15 % d == 0),
+              max(d for d in range(1, cores + 1) if 32 % d == 0)]
+  assert [int(x) for x in out.stdout.split()] == expected

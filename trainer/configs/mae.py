@@ -50,7 +50,8 @@ def get_config(size: str = "tiny") -> ml_collections.ConfigDict:
 
   config.model = ml_collections.ConfigDict(dict(
       **SIZES[size], patch=(10, 5),
-      dtype="float32"))  # "bfloat16" computes in bf16 (parameters stay float32)
+      dtype="float32",       # "bfloat16" computes in bf16 (parameters stay float32)
+      attention="batched"))  # models.ATTENTION: "flax" is the reference implementation
 
   config.mask = ml_collections.ConfigDict(dict(
       strategy="random",     # random | interpolation | extrapolation | sensor_imputation | mixture
@@ -88,6 +89,8 @@ def get_config(size: str = "tiny") -> ml_collections.ConfigDict:
   config.plot_windows = 4               # validation windows drawn to a PNG at each eval
 
   config.workers = 0                    # Grain worker processes (0 = in-process)
+  config.read_threads = 1               # threads reading batches ahead, per process
+  config.read_buffer = 4                # batches read ahead, per process
   config.worker_buffer = 2
   config.prefetch_batches = 2           # batches staged on the devices ahead of use
   config.shard_params = False           # False: replicate parameters; True: shard (FSDP)
