@@ -9,10 +9,10 @@ from typing import Callable
 
 from absl import app, flags
 from absl import logging as absl_logging
+import jax
 
 from schemas import manifest as manifest_lib
 from schemas import record as record_lib
-from trainer import train
 
 # Libraries whose INFO lines drown the trainer's own: Orbax logs a dozen lines per
 # checkpoint save or restore (handlers, paths, throughput).
@@ -37,8 +37,29 @@ class QuietLibraries(logging.Filter):
             or not any(part in record.pathname for part in QUIET_LIBRARIES))
 
 
+def use_cpu_cores() -> None:
+  """One JAX CPU device per core, so that a CPU step runs data parallel.
+
+  XLA's CPU backend runs one op at a time and many of a small model's ops (fusions
+  of elementwise work, softmax) on one thread, so a single device keeps two cores
+  about half busy; two devices each running half the batch on its own thread train
+  tiny ~1.2x faster on 2 cores (benchmarks/README.md, "Trainer"). Call before JAX
+  starts a backend (`run` does, for every command); a no-op when XLA_FLAGS
+  already sets a host device count, for multi-process runs (LSM_DISTRIBUTED=1), or
+  once a backend has started. Accelerators are unaffected: they stay the default
+  backend and the CPU devices are not used for training.
+  """
+  if ("xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
+      or os.environ.get("LSM_DISTRIBUTED") == "1"):
+    return
+  try:
+    jax.config.update("jax_num_cpu_devices", len(os.sched_getaffinity(0)))
+  except RuntimeError as e:  # a backend has started: keep its devices
+    absl_logging.info("CPU device count unchanged: %s", e)
+
+
 def run(main: Callable[[list[str]], None], module_name: str, command: str) -> None:
-  """app.run, with one JAX CPU device per core (train.use_cpu_cores), a --help that
+  """app.run, with one JAX CPU device per core (use_cpu_cores), a --help that
   prints the command's own doc and flags, then exits 0, the QuietLibraries filter on
   absl's log handler, and USER_ERRORS printed as one line "COMMAND: message" (exit
   status 1).
@@ -50,7 +71,7 @@ def run(main: Callable[[list[str]], None], module_name: str, command: str) -> No
     print(module.__doc__)
     print(flags.FLAGS.module_help(module))
     sys.exit(0)
-  train.use_cpu_cores()
+  use_cpu_cores()
   handler = absl_logging.get_absl_handler()
   if not any(isinstance(f, QuietLibraries) for f in handler.filters):
     handler.addFilter(QuietLibraries())

@@ -64,32 +64,11 @@ def optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation
                   weight_decay=config.weight_decay))
 
 
-def use_cpu_cores() -> None:
-  """One JAX CPU device per core, so that a CPU step runs data parallel.
-
-  XLA's CPU backend runs one op at a time and many of a small model's ops (fusions
-  of elementwise work, softmax) on one thread, so a single device keeps two cores
-  about half busy; two devices each running half the batch on its own thread train
-  tiny ~1.2x faster on 2 cores (benchmarks/README.md, "Trainer"). Call before JAX
-  starts a backend (the commands do, in trainer.cli.run); a no-op when XLA_FLAGS
-  already sets a host device count, for multi-process runs (LSM_DISTRIBUTED=1), or
-  once a backend has started. Accelerators are unaffected: they stay the default
-  backend and the CPU devices are not used for training.
-  """
-  if ("xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
-      or os.environ.get("LSM_DISTRIBUTED") == "1"):
-    return
-  try:
-    jax.config.update("jax_num_cpu_devices", len(os.sched_getaffinity(0)))
-  except RuntimeError as e:  # a backend has started: keep its devices
-    logging.info("CPU device count unchanged: %s", e)
-
-
 def make_mesh(batch_size: int | None = None) -> Mesh:
   """A 1-D "data" mesh over the devices.
 
   On a single-process CPU run it takes the most devices that divide batch_size (the
-  CPU devices are cores, see use_cpu_cores, so a batch of 15 on 2 cores runs on
+  CPU devices are cores, see cli.use_cpu_cores, so a batch of 15 on 2 cores runs on
   one); elsewhere all devices, and the Trainer refuses a batch they do not divide.
   """
   devices = jax.devices()
@@ -233,10 +212,11 @@ class Trainer:
                         self.state)
 
   def compile(self, batch) -> float:
-    """Compiles the train step once (ahead of time) and returns its FLOPs per step."""
+    """Compiles the train step once (ahead of time) and returns its FLOPs per step,
+    summed over the devices (XLA counts one device's partition of the program)."""
     compiled = self.train_step.lower(self.state, batch).compile()
     self.train_step = compiled
-    return step_flops(compiled)
+    return step_flops(compiled) * self.mesh.devices.size
 
   def evaluate(self, batches: list[dict[str, np.ndarray]]):
     """Validation MSE over the batches (exact average over positions) + first recon."""

@@ -294,7 +294,7 @@ def test_inference_loads_a_workdir_and_never_reads_hidden_values(reference_run, 
 
 
 def test_commands_split_the_cpu_into_one_device_per_core(python, subprocess_env, repo_dir):
-  script = ("from trainer import train; train.use_cpu_cores(); import jax; "
+  script = ("from trainer import cli, train; cli.use_cpu_cores(); import jax; "
             "print(jax.device_count(), train.make_mesh(15).devices.size, "
             "train.make_mesh(32).devices.size)")
   env = subprocess_env(JAX_PLATFORMS="cpu")
