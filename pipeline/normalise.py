@@ -23,6 +23,8 @@ twice.
 
 from __future__ import annotations
 
+import typing
+
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
@@ -138,32 +140,114 @@ def statistics(outputs) -> dict:
           for i, name in enumerate(FEATURE_NAMES)}
 
 
-class Transformer:
-  """The saved transform graph as a function of [n, T, F] windows; loaded on first use.
+class TransformMismatch(AssertionError):
+  """The numpy transform (apply_constants) differs from the saved graph: a bug."""
 
-  Calling the saved graph directly costs a fraction of TransformDataset's per-batch
-  machinery (Arrow <-> tensors, one TF session per bundle; benchmarks/README.md),
-  and no window metadata has to be packed into Arrow to ride through TF. Rows never
-  interact in the graph, so how windows are batched cannot change a byte.
+
+class Constants(typing.NamedTuple):
+  """What the saved graph applies per feature, float32 [F] each (LSM feature order):
+  z = clip((x - centre) / scale, low, high), 0 where x is NaN."""
+  centre: np.ndarray
+  scale: np.ndarray
+  low: np.ndarray
+  high: np.ndarray
+
+
+def constants(mean: np.ndarray, std: np.ndarray) -> Constants:
+  """The graph's float32 constants from its __mean and __std outputs ([F] float32),
+  derived exactly as preprocessing_fn derives them: a std of 0 scales by 1; the
+  bounds are the clip range's z-scores, at most NORMALISED_CLIP away from 0."""
+  centre = np.asarray(mean, np.float32)
+  std = np.asarray(std, np.float32)
+  scale = np.where(std > 0, std, np.float32(1)).astype(np.float32)
+  low, high = np.array([f.clip_range for f in FEATURES], np.float32).T
+  return Constants(centre, scale,
+                   np.maximum((low - centre) / scale, np.float32(-NORMALISED_CLIP)),
+                   np.minimum((high - centre) / scale, np.float32(NORMALISED_CLIP)))
+
+
+def apply_constants(values: np.ndarray, c: Constants) -> np.ndarray:
+  """z [n, T, F] float32 of values [n, T, F] (physical units, NaN missing): the saved
+  graph's operations in its order and precision (float32 subtract, divide, then
+  tf.clip_by_value's minimum before maximum; NaN -> 0), so bit for bit its output
+  (Transformer checks this on every run)."""
+  values = np.asarray(values, np.float32)
+  z = np.subtract(values, c.centre)
+  np.divide(z, c.scale, out=z)
+  np.minimum(z, c.high, out=z)
+  np.maximum(z, c.low, out=z)
+  z[np.isnan(values)] = 0
+  return z
+
+
+def edge_windows(c: Constants, t: int) -> np.ndarray:
+  """[7, t, F] float32 windows at and around what the transform treats specially:
+  the clip range's ends and beyond, the values whose z-score is exactly the bounds,
+  the centre, NaN and +-inf, one kind per window."""
+  low, high = np.array([f.clip_range for f in FEATURES], np.float32).T
+  spread = np.maximum(high - low, np.float32(1))
+  with np.errstate(over="ignore", invalid="ignore"):
+    rows = [low, high, low - spread, high + spread, c.centre,
+            c.centre + c.low * c.scale, c.centre + c.high * c.scale]
+    grid = np.stack([np.broadcast_to(r, (t, len(FEATURES))) for r in rows]).copy()
+  specials = np.array([np.nan, np.inf, -np.inf, np.nextafter(np.float32(0), 1)], np.float32)
+  grid[:, ::2] = specials[np.arange(grid[:, ::2].shape[1]) % len(specials)][None, :, None]
+  return grid.astype(np.float32)
+
+
+def check_equal(values: np.ndarray, graph: np.ndarray, c: Constants) -> None:
+  """Raises TransformMismatch naming the features where apply_constants(values)
+  differs from the graph's output in any bit."""
+  mine = apply_constants(values, c)
+  differ = mine.view(np.uint32) != np.asarray(graph, np.float32).view(np.uint32)
+  if differ.any():
+    by_feature = differ.sum(axis=(0, 1))
+    named = ", ".join(f"{FEATURE_NAMES[i]} {n}" for i, n in enumerate(by_feature) if n)
+    raise TransformMismatch(
+        f"lsm-pipeline: the numpy transform differs from the saved tf.Transform graph in "
+        f"{int(differ.sum())} of {differ.size} values ({named}); a bug: nothing written "
+        "from this batch on")
+
+
+class Transformer:
+  """The saved transform graph as a function of [n, T, F] windows, applied in numpy.
+
+  On first use the graph itself runs once, on that batch plus edge_windows: its
+  outputs give the statistics (and so the Constants), and apply_constants must equal
+  its output there bit for bit or TransformMismatch is raised (so every run and
+  every worker checks the numpy path against the graph written with the output).
+  Every later batch costs a few numpy passes instead of a TensorFlow call. Rows never
+  interact, so how windows are batched cannot change a byte.
   """
 
   def __init__(self, transform_dir: str):
     self._transform_dir = transform_dir
     self._layer = None
+    self.constants = None
     self.statistics = None  # what the graph applies, read off the first call's outputs
 
-  def __call__(self, values: np.ndarray) -> np.ndarray:
-    """z [n, T, F]."""
+  def graph(self, values: np.ndarray) -> tuple[np.ndarray, dict]:
+    """(z [n, T, F], the statistics outputs) from the saved graph itself."""
     import tensorflow as tf
     if self._layer is None:
       import tensorflow_transform as tft
       self._layer = tft.TFTransformOutput(self._transform_dir).transform_features_layer()
     by_feature = np.ascontiguousarray(np.moveaxis(values, 2, 0))  # contiguous [n, T] each
-    outputs = self._layer({f.name: tf.constant(by_feature[i])
-                           for i, f in enumerate(FEATURES)})
-    if self.statistics is None:
-      self.statistics = statistics({name: outputs[name].numpy() for name in STATISTICS})
-    return np.stack([outputs[name].numpy() for name in FEATURE_NAMES], axis=2)
+    outputs = self._layer({f.name: tf.constant(by_feature[i]) for i, f in enumerate(FEATURES)})
+    z = np.stack([outputs[name].numpy() for name in FEATURE_NAMES], axis=2)
+    return z, {name: outputs[name].numpy() for name in STATISTICS}
+
+  def __call__(self, values: np.ndarray) -> np.ndarray:
+    """z [n, T, F] float32. Raises TransformMismatch (first call) as above."""
+    if self.constants is None:
+      z, outputs = self.graph(values)
+      c = constants(outputs["__mean"][0], outputs["__std"][0])
+      check_equal(values, z, c)
+      edges = edge_windows(c, values.shape[1])
+      check_equal(edges, self.graph(edges)[0], c)
+      self.constants, self.statistics = c, statistics(outputs)
+      return z
+    return apply_constants(values, self.constants)
 
 
 class _RecordBatches(beam.PTransform):
