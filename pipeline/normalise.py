@@ -61,9 +61,11 @@ POPULATION = "population (no observed train value)"
 def preprocessing_fn(inputs):
   """Observed-only statistics per feature; clip, z-score, clip to +-5, missing -> 0.
 
-  For analysis the features are stacked to [B, T, F]. The analysers are three
-  float64 sums per feature (observed count, sum and sum of squares of the clipped
-  values, shifted by the population mean for precision) with missing minutes
+  For analysis the features are stacked to [B, T, F]. The analyser is one tft.sum
+  of three float64 sums per feature (observed count, exact below 2**53; sum and sum
+  of squares of the clipped values, shifted by the population mean for precision;
+  one analyser rather than three: each adds runner stages and tracing to every
+  run's start, benchmarks/README.md) with missing minutes
   contributing nothing, so a missing minute can neither bias nor poison the
   statistics (a batch where a feature is absent adds zeros; TF Transform's own
   mean/var combiner returns NaN when two partials both lack a feature).
@@ -84,10 +86,12 @@ def preprocessing_fn(inputs):
   clipped = tf.clip_by_value(x, low, high)
   shift = tf.constant([f.population_mean for f in FEATURES], tf.float64)
   centred = tf.where(observed, tf.cast(clipped, tf.float64) - shift, tf.zeros_like(shift))
-  count = tft.sum(tf.reduce_sum(tf.cast(observed, tf.int64), axis=1),
-                  reduce_instance_dims=False)
-  total = tft.sum(tf.reduce_sum(centred, axis=1), reduce_instance_dims=False)
-  squares = tft.sum(tf.reduce_sum(centred * centred, axis=1), reduce_instance_dims=False)
+  sums = tft.sum(tf.concat([tf.reduce_sum(tf.cast(observed, tf.float64), axis=1),
+                            tf.reduce_sum(centred, axis=1),
+                            tf.reduce_sum(centred * centred, axis=1)], axis=1),
+                 reduce_instance_dims=False)
+  count, total, squares = tf.split(sums, 3)
+  count = tf.cast(count, tf.int64)
   n = tf.maximum(tf.cast(count, tf.float64), 1.0)
   offset = total / n
   mean = shift + offset
