@@ -180,7 +180,11 @@ def apply_constants(values: np.ndarray, c: Constants) -> np.ndarray:
   np.divide(z, c.scale, out=z)
   np.minimum(z, c.high, out=z)
   np.maximum(z, c.low, out=z)
-  z[np.isnan(values)] = 0
+  # NaN -> +0.0 (the graph's zeros_like) by clearing the bits: a sixth of the CPU of
+  # z[np.isnan(values)] = 0 (a scatter). keep: all bits set where observed, 0 where NaN.
+  keep = np.isnan(values).view(np.uint8).astype(np.uint32)
+  np.subtract(keep, 1, out=keep)
+  np.bitwise_and(z.view(np.uint32), keep, out=z.view(np.uint32))
   return z
 
 
