@@ -70,11 +70,12 @@ def preprocessing_fn(inputs):
   statistics (a batch where a feature is absent adds zeros; TF Transform's own
   mean/var combiner returns NaN when two partials both lack a feature).
 
-  The transform works on each feature's own [B, T] input (the stack fed only the
-  analysers and is pruned from the saved graph): no strided copies, half the cost
-  per window. Clipping to the clip range, then the z-score to +-5, is one clip of
-  the z-score to the clip range's z-scores (the same numbers: z is monotonic), which
-  keeps the graph small: tf.Transform traces it several times at every run's start.
+  The transform works on the stacked [B, T, F] values in a handful of ops (the
+  shard writer applies the same arithmetic in numpy, Transformer, so the graph's
+  speed per window no longer matters; its size does: tf.Transform traces it several
+  times at every run's start). Clipping to the clip range, then the z-score to +-5,
+  is one clip of the z-score to the clip range's z-scores (the same numbers: z is
+  monotonic).
   A feature of count 0 takes the population mean and std (a tf.where in the graph).
   """
   import tensorflow as tf
@@ -105,12 +106,9 @@ def preprocessing_fn(inputs):
   centre = tf.cast(mean, tf.float32)
   bounds = (tf.maximum((low - centre) / scale, -NORMALISED_CLIP),
             tf.minimum((high - centre) / scale, NORMALISED_CLIP))
-  per_feature = [tf.unstack(t) for t in (centre, scale) + bounds]
-  outputs = {}
-  for f, (c, s, lo, hi) in zip(FEATURES, zip(*per_feature)):
-    value = inputs[f.name]
-    z = tf.clip_by_value((value - c) / s, lo, hi)
-    outputs[f.name] = tf.where(tf.math.is_nan(value), tf.zeros_like(z), z)
+  z = tf.clip_by_value((x - centre) / scale, *bounds)
+  z = tf.where(observed, z, tf.zeros_like(z))
+  outputs = dict(zip(FEATURE_NAMES, tf.unstack(z, axis=2)))
   rows = tf.shape(x)[:1]
   for name, value in zip(STATISTICS, (centre, tf.cast(std, tf.float32), count)):
     outputs[name] = tf.tile(value[tf.newaxis], tf.concat([rows, [1]], 0))
