@@ -155,27 +155,48 @@ class Constants(typing.NamedTuple):
   high: np.ndarray
 
 
+def _subnormal(a: np.ndarray) -> np.ndarray:
+  """Where float32 `a` is subnormal (nonzero, below 2**-126): TensorFlow's CPU kernels
+  flush such inputs and results to zero, numpy keeps them."""
+  bits = np.bitwise_and(a.view(np.uint32), np.uint32(0x7FFFFFFF))
+  np.subtract(bits, np.uint32(1), out=bits)  # 0 wraps round; 1..0x7FFFFF: subnormal
+  return bits < np.uint32(0x7FFFFF)
+
+
+def _flushed(a: np.ndarray) -> np.ndarray:
+  """float32 `a` with subnormals as signed zeros (what TensorFlow computes)."""
+  return np.where(_subnormal(a), np.copysign(np.float32(0), a), a).astype(np.float32)
+
+
 def constants(mean: np.ndarray, std: np.ndarray) -> Constants:
   """The graph's float32 constants from its __mean and __std outputs ([F] float32),
-  derived exactly as preprocessing_fn derives them: a std of 0 scales by 1; the
-  bounds are the clip range's z-scores, at most NORMALISED_CLIP away from 0."""
+  derived exactly as preprocessing_fn derives them (subnormal intermediates flushed
+  to zero, as TensorFlow does): a std of 0 scales by 1; the bounds are the clip
+  range's z-scores, at most NORMALISED_CLIP away from 0."""
   centre = np.asarray(mean, np.float32)
   std = np.asarray(std, np.float32)
   scale = np.where(std > 0, std, np.float32(1)).astype(np.float32)
   low, high = np.array([f.clip_range for f in FEATURES], np.float32).T
-  return Constants(centre, scale,
-                   np.maximum((low - centre) / scale, np.float32(-NORMALISED_CLIP)),
-                   np.minimum((high - centre) / scale, np.float32(NORMALISED_CLIP)))
+  z_low = _flushed(_flushed(low - centre) / scale)
+  z_high = _flushed(_flushed(high - centre) / scale)
+  return Constants(centre, scale, np.maximum(z_low, np.float32(-NORMALISED_CLIP)),
+                   np.minimum(z_high, np.float32(NORMALISED_CLIP)))
 
 
-def apply_constants(values: np.ndarray, c: Constants) -> np.ndarray:
+def apply_constants(values: np.ndarray, c: Constants) -> np.ndarray | None:
   """z [n, T, F] float32 of values [n, T, F] (physical units, NaN missing): the saved
   graph's operations in its order and precision (float32 subtract, divide, then
   tf.clip_by_value's minimum before maximum; NaN -> 0), so bit for bit its output
-  (Transformer checks this on every run)."""
+  (Transformer checks this on every run). None when a value, difference or quotient
+  is subnormal (TensorFlow flushes those to zero; numpy does not): the caller then
+  runs the graph on that batch."""
   values = np.asarray(values, np.float32)
   z = np.subtract(values, c.centre)
+  if _subnormal(values).any() or _subnormal(z).any():
+    return None
   np.divide(z, c.scale, out=z)
+  if _subnormal(z).any():
+    return None
   np.minimum(z, c.high, out=z)
   np.maximum(z, c.low, out=z)
   # NaN -> +0.0 (the graph's zeros_like) by clearing the bits: a sixth of the CPU of
@@ -189,22 +210,25 @@ def apply_constants(values: np.ndarray, c: Constants) -> np.ndarray:
 def edge_windows(c: Constants, t: int) -> np.ndarray:
   """[7, t, F] float32 windows at and around what the transform treats specially:
   the clip range's ends and beyond, the values whose z-score is exactly the bounds,
-  the centre, NaN and +-inf, one kind per window."""
+  the centre, NaN, +-inf and -0, one kind per window."""
   low, high = np.array([f.clip_range for f in FEATURES], np.float32).T
   spread = np.maximum(high - low, np.float32(1))
   with np.errstate(over="ignore", invalid="ignore"):
     rows = [low, high, low - spread, high + spread, c.centre,
             c.centre + c.low * c.scale, c.centre + c.high * c.scale]
     grid = np.stack([np.broadcast_to(r, (t, len(FEATURES))) for r in rows]).copy()
-  specials = np.array([np.nan, np.inf, -np.inf, np.nextafter(np.float32(0), 1)], np.float32)
+  specials = np.array([np.nan, np.inf, -np.inf, -0.0], np.float32)
   grid[:, ::2] = specials[np.arange(grid[:, ::2].shape[1]) % len(specials)][None, :, None]
   return grid.astype(np.float32)
 
 
 def check_equal(values: np.ndarray, graph: np.ndarray, c: Constants) -> None:
   """Raises TransformMismatch naming the features where apply_constants(values)
-  differs from the graph's output in any bit."""
+  differs from the graph's output in any bit (nothing to compare where it defers a
+  batch with subnormal values to the graph)."""
   mine = apply_constants(values, c)
+  if mine is None:
+    return
   differ = mine.view(np.uint32) != np.asarray(graph, np.float32).view(np.uint32)
   if differ.any():
     by_feature = differ.sum(axis=(0, 1))
@@ -222,7 +246,9 @@ class Transformer:
   outputs give the statistics (and so the Constants), and apply_constants must equal
   its output there bit for bit or TransformMismatch is raised (so every run and
   every worker checks the numpy path against the graph written with the output).
-  Every later batch costs a few numpy passes instead of a TensorFlow call. Rows never
+  Every later batch costs a few numpy passes instead of a TensorFlow call (the graph
+  again only for a batch holding subnormal values, which TensorFlow flushes to zero
+  and numpy does not; real data has none). Rows never
   interact, so how windows are batched cannot change a byte.
   """
 
@@ -253,7 +279,8 @@ class Transformer:
       check_equal(edges, self.graph(edges)[0], c)
       self.constants, self.statistics = c, statistics(outputs)
       return z
-    return apply_constants(values, self.constants)
+    z = apply_constants(values, self.constants)
+    return self.graph(values)[0] if z is None else z
 
 
 class _RecordBatches(beam.PTransform):

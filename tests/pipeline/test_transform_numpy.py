@@ -70,8 +70,8 @@ def test_graph_statistics_cover_the_edge_cases(transformer):
 
 
 def test_numpy_equals_graph_on_edge_cases(transformer):
-  """Clip range ends and beyond, z exactly at the bounds, the centre, NaN, +-inf and a
-  denormal, for the constant, unobserved and ordinary features."""
+  """Clip range ends and beyond, z exactly at the bounds, the centre, NaN, +-inf and
+  -0, for the constant, unobserved and ordinary features."""
   _, c = _graph_constants(transformer, np.zeros((1, W, F), np.float32))
   edges = normalise.edge_windows(c, W)
   _, z = _assert_bits_equal(edges, transformer)
@@ -113,3 +113,21 @@ def test_guard_fires_on_wrong_constants(monkeypatch, transformer):
                       lambda mean, std: real(mean, std)._replace(scale=real(mean, std).scale * 2))
   with pytest.raises(normalise.TransformMismatch):
     normalise.Transformer(transformer._transform_dir)(values)
+
+
+def test_subnormal_values_go_through_the_graph(transformer):
+  """TensorFlow flushes subnormal inputs and results to zero, numpy keeps them: such a
+  batch is deferred to the graph, so the records still equal the graph's bits."""
+  tiny = np.nextafter(np.float32(0), np.float32(1))
+  values = np.full((2, W, F), 50.0, np.float32)
+  values[0, 0, :] = tiny
+  values[1, 1, :] = -tiny * 1000
+  graph, c = _graph_constants(transformer, values)
+  assert normalise.apply_constants(values, c) is None
+  ready = normalise.Transformer(transformer._transform_dir)
+  ready(np.full((1, W, F), 50.0, np.float32))  # first call: the check
+  np.testing.assert_array_equal(ready(values).view(np.uint32), graph.view(np.uint32))
+  # The constants flush a subnormal bound as TensorFlow does.
+  flushed = normalise.constants(np.full(F, 1e-30, np.float32), np.full(F, 1e10, np.float32))
+  low = np.array([f.clip_range[0] for f in FEATURES], np.float32)
+  assert (flushed.low[low == 0] == 0).all()
