@@ -28,7 +28,7 @@ setuptools.setup(
     entry_points={
         "console_scripts": [
             "lsm-synth=pipeline.synthetic.main:main",
-            "lsm-pipeline=pipeline.main:main",
+            "lsm-pipeline=pipeline.main:cli",
             "lsm-train=trainer.main:main",
             "lsm-eval=trainer.evaluate:main",
             "lsm-scaling=trainer.scaling:main",

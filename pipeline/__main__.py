@@ -1,6 +1,6 @@
 """python -m pipeline: the same as lsm-pipeline."""
 
-from pipeline.main import main
+from pipeline.main import cli
 
 if __name__ == "__main__":
-  main()
+  cli()

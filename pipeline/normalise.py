@@ -23,6 +23,8 @@ twice.
 
 from __future__ import annotations
 
+import typing
+
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
@@ -59,18 +61,21 @@ POPULATION = "population (no observed train value)"
 def preprocessing_fn(inputs):
   """Observed-only statistics per feature; clip, z-score, clip to +-5, missing -> 0.
 
-  For analysis the features are stacked to [B, T, F]. The analysers are three
-  float64 sums per feature (observed count, sum and sum of squares of the clipped
-  values, shifted by the population mean for precision) with missing minutes
+  For analysis the features are stacked to [B, T, F]. The analyser is one tft.sum
+  of three float64 sums per feature (observed count, exact below 2**53; sum and sum
+  of squares of the clipped values, shifted by the population mean for precision;
+  one analyser rather than three: each adds runner stages and tracing to every
+  run's start, benchmarks/README.md) with missing minutes
   contributing nothing, so a missing minute can neither bias nor poison the
   statistics (a batch where a feature is absent adds zeros; TF Transform's own
   mean/var combiner returns NaN when two partials both lack a feature).
 
-  The transform works on each feature's own [B, T] input (the stack fed only the
-  analysers and is pruned from the saved graph): no strided copies, half the cost
-  per window. Clipping to the clip range, then the z-score to +-5, is one clip of
-  the z-score to the clip range's z-scores (the same numbers: z is monotonic), which
-  keeps the graph small: tf.Transform traces it several times at every run's start.
+  The transform works on the stacked [B, T, F] values in a handful of ops (the
+  shard writer applies the same arithmetic in numpy, Transformer, so the graph's
+  speed per window no longer matters; its size does: tf.Transform traces it several
+  times at every run's start). Clipping to the clip range, then the z-score to +-5,
+  is one clip of the z-score to the clip range's z-scores (the same numbers: z is
+  monotonic).
   A feature of count 0 takes the population mean and std (a tf.where in the graph).
   """
   import tensorflow as tf
@@ -82,10 +87,12 @@ def preprocessing_fn(inputs):
   clipped = tf.clip_by_value(x, low, high)
   shift = tf.constant([f.population_mean for f in FEATURES], tf.float64)
   centred = tf.where(observed, tf.cast(clipped, tf.float64) - shift, tf.zeros_like(shift))
-  count = tft.sum(tf.reduce_sum(tf.cast(observed, tf.int64), axis=1),
-                  reduce_instance_dims=False)
-  total = tft.sum(tf.reduce_sum(centred, axis=1), reduce_instance_dims=False)
-  squares = tft.sum(tf.reduce_sum(centred * centred, axis=1), reduce_instance_dims=False)
+  sums = tft.sum(tf.concat([tf.reduce_sum(tf.cast(observed, tf.float64), axis=1),
+                            tf.reduce_sum(centred, axis=1),
+                            tf.reduce_sum(centred * centred, axis=1)], axis=1),
+                 reduce_instance_dims=False)
+  count, total, squares = tf.split(sums, 3)
+  count = tf.cast(count, tf.int64)
   n = tf.maximum(tf.cast(count, tf.float64), 1.0)
   offset = total / n
   mean = shift + offset
@@ -99,12 +106,9 @@ def preprocessing_fn(inputs):
   centre = tf.cast(mean, tf.float32)
   bounds = (tf.maximum((low - centre) / scale, -NORMALISED_CLIP),
             tf.minimum((high - centre) / scale, NORMALISED_CLIP))
-  per_feature = [tf.unstack(t) for t in (centre, scale) + bounds]
-  outputs = {}
-  for f, (c, s, lo, hi) in zip(FEATURES, zip(*per_feature)):
-    value = inputs[f.name]
-    z = tf.clip_by_value((value - c) / s, lo, hi)
-    outputs[f.name] = tf.where(tf.math.is_nan(value), tf.zeros_like(z), z)
+  z = tf.clip_by_value((x - centre) / scale, *bounds)
+  z = tf.where(observed, z, tf.zeros_like(z))
+  outputs = dict(zip(FEATURE_NAMES, tf.unstack(z, axis=2)))
   rows = tf.shape(x)[:1]
   for name, value in zip(STATISTICS, (centre, tf.cast(std, tf.float32), count)):
     outputs[name] = tf.tile(value[tf.newaxis], tf.concat([rows, [1]], 0))
@@ -138,32 +142,145 @@ def statistics(outputs) -> dict:
           for i, name in enumerate(FEATURE_NAMES)}
 
 
-class Transformer:
-  """The saved transform graph as a function of [n, T, F] windows; loaded on first use.
+class TransformMismatch(AssertionError):
+  """The numpy transform (apply_constants) differs from the saved graph: a bug."""
 
-  Calling the saved graph directly costs a fraction of TransformDataset's per-batch
-  machinery (Arrow <-> tensors, one TF session per bundle; benchmarks/README.md),
-  and no window metadata has to be packed into Arrow to ride through TF. Rows never
-  interact in the graph, so how windows are batched cannot change a byte.
+
+class Constants(typing.NamedTuple):
+  """What the saved graph applies per feature, float32 [F] each (LSM feature order):
+  z = clip((x - centre) / scale, low, high), 0 where x is NaN."""
+  centre: np.ndarray
+  scale: np.ndarray
+  low: np.ndarray
+  high: np.ndarray
+
+
+def _subnormal(a: np.ndarray) -> np.ndarray:
+  """Where float32 `a` is subnormal (nonzero, below 2**-126): TensorFlow's CPU kernels
+  flush such inputs and results to zero, numpy keeps them."""
+  bits = np.bitwise_and(a.view(np.uint32), np.uint32(0x7FFFFFFF))
+  np.subtract(bits, np.uint32(1), out=bits)  # 0 wraps round; 1..0x7FFFFF: subnormal
+  return bits < np.uint32(0x7FFFFF)
+
+
+def _flushed(a: np.ndarray) -> np.ndarray:
+  """float32 `a` with subnormals as signed zeros (what TensorFlow computes)."""
+  return np.where(_subnormal(a), np.copysign(np.float32(0), a), a).astype(np.float32)
+
+
+def constants(mean: np.ndarray, std: np.ndarray) -> Constants:
+  """The graph's float32 constants from its __mean and __std outputs ([F] float32),
+  derived exactly as preprocessing_fn derives them (subnormal intermediates flushed
+  to zero, as TensorFlow does): a std of 0 scales by 1; the bounds are the clip
+  range's z-scores, at most NORMALISED_CLIP away from 0."""
+  centre = np.asarray(mean, np.float32)
+  std = np.asarray(std, np.float32)
+  scale = np.where(std > 0, std, np.float32(1)).astype(np.float32)
+  low, high = np.array([f.clip_range for f in FEATURES], np.float32).T
+  z_low = _flushed(_flushed(low - centre) / scale)
+  z_high = _flushed(_flushed(high - centre) / scale)
+  return Constants(centre, scale, np.maximum(z_low, np.float32(-NORMALISED_CLIP)),
+                   np.minimum(z_high, np.float32(NORMALISED_CLIP)))
+
+
+def apply_constants(values: np.ndarray, c: Constants) -> np.ndarray | None:
+  """z [n, T, F] float32 of values [n, T, F] (physical units, NaN missing): the saved
+  graph's operations in its order and precision (float32 subtract, divide, then
+  tf.clip_by_value's minimum before maximum; NaN -> 0), so bit for bit its output
+  (Transformer checks this on every run). None when a value, difference or quotient
+  is subnormal (TensorFlow flushes those to zero; numpy does not): the caller then
+  runs the graph on that batch."""
+  values = np.asarray(values, np.float32)
+  z = np.subtract(values, c.centre)
+  if _subnormal(values).any() or _subnormal(z).any():
+    return None
+  np.divide(z, c.scale, out=z)
+  if _subnormal(z).any():
+    return None
+  np.minimum(z, c.high, out=z)
+  np.maximum(z, c.low, out=z)
+  # NaN -> +0.0 (the graph's zeros_like) by clearing the bits: a sixth of the CPU of
+  # z[np.isnan(values)] = 0 (a scatter). keep: all bits set where observed, 0 where NaN.
+  keep = np.isnan(values).view(np.uint8).astype(np.uint32)
+  np.subtract(keep, 1, out=keep)
+  np.bitwise_and(z.view(np.uint32), keep, out=z.view(np.uint32))
+  return z
+
+
+def edge_windows(c: Constants, t: int) -> np.ndarray:
+  """[7, t, F] float32 windows at and around what the transform treats specially:
+  the clip range's ends and beyond, the values whose z-score is exactly the bounds,
+  the centre, NaN, +-inf and -0, one kind per window."""
+  low, high = np.array([f.clip_range for f in FEATURES], np.float32).T
+  spread = np.maximum(high - low, np.float32(1))
+  with np.errstate(over="ignore", invalid="ignore"):
+    rows = [low, high, low - spread, high + spread, c.centre,
+            c.centre + c.low * c.scale, c.centre + c.high * c.scale]
+    grid = np.stack([np.broadcast_to(r, (t, len(FEATURES))) for r in rows]).copy()
+  specials = np.array([np.nan, np.inf, -np.inf, -0.0], np.float32)
+  grid[:, ::2] = specials[np.arange(grid[:, ::2].shape[1]) % len(specials)][None, :, None]
+  return grid.astype(np.float32)
+
+
+def check_equal(values: np.ndarray, graph: np.ndarray, c: Constants) -> None:
+  """Raises TransformMismatch naming the features where apply_constants(values)
+  differs from the graph's output in any bit (nothing to compare where it defers a
+  batch with subnormal values to the graph)."""
+  mine = apply_constants(values, c)
+  if mine is None:
+    return
+  differ = mine.view(np.uint32) != np.asarray(graph, np.float32).view(np.uint32)
+  if differ.any():
+    by_feature = differ.sum(axis=(0, 1))
+    named = ", ".join(f"{FEATURE_NAMES[i]} {n}" for i, n in enumerate(by_feature) if n)
+    raise TransformMismatch(
+        f"lsm-pipeline: the numpy transform differs from the saved tf.Transform graph in "
+        f"{int(differ.sum())} of {differ.size} values ({named}); a bug: nothing written "
+        "from this batch on")
+
+
+class Transformer:
+  """The saved transform graph as a function of [n, T, F] windows, applied in numpy.
+
+  On first use the graph itself runs once, on that batch plus edge_windows: its
+  outputs give the statistics (and so the Constants), and apply_constants must equal
+  its output there bit for bit or TransformMismatch is raised (so every run and
+  every worker checks the numpy path against the graph written with the output).
+  Every later batch costs a few numpy passes instead of a TensorFlow call (the graph
+  again only for a batch holding subnormal values, which TensorFlow flushes to zero
+  and numpy does not; real data has none). Rows never
+  interact, so how windows are batched cannot change a byte.
   """
 
   def __init__(self, transform_dir: str):
     self._transform_dir = transform_dir
     self._layer = None
+    self.constants = None
     self.statistics = None  # what the graph applies, read off the first call's outputs
 
-  def __call__(self, values: np.ndarray) -> np.ndarray:
-    """z [n, T, F]."""
+  def graph(self, values: np.ndarray) -> tuple[np.ndarray, dict]:
+    """(z [n, T, F], the statistics outputs) from the saved graph itself."""
     import tensorflow as tf
     if self._layer is None:
       import tensorflow_transform as tft
       self._layer = tft.TFTransformOutput(self._transform_dir).transform_features_layer()
     by_feature = np.ascontiguousarray(np.moveaxis(values, 2, 0))  # contiguous [n, T] each
-    outputs = self._layer({f.name: tf.constant(by_feature[i])
-                           for i, f in enumerate(FEATURES)})
-    if self.statistics is None:
-      self.statistics = statistics({name: outputs[name].numpy() for name in STATISTICS})
-    return np.stack([outputs[name].numpy() for name in FEATURE_NAMES], axis=2)
+    outputs = self._layer({f.name: tf.constant(by_feature[i]) for i, f in enumerate(FEATURES)})
+    z = np.stack([outputs[name].numpy() for name in FEATURE_NAMES], axis=2)
+    return z, {name: outputs[name].numpy() for name in STATISTICS}
+
+  def __call__(self, values: np.ndarray) -> np.ndarray:
+    """z [n, T, F] float32. Raises TransformMismatch (first call) as above."""
+    if self.constants is None:
+      z, outputs = self.graph(values)
+      c = constants(outputs["__mean"][0], outputs["__std"][0])
+      check_equal(values, z, c)
+      edges = edge_windows(c, values.shape[1])
+      check_equal(edges, self.graph(edges)[0], c)
+      self.constants, self.statistics = c, statistics(outputs)
+      return z
+    z = apply_constants(values, self.constants)
+    return self.graph(values)[0] if z is None else z
 
 
 class _RecordBatches(beam.PTransform):

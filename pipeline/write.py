@@ -3,7 +3,8 @@
 Shards: a subject's windows of a dataset and split go to shard crc32(subject) %
 num_shards, and a shard's records are written in (subject, start) order, so the
 bytes do not depend on worker count, bundling or input order. The shard writer
-also applies stage 7's transform graph (pipeline.normalise.Transformer) to batches
+also applies stage 7's transform graph (pipeline.normalise.Transformer: the graph's
+constants in numpy, checked against the graph bit for bit on every run) to batches
 of about TRANSFORM_WINDOWS windows right before encoding them: each window crosses the
 runner once (as a pipeline.exchange reference with exchange "files"), and a
 worker holds one such batch, not a shard. ArrayRecord is written with group_size:1
@@ -143,8 +144,8 @@ class _WriteShard(beam.DoFn):
         offset += len(block)
 
     def records():
-      # The next batch goes through TensorFlow (which releases the GIL) on a second
-      # thread while this one encodes and writes the current batch.
+      # The next batch is transformed (numpy releases the GIL) on a second thread while
+      # this one encodes and writes the current batch.
       with concurrent.futures.ThreadPoolExecutor(1) as pool:
         ahead = collections.deque()
         for batch in _batches(sorted(blocks, key=lambda b: b[0])):

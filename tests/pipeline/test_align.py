@@ -9,7 +9,7 @@ import pytest
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline import counts, exchange
-from pipeline.align import AlignSubjects
+from pipeline.align import CLIP_HIGH, CLIP_LOW, AlignSubjects, clip_to_range
 from pipeline.parse import Readings
 from schemas.features import FEATURE_INDEX
 
@@ -145,3 +145,20 @@ def test_a_stray_reading_decades_away_gets_a_segment_not_a_grid_over_decades(wid
   for a, b in zip(split_blocks, alone_blocks):
     np.testing.assert_array_equal(a.values, b.values)
   assert split_counts["subjects/train"] == 1 and split_counts == alone_counts
+
+
+def test_clip_to_range_equals_np_clip_bit_for_bit():
+  """align_subject's maximum/minimum clip gives np.clip's bits: NaN kept, +-inf and
+  values at and beyond the bounds, signed zeros against a bound of 0."""
+  rng = np.random.default_rng(0)
+  low, high = CLIP_LOW.astype(np.float32), CLIP_HIGH.astype(np.float32)
+  grid = (low + (high - low) * rng.uniform(-0.5, 1.5, (20000, len(low)))).astype(np.float32)
+  for value, share in ((np.nan, 0.2), (-0.0, 0.05), (0.0, 0.05), (np.inf, 0.01),
+                       (-np.inf, 0.01)):
+    grid[rng.random(grid.shape) < share] = value
+  at_bounds = rng.random(grid.shape)
+  grid = np.where(at_bounds < 0.05, low, np.where(at_bounds > 0.95, high, grid))
+  expected = np.clip(grid, low, high)
+  got = clip_to_range(grid.copy())
+  assert (low == 0).any()
+  np.testing.assert_array_equal(got.view(np.uint32), expected.view(np.uint32))

@@ -95,3 +95,13 @@ def test_train_only_observed_statistics_and_transform(tmp_path, make_pipeline, e
               for r in (record.decode(source[i]) for i in range(len(source)))]
   check_records(items)
   assert (tmp_path / "transform" / "transform_fn" / "saved_model.pb").exists()
+
+
+def test_tensorflow_import_skips_jax_only_for_tf_lite():
+  """pipeline/__init__'s finder: TensorFlow imported after `pipeline` does not import
+  JAX (TF Lite's optional converter import), and JAX itself still imports."""
+  import subprocess
+  import sys
+  code = ("import sys, pipeline, tensorflow; assert 'jax' not in sys.modules, 'jax'; "
+          "import jax; jax.numpy.zeros(1)")
+  subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
