@@ -56,6 +56,7 @@ def to_record_batch(block) -> pa.RecordBatch:
 STATISTICS = ("__mean", "__std", "__count")  # extra outputs: [F] per row, LSM order
 TRAIN = "train"
 POPULATION = "population (no observed train value)"
+CONSTANT = "train mean, population std (constant in train)"
 
 
 def preprocessing_fn(inputs):
@@ -76,7 +77,8 @@ def preprocessing_fn(inputs):
   times at every run's start). Clipping to the clip range, then the z-score to +-5,
   is one clip of the z-score to the clip range's z-scores (the same numbers: z is
   monotonic).
-  A feature of count 0 takes the population mean and std (a tf.where in the graph).
+  A feature of count 0 takes the population mean and std, a feature constant in
+  train its train mean and the population std (tf.where in the graph).
   """
   import tensorflow as tf
   import tensorflow_transform as tft
@@ -97,11 +99,14 @@ def preprocessing_fn(inputs):
   offset = total / n
   mean = shift + offset
   std = tf.sqrt(tf.maximum(squares / n - offset * offset, 0.0))
-  # A constant feature leaves rounding noise, not spread: call it 0 (scaled by 1).
-  std = tf.where(std > 1e-6 * tf.maximum(tf.abs(mean), 1.0), std, tf.zeros_like(std))
+  # A feature constant in train has no spread to scale by (what remains is rounding
+  # noise): it keeps its train mean and takes the population std, so the other splits'
+  # values stay z-scores instead of raw differences from that constant.
+  constant = std <= 1e-6 * tf.maximum(tf.abs(mean), 1.0)
   unseen = tf.equal(count, 0)
   mean = tf.where(unseen, shift, mean)
-  std = tf.where(unseen, tf.constant([f.population_std for f in FEATURES], tf.float64), std)
+  population_std = tf.constant([f.population_std for f in FEATURES], tf.float64)
+  std = tf.where(unseen | constant, population_std, std)
   scale = tf.cast(tf.where(std > 0, std, tf.ones_like(std)), tf.float32)
   centre = tf.cast(mean, tf.float32)
   bounds = (tf.maximum((low - centre) / scale, -NORMALISED_CLIP),
@@ -135,10 +140,19 @@ def encode_block(block, z: np.ndarray):
 
 def statistics(outputs) -> dict:
   """The statistics the graph applies (every row carries them; the first one is read),
-  with their source: TRAIN, or POPULATION for a feature of no observed train value."""
+  with their source: TRAIN, POPULATION for a feature of no observed train value, or
+  CONSTANT for one whose train values are all equal (the graph applied the population
+  std: observed train values whose std is exactly that float32 number are taken for
+  constant, a coincidence of 1 in 2**24 at worst)."""
   mean, std, count = (np.asarray(outputs[name][0]) for name in STATISTICS)
+
+  def source(i):
+    if not count[i]:
+      return POPULATION
+    return CONSTANT if std[i] == np.float32(FEATURES[i].population_std) else TRAIN
+
   return {name: {"mean": float(mean[i]), "std": float(std[i]), "count": int(count[i]),
-                 "source": TRAIN if count[i] else POPULATION}
+                 "source": source(i)}
           for i, name in enumerate(FEATURE_NAMES)}
 
 

@@ -352,6 +352,12 @@ def _split_warnings(nested: dict, statistics: dict, fractions: dict) -> list[str
     out.append(f"feature(s) {', '.join(fallback)} have no observed value in train but "
                "appear in other splits: normalised with LSM's population statistics "
                "(train_statistics[feature]['source'])")
+  constant = [f for f in FEATURE_NAMES
+              if statistics.get(f, {}).get("source") == normalise.CONSTANT]
+  if constant:
+    out.append(f"feature(s) {', '.join(constant)} are constant in train: scaled by LSM's "
+               "population std around their train value (train_statistics[feature]"
+               "['source'])")
   return out
 
 

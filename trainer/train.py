@@ -259,8 +259,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   iterator = input_pipeline.train_iterator(config)  # a bad data dir fails before compiling
   trainer = Trainer(config)
   logging.info("model %s: %d parameters, %d devices, encoder budget %d of %d tokens",
-               config.size, models.count_params(trainer.model_config), jax.device_count(),
-               trainer.max_tokens, trainer.model_config.num_tokens)
+               config.size, models.count_params(trainer.model_config),
+               trainer.mesh.devices.size, trainer.max_tokens, trainer.model_config.num_tokens)
 
   ckpts = checkpoints_lib.Checkpoints(workdir, config.keep_checkpoints,
                                       config.async_checkpoints)

@@ -282,3 +282,38 @@ def test_an_unwritable_dead_letter_folder_stops_the_run_in_one_line(tmp_path, ra
   assert str(stop.value.code).startswith(
       f"lsm-pipeline: cannot write the dead letters to {tmp_path / 'afile' / 'letters'}: ")
   assert "--dead_letter_dir" in str(stop.value.code)
+
+
+def test_a_feature_constant_in_train_is_scaled_by_the_population_std(tmp_path, raw):
+  """Steps 5 every minute for the train subjects, 0..119 elsewhere: the other splits
+  hold z-scores around 5 (population std), not raw differences saturated at +-5."""
+  from pipeline.split import split_of  # pylint: disable=g-import-not-at-top
+  subjects = [f"s{i:02d}" for i in range(40)]
+  splits = {s: split_of(record.subject_hash(s, raw.KEY.encode()), (0.5, 0.25, 0.25), "lsm-split-v1")
+            for s in subjects}
+  chosen = ([s for s in subjects if splits[s] == "train"][:2]
+            + [s for s in subjects if splits[s] == "test"][:1])
+  stamps = pd.date_range("2024-03-04T08:00:00Z", periods=120, freq="min")
+  rows = []
+  for s in chosen:
+    steps = np.full(120, 5.0) if splits[s] == "train" else np.arange(120.0)
+    rows.append(pd.DataFrame({"subject_id": s,
+                              "timestamp": stamps.strftime("%Y-%m-%dT%H:%M:%S+00:00"),
+                              "HR": 70.0 + np.arange(120) % 7, "steps": steps}))
+  path = tmp_path / "cohort.csv"
+  pd.concat(rows).to_csv(path, index=False)
+  out = str(tmp_path / "out")
+  main.run(raw.pipeline_args([str(path)], out, "--window_minutes=30", "--split=0.5,0.25,0.25"))
+  m = manifest.load(out)
+  steps = m["train_statistics"]["steps"]
+  assert steps["source"] == "train mean, population std (constant in train)"
+  assert steps["mean"] == 5.0 and steps["count"] == 240
+  population_std = FEATURES[FEATURE_INDEX["steps"]].population_std
+  assert steps["std"] == pytest.approx(population_std, rel=1e-6)
+  assert any("steps are constant in train" in w for w in m["warnings"])
+  test = _records(out, "test")
+  z = np.sort(np.concatenate([r["values"][:, FEATURE_INDEX["steps"]] for r in test]))
+  f = FEATURES[FEATURE_INDEX["steps"]]
+  expected = np.clip((np.clip(np.arange(120.0), *f.clip_range) - 5.0) / population_std, -5, 5)
+  np.testing.assert_allclose(z, expected, atol=1e-5)
+  assert (np.abs(z) < 5).sum() > 90  # most are z-scores, not saturated as with a std of 0

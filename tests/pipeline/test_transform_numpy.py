@@ -61,12 +61,15 @@ def _assert_bits_equal(values, transformer):
 def test_graph_statistics_cover_the_edge_cases(transformer):
   _, outputs = transformer.graph(np.full((1, W, F), np.nan, np.float32))
   c = normalise.constants(outputs["__mean"][0], outputs["__std"][0])
-  assert outputs["__std"][0][STEPS] == 0 and c.scale[STEPS] == 1  # constant: scaled by 1
+  # Constant in train: its train value, scaled by the population std.
+  assert c.centre[STEPS] == 10.0
+  assert c.scale[STEPS] == np.float32(FEATURES[STEPS].population_std)
+  assert normalise.statistics(outputs)["steps"]["source"] == normalise.CONSTANT
   assert outputs["__count"][0][TEMP] == 0
   assert c.centre[TEMP] == np.float32(FEATURES[TEMP].population_mean)
   assert c.scale[TEMP] == np.float32(FEATURES[TEMP].population_std)
   assert (c.low >= -NORMALISED_CLIP).all() and (c.high <= NORMALISED_CLIP).all()
-  assert c.high[STEPS] == NORMALISED_CLIP  # a constant feature hits the +-5 clip
+  assert normalise.statistics(outputs)["HR"]["source"] == normalise.TRAIN
 
 
 def test_numpy_equals_graph_on_edge_cases(transformer):
