@@ -8,7 +8,8 @@ both datasets): clip to the feature's clip range, z-score, clip to [-5, 5], miss
 feature only some devices have) is centred and scaled with LSM's population
 statistics (schemas.features population_mean / population_std) inside the graph,
 never with a std of 0 from no data; statistics() marks it with source
-POPULATION. The graph also outputs the statistics (__mean, __std, __count: [F] per row) so that
+POPULATION. A feature constant in train keeps that value as its mean and takes the
+population std (source CONSTANT). The graph also outputs the statistics (__mean, __std, __count: [F] per row) so that
 the manifest reports exactly the numbers the graph applies, and so that they can be
 inverted to report errors in physical units. The graph is saved under transform/.
 
