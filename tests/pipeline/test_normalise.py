@@ -8,7 +8,7 @@ import grain.python as grain
 import numpy as np
 import pytest
 
-from pipeline.normalise import POPULATION, Normalise
+from pipeline.normalise import CONSTANT, POPULATION, Normalise
 from pipeline.windows import WindowBlock
 from pipeline.write import WriteShards
 from schemas import record
@@ -46,6 +46,10 @@ def test_train_only_observed_statistics_and_transform(tmp_path, make_pipeline, e
     warnings.simplefilter("ignore", RuntimeWarning)  # the all-NaN feature
     mean, std = np.nanmean(clipped, axis=(0, 1)), np.nanstd(clipped, axis=(0, 1))
   mean[TEMP], std[TEMP] = FEATURES[TEMP].population_mean, FEATURES[TEMP].population_std
+  # Features the clip range makes constant in train take the population std.
+  constant = std <= 1e-6 * np.maximum(np.abs(mean), 1.0)
+  assert constant.sum() >= 3  # the test covers the rule
+  std[constant] = [f.population_std for f, c in zip(FEATURES, constant) if c]
 
   def check_stats(stats):
     got = np.array([[stats[f.name]["mean"], stats[f.name]["std"]] for f in FEATURES])
@@ -54,7 +58,8 @@ def test_train_only_observed_statistics_and_transform(tmp_path, make_pipeline, e
     assert [stats[f.name]["count"] for f in FEATURES] == \
         np.isfinite(train).sum(axis=(0, 1)).tolist()
     assert [stats[f.name]["source"] for f in FEATURES] == [
-        POPULATION if i == TEMP else "train" for i in range(len(FEATURES))]
+        POPULATION if i == TEMP else CONSTANT if constant[i] else "train"
+        for i in range(len(FEATURES))]
 
 
   raw = {(b.dataset, b.subject, int(s)): v for b in blocks for s, v in zip(b.start, b.values)}
