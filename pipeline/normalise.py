@@ -32,7 +32,7 @@ import pyarrow as pa
 
 from schemas import record
 from schemas.constants import NORMALISED_CLIP
-from schemas.features import FEATURE_NAMES, FEATURES
+from schemas.features import FEATURE_NAMES, FEATURES, feature_array
 
 BATCH_WINDOWS = 2048
 # Windows per call of the saved graph: per window, 256 cost less than 2048 (the
@@ -108,7 +108,7 @@ def preprocessing_fn(inputs):
   mean = tf.where(unseen, shift, mean)
   population_std = tf.constant([f.population_std for f in FEATURES], tf.float64)
   std = tf.where(unseen | constant, population_std, std)
-  scale = tf.cast(tf.where(std > 0, std, tf.ones_like(std)), tf.float32)
+  scale = tf.cast(std, tf.float32)  # > 0: a std of 0 took the population std above
   centre = tf.cast(mean, tf.float32)
   bounds = (tf.maximum((low - centre) / scale, -NORMALISED_CLIP),
             tf.minimum((high - centre) / scale, NORMALISED_CLIP))
@@ -157,6 +157,9 @@ def statistics(outputs) -> dict:
           for i, name in enumerate(FEATURE_NAMES)}
 
 
+CLIP_RANGE = feature_array("clip_range").T.astype(np.float32)  # [2, F]: low, high
+
+
 class TransformMismatch(AssertionError):
   """The numpy transform (apply_constants) differs from the saved graph: a bug."""
 
@@ -186,12 +189,14 @@ def _flushed(a: np.ndarray) -> np.ndarray:
 def constants(mean: np.ndarray, std: np.ndarray) -> Constants:
   """The graph's float32 constants from its __mean and __std outputs ([F] float32),
   derived exactly as preprocessing_fn derives them (subnormal intermediates flushed
-  to zero, as TensorFlow does): a std of 0 scales by 1; the bounds are the clip
-  range's z-scores, at most NORMALISED_CLIP away from 0."""
+  to zero, as TensorFlow does); the bounds are the clip range's z-scores, at most
+  NORMALISED_CLIP away from 0. A std of 0 scales by 1: graphs saved before a feature
+  constant in train took the population std (lsm-impute applies a pre-training
+  run's saved graph) output one for such a feature."""
   centre = np.asarray(mean, np.float32)
   std = np.asarray(std, np.float32)
   scale = np.where(std > 0, std, np.float32(1)).astype(np.float32)
-  low, high = np.array([f.clip_range for f in FEATURES], np.float32).T
+  low, high = CLIP_RANGE
   z_low = _flushed(_flushed(low - centre) / scale)
   z_high = _flushed(_flushed(high - centre) / scale)
   return Constants(centre, scale, np.maximum(z_low, np.float32(-NORMALISED_CLIP)),
@@ -226,7 +231,7 @@ def edge_windows(c: Constants, t: int) -> np.ndarray:
   """[7, t, F] float32 windows at and around what the transform treats specially:
   the clip range's ends and beyond, the values whose z-score is exactly the bounds,
   the centre, NaN, +-inf and -0, one kind per window."""
-  low, high = np.array([f.clip_range for f in FEATURES], np.float32).T
+  low, high = CLIP_RANGE
   spread = np.maximum(high - low, np.float32(1))
   with np.errstate(over="ignore", invalid="ignore"):
     rows = [low, high, low - spread, high + spread, c.centre,
