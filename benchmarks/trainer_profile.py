@@ -139,10 +139,7 @@ def main() -> None:
   parser.add_argument("--steps", type=int, default=5)
   parser.add_argument("--label", default="default")
   args = parser.parse_args()
-  if args.cpu_devices:
-    jax.config.update("jax_num_cpu_devices", args.cpu_devices)
-  else:
-    cli.use_cpu_cores()
+  cli.use_cpu_cores(args.cpu_devices)
   flags.FLAGS.mark_as_parsed()
   config = mae.get_config(args.size)
   config.data_dir = write_data_dir(tempfile.mkdtemp(prefix="lsm-bench-"),

@@ -133,10 +133,7 @@ def main() -> None:
   parser.add_argument("--output", default=os.path.join(REPO, "benchmarks", "results",
                                                        "trainer_throughput.json"))
   args = parser.parse_args()
-  if args.cpu_devices:
-    jax.config.update("jax_num_cpu_devices", args.cpu_devices)
-  else:
-    cli.use_cpu_cores()
+  cli.use_cpu_cores(args.cpu_devices)
   flags.FLAGS.mark_as_parsed()  # grain's worker processes read absl flags
   data_dir = args.data_dir or write_data_dir(tempfile.mkdtemp(prefix="lsm-bench-"),
                                              {"train": 1024, "valid": 64}, shards=4)

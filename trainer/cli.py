@@ -37,7 +37,7 @@ class QuietLibraries(logging.Filter):
             or not any(part in record.pathname for part in QUIET_LIBRARIES))
 
 
-def use_cpu_cores() -> None:
+def use_cpu_cores(devices: int = 0) -> None:
   """One JAX CPU device per core, so that a CPU step runs data parallel.
 
   XLA's CPU backend runs one op at a time and many of a small model's ops (fusions
@@ -47,13 +47,15 @@ def use_cpu_cores() -> None:
   starts a backend (`run` does, for every command); a no-op when XLA_FLAGS
   already sets a host device count, for multi-process runs (LSM_DISTRIBUTED=1), or
   once a backend has started. Accelerators are unaffected: they stay the default
-  backend and the CPU devices are not used for training.
+  backend and the CPU devices are not used for training. `devices` > 0 asks for
+  that many CPU devices instead (the benchmarks' reference step uses 1).
   """
-  if ("xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
-      or os.environ.get("LSM_DISTRIBUTED") == "1"):
+  preset = ("xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", "")
+            or os.environ.get("LSM_DISTRIBUTED") == "1")
+  if preset and not devices:
     return
   try:
-    jax.config.update("jax_num_cpu_devices", len(os.sched_getaffinity(0)))
+    jax.config.update("jax_num_cpu_devices", devices or len(os.sched_getaffinity(0)))
   except RuntimeError as e:  # a backend has started: keep its devices
     absl_logging.info("CPU device count unchanged: %s", e)
 
