@@ -28,6 +28,9 @@ TASKS: dict[str, tuple[str, dict[str, Any]]] = {
     **{f"interpolation_{m}m": ("interpolation", {"gap_minutes": m}) for m in (10, 30, 60, 120)},
     **{f"extrapolation_{m}m": ("extrapolation", {"gap_minutes": m}) for m in (10, 30, 60)},
     **{f"sensor_imputation_{k}": ("sensor_imputation", {"num_features": k}) for k in (2, 6, 12)},
+    **{f"sensor_imputation_{k}_{m}m": ("sensor_imputation",
+                                       {"num_features": k, "span_minutes": m})
+       for k in (2, 6, 12) for m in (60,)},
 }
 # Tasks whose reconstructions lsm-eval draws (when they ran).
 FIGURE_TASKS = ("interpolation_30m", "extrapolation_60m", "random_imputation_80")
