@@ -2,7 +2,7 @@
 
 usage: lsm-eval --workdir=RUN --data=PIPELINE_OUTPUT [--tasks=generative,discriminative]
            [--export-embeddings] [--max_windows=N] [--generative_windows=N] [--seed=S]
-           [--mice_max_iter=5] [--seeds=0,1,2] [--shots=5,10,20] [--finetune_steps=200]
+           [--mice_max_iter=5] [--cross_feature_windows=1000] [--seeds=0,1,2] [--shots=5,10,20] [--finetune_steps=200]
 
 The command: it reads the windows, runs the evaluators of trainer/evaluators/ (one
 module per kind of task: generative.py, discriminative.py; the registry finds them)
@@ -61,6 +61,9 @@ def define_flags() -> None:
   flags.DEFINE_string("step", "best", "Checkpoint: best, latest or a step number.")
   flags.DEFINE_integer("mice_max_iter", 5, "IterativeImputer iterations (cheaper: 2).")
   flags.DEFINE_integer("mice_jobs", 2, "Processes for MICE over windows.")
+  flags.DEFINE_integer("cross_feature_windows", 1000, "Pretrain train windows (a seeded "
+                       "sample) the cross-feature baseline is fitted on; 0 = no "
+                       "cross-feature baseline.")
   flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of probe / fine-tune / few-shot runs.")
   flags.DEFINE_list("shots", ["5", "10", "20"], "Few-shot sizes (examples per class).")
   flags.DEFINE_integer("finetune_steps", 200, "Steps of fine-tuning and supervised training.")
@@ -85,6 +88,7 @@ def evaluate(workdir: str, data_dir: str, tasks: Sequence[str] = ("generative",
              export: bool = False, max_windows: int = 0, generative_windows: int = 0,
              seed: int = 0,
              step: str = "best", mice_max_iter: int = 5, mice_jobs: int = 2,
+             cross_feature_windows: int = 1000,
              seeds: Sequence[int] = (0, 1, 2), shots: Sequence[int] = (5, 10, 20),
              finetune_steps: int = 200, few_shot_finetune_steps: int = 100,
              finetune_batch: int = 32, finetune_lr: float = 3e-4,
@@ -107,7 +111,9 @@ def evaluate(workdir: str, data_dir: str, tasks: Sequence[str] = ("generative",
   paths.makedirs(eval_dir)
   params = models.count_params(model.model_config)
   options = evaluators.Options(
-      seed=seed, mice_max_iter=mice_max_iter, mice_jobs=mice_jobs, seeds=seeds, shots=shots,
+      seed=seed, mice_max_iter=mice_max_iter, mice_jobs=mice_jobs,
+      cross_feature_windows=cross_feature_windows if "generative" in chosen else 0,
+      seeds=seeds, shots=shots,
       finetune_config=finetune.FinetuneConfig(steps=finetune_steps, batch_size=finetune_batch,
                                               learning_rate=finetune_lr),
       few_shot_config=finetune.FinetuneConfig(steps=few_shot_finetune_steps,
@@ -171,9 +177,13 @@ def evaluate(workdir: str, data_dir: str, tasks: Sequence[str] = ("generative",
 
 def read_data(context, data_dir: str, max_windows: int, generative_windows: int):
   """The context with the windows every evaluator and the embedding export share: the
-  pretrain test split (valid when test is empty) and the labelled train and
-  test/valid splits, each a seeded sample when capped; the notes say what was used."""
+  pretrain test split (valid when test is empty), a sample of the pretrain train split
+  (options.cross_feature_windows; none when 0) and the labelled train and test/valid
+  splits, each a seeded sample when capped; the notes say what was used."""
   seed, notes = context.options.seed, context.notes
+  if context.options.cross_feature_windows:
+    context.pretrain_train = data_lib.read_windows(
+        data_dir, "pretrain", "train", context.options.cross_feature_windows, seed)
   context.pretrain_split, context.pretrain_test = data_lib.first_split(
       data_dir, "pretrain", ("test", "valid"), generative_windows, seed)
   split = context.pretrain_split
@@ -198,6 +208,7 @@ def _main(argv) -> None:
       max_windows=FLAGS.max_windows, generative_windows=FLAGS.generative_windows,
       seed=FLAGS.seed, step=FLAGS.step,
       mice_max_iter=FLAGS.mice_max_iter, mice_jobs=FLAGS.mice_jobs,
+      cross_feature_windows=FLAGS.cross_feature_windows,
       seeds=[int(s) for s in FLAGS.seeds], shots=[int(s) for s in FLAGS.shots],
       finetune_steps=FLAGS.finetune_steps,
       few_shot_finetune_steps=FLAGS.few_shot_finetune_steps,

@@ -13,6 +13,9 @@ results.json (RESULTS_VERSION 1):
   budget_note: the caller's plain statement of the compute/data budget;
   data: the caller's summary of the data the numbers rest on ({name: number, text or
       a flat/nested mapping}, e.g. windows per split, subjects, dead-lettered rows);
+      data[GENERATIVE_BASIS][task] (lsm-eval) = {"windows", "subjects",
+      "features_scored", "features", "features_without_scores",
+      "scored_positions_per_feature"}: what that task's numbers rest on;
   meta: whatever the caller records (model config, data dir, seeds, commit);
   figures: {caption: path relative to RUN/eval}.
 Task names: generative tasks are those of trainer/evaluators (interpolation_30m,
@@ -38,7 +41,15 @@ RESULTS_VERSION = 1
 RESULTS_NAME = "results.json"
 REPORT_NAME = "report.md"
 MODEL = "model"
-GENERATIVE_BASELINES = ("mean_fill", "linear_interpolation", "nearest", "mice")
+GENERATIVE_BASELINES = ("mean_fill", "linear_interpolation", "nearest", "mice",
+                        "cross_feature")
+# data[GENERATIVE_BASIS][task]: what a generative task's numbers rest on (lsm-eval's
+# trainer/evaluators/generative.basis); the generative section renders it.
+GENERATIVE_BASIS = "generative tasks rest on"
+# Where the model's quality at a benchmark's budget is measured (the report points
+# there when this run's model loses).
+BENCHMARK = ('benchmarks/README.md, section "Generative quality" '
+             "(benchmarks/results/generative_quality.json)")
 DISCRIMINATIVE_BASELINES = ("supervised",)
 GENERATIVE_KEYS = ("mae", "mse")
 DISCRIMINATIVE_KEYS = ("accuracy", "macro_f1", "map")
@@ -142,8 +153,22 @@ def _inline(value: Any) -> str:
 
 
 def _data_section(results: Mapping[str, Any]) -> list[str]:
-  return (["## Data", ""] + [f"- {name}: {_inline(v)}" for name, v in results["data"].items()]
-          + [""])
+  return (["## Data", ""] + [f"- {name}: {_inline(v)}" for name, v in results["data"].items()
+                             if name != GENERATIVE_BASIS] + [""])
+
+
+def _basis_lines(basis: Mapping[str, Mapping[str, Any]]) -> list[str]:
+  """One line per generative task: the windows, subjects and features it rests on."""
+  lines = []
+  for task, b in basis.items():
+    missing = b["features_without_scores"]
+    lines.append(f"- {task}: rests on {b['windows']} windows of {b['subjects']} subject"
+                 f"{'' if b['subjects'] == 1 else 's'}; {b['features_scored']} of "
+                 f"{b['features']} features scored"
+                 + (f" (none for {', '.join(missing)})" if missing else ""))
+  return ["### What each number rests on", "",
+          "Windows and distinct subjects with at least one scored position (hidden and "
+          "observed); a feature with none is not judged by that task.", ""] + lines + [""]
 
 
 def _method_order(tasks: Mapping[str, Mapping[str, Any]], first: Sequence[str]) -> list[str]:
@@ -179,6 +204,12 @@ def _generative_section(results: Mapping[str, Any]) -> list[str]:
   if gains:
     wins = sum(g is not None and g > 0 for g in gains)
     lines += [f"The model's MAE beats the best baseline on {wins} of {len(gains)} tasks.", ""]
+    if wins < len(gains):
+      lines += [f"At this run's budget the model loses to the best baseline on "
+                f"{len(gains) - wins} of {len(gains)} tasks; how the default recipe "
+                f"compares at the benchmark's budget is in {BENCHMARK}.", ""]
+  if results["data"].get(GENERATIVE_BASIS):
+    lines += _basis_lines(results["data"][GENERATIVE_BASIS])
   model_tasks = [t for t, e in tasks.items() if "per_feature" in e.get(MODEL, {})]
   if model_tasks:
     features = list(tasks[model_tasks[0]][MODEL]["per_feature"])

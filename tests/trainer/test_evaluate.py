@@ -112,8 +112,8 @@ def test_every_method_sees_identical_masks(labelled_data_dir, monkeypatch):
       "model": FakeModel.reconstruct, "mean_fill": recorder("mean_fill"),
       "mice": recorder("mice")})
   tasks = ["interpolation_30m", "sensor_imputation_6"]
-  _, masks = generative.run_generative(FakeModel(), windows, tasks, None, seed=3,
-                                     mice_max_iter=1, mice_jobs=1)
+  _, masks, _ = generative.run_generative(FakeModel(), windows, tasks, None, seed=3,
+                                        mice_max_iter=1, mice_jobs=1)
   for i, task in enumerate(tasks):
     calls = [seen[m][i] for m in ("model", "mean_fill", "mice")]
     for values, observed, hidden in calls[1:]:

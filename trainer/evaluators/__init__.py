@@ -31,6 +31,7 @@ class Options:
   seed: int = 0
   mice_max_iter: int = 5
   mice_jobs: int = 2
+  cross_feature_windows: int = 1000
   seeds: Sequence[int] = (0, 1, 2)
   shots: Sequence[int] = (5, 10, 20)
   finetune_config: Any = None  # trainer.finetune.FinetuneConfig of full fine-tuning
@@ -45,6 +46,8 @@ class Context:
   eval_dir: where figures go (absolute for a local run: the report links them relative
     to RUN/eval); pretrain_test / labelled_train / labelled_test: read_windows dicts
     (or None) of the splits named by pretrain_split / "train" / labelled_split;
+  pretrain_train: a seeded sample of the pretrain train split (or None), what the
+    cross-feature baseline is fitted on (never the windows it is scored on);
   notes: the evaluation's notes (meta.notes), which evaluators add to.
   """
   model: Any
@@ -55,6 +58,7 @@ class Context:
   notes: dict[str, Any]
   pretrain_split: str | None = None
   pretrain_test: Mapping[str, np.ndarray] | None = None
+  pretrain_train: Mapping[str, np.ndarray] | None = None
   labelled_train: Mapping[str, np.ndarray] | None = None
   labelled_test: Mapping[str, np.ndarray] | None = None
   labelled_split: str | None = None

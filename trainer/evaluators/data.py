@@ -78,7 +78,9 @@ def data_summary(data_dir: str, manifest: Mapping[str, Any], notes: Mapping[str,
                  ) -> dict[str, Any]:
   """What the numbers rest on, for the report: the pipeline's subjects, windows and
   dead-lettered input (from its manifest, where recorded) and the windows and class
-  counts each task actually used (from the evaluation's notes)."""
+  counts each task actually used (from the evaluation's notes), with the windows,
+  subjects and scored features behind each generative task."""
+  from trainer import report  # pylint: disable=g-import-not-at-top
   from trainer.evaluators import discriminative  # pylint: disable=g-import-not-at-top
   counts = manifest.get("counts", {})
   summary: dict[str, Any] = {"pipeline output": os.path.abspath(data_dir)}
@@ -102,10 +104,16 @@ def data_summary(data_dir: str, manifest: Mapping[str, Any], notes: Mapping[str,
   if "generative_windows" in notes:
     summary["generative tasks"] = (f"{notes['generative_windows']} windows of the pretrain "
                                    f"{notes['generative_split']} split")
+  if "cross_feature" in notes:
+    summary["cross-feature baseline"] = notes["cross_feature"]
+  if notes.get("generative_basis"):
+    summary[report.GENERATIVE_BASIS] = notes["generative_basis"]
   for task, note in notes.get("discriminative_tasks", {}).items():
     names = discriminative.TASKS[task][2]
     summary[task] = {"train windows": note["train_windows"],
                      "test windows": note["test_windows"],
+                     "train subjects": note["train_subjects"],
+                     "test subjects": note["test_subjects"],
                      "train class counts": dict(zip(names, note["train_class_counts"]))}
     if "skipped" in note:
       summary[task]["not run"] = note["skipped"]

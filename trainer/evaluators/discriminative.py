@@ -50,6 +50,8 @@ def run_discriminative(model, train_windows, test_windows, tasks, *, seeds: Sequ
     te = task_examples(test_windows, field, num_classes)
     y_tr, y_te = train_windows[field][tr], test_windows[field][te]
     notes[task] = {"train_windows": int(tr.size), "test_windows": int(te.size),
+                   "train_subjects": int(np.unique(train_windows["subject"][tr]).size),
+                   "test_subjects": int(np.unique(test_windows["subject"][te]).size),
                    "train_class_counts": np.bincount(y_tr, minlength=num_classes).tolist()}
     if np.unique(y_tr).size < 2 or te.size == 0:
       notes[task]["skipped"] = "fewer than 2 classes in train or no test windows"

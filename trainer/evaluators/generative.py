@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 from absl import logging
 import numpy as np
 
+from schemas.features import FEATURE_NAMES
 from trainer import paths
 from trainer.evaluators import Outcome
 
@@ -50,23 +51,45 @@ def task_masks(tasks: Sequence[str], n: int, seed: int,
   return out
 
 
-def generative_methods(model, mice_max_iter: int, mice_jobs: int, seed: int
-                       ) -> dict[str, Callable]:
+def generative_methods(model, mice_max_iter: int, mice_jobs: int, seed: int,
+                       regressors=None) -> dict[str, Callable]:
   """{method name: fn(values, observed, hidden) -> reconstruction}: the model's
-  reconstruct and every baseline, MICE with these settings."""
+  reconstruct and every baseline, MICE with these settings, and the cross-feature
+  baseline when its regressors (baselines.fit_cross_feature) are given."""
   from trainer import baselines  # pylint: disable=g-import-not-at-top
   methods = {"model": model.reconstruct, **baselines.BASELINES}
   methods["mice"] = functools.partial(baselines.mice, seed=seed, max_iter=mice_max_iter,
                                       n_jobs=mice_jobs)
+  if regressors is not None:
+    methods["cross_feature"] = functools.partial(baselines.cross_feature,
+                                                 regressors=regressors)
   return methods
 
 
+def basis(windows, hidden: np.ndarray,
+          feature_names: Sequence[str] = FEATURE_NAMES) -> dict[str, Any]:
+  """What one task's numbers rest on: the windows and distinct subjects with at least
+  one scored position (hidden and observed), the scored positions per feature and the
+  features with none (a feature that is never observed in these windows cannot be
+  judged, whatever a method predicts for it)."""
+  scored = hidden & windows["observed"]
+  used = scored.any(axis=(1, 2))
+  per_feature = scored.sum(axis=(0, 1))
+  return {"windows": int(used.sum()),
+          "subjects": int(np.unique(windows["subject"][used]).size),
+          "features_scored": int((per_feature > 0).sum()),
+          "features": len(feature_names),
+          "features_without_scores": [n for n, c in zip(feature_names, per_feature) if not c],
+          "scored_positions_per_feature": {n: int(c) for n, c in zip(feature_names,
+                                                                      per_feature)}}
+
+
 def run_generative(model, windows, tasks, train_statistics, *, seed: int,
-                   mice_max_iter: int, mice_jobs: int):
-  """(results' generative section, masks by task)."""
+                   mice_max_iter: int, mice_jobs: int, regressors=None):
+  """(results' generative section, masks by task, basis by task)."""
   from trainer import metrics  # pylint: disable=g-import-not-at-top
   masks = task_masks(tasks, len(windows["values"]), seed, windows["values"].shape[1:])
-  methods = generative_methods(model, mice_max_iter, mice_jobs, seed)
+  methods = generative_methods(model, mice_max_iter, mice_jobs, seed, regressors)
   results = {}
   for task, hidden in masks.items():
     started = time.perf_counter()
@@ -74,18 +97,38 @@ def run_generative(model, windows, tasks, train_statistics, *, seed: int,
                                           hidden, train_statistics)
     logging.info("%s (%.0f s): %s", task, time.perf_counter() - started,
                  ", ".join(f"{m} {e['mae']:.4f}" for m, e in results[task].items()))
-  return results, masks
+  return results, masks, {task: basis(windows, hidden) for task, hidden in masks.items()}
+
+
+def fit_cross_feature(context) -> Any:
+  """The cross-feature baseline's regressors, fitted on the context's pretrain train
+  sample (None without one); the notes say on what and how long it took."""
+  from trainer import baselines  # pylint: disable=g-import-not-at-top
+  train = context.pretrain_train
+  if train is None:
+    context.notes["cross_feature"] = ("not run: no pretrain train windows read "
+                                      "(--cross_feature_windows=0 or an empty split)")
+    return None
+  started = time.perf_counter()
+  regressors = baselines.fit_cross_feature(train["values"], train["observed"],
+                                           seed=context.options.seed)
+  context.notes["cross_feature"] = (
+      f"fitted on {len(train['values'])} pretrain train windows of "
+      f"{np.unique(train['subject']).size} subjects in "
+      f"{time.perf_counter() - started:.0f} s")
+  return regressors
 
 
 def run(context, tasks: Sequence[str]):
   """The evaluator: every task on the context's pretrain test windows (none: skipped,
-  lsm-eval's notes say why)."""
+  lsm-eval's notes say why); the notes get what each task's numbers rest on."""
   if context.pretrain_test is None:
     return Outcome()
   options = context.options
-  results, masks = run_generative(
+  results, masks, context.notes["generative_basis"] = run_generative(
       context.model, context.pretrain_test, tasks, context.manifest.get("train_statistics"),
-      seed=options.seed, mice_max_iter=options.mice_max_iter, mice_jobs=options.mice_jobs)
+      seed=options.seed, mice_max_iter=options.mice_max_iter, mice_jobs=options.mice_jobs,
+      regressors=fit_cross_feature(context))
   return Outcome(results, {"masks": masks})
 
 
