@@ -18,7 +18,9 @@ def reconstruction_figure(values: np.ndarray, observed: np.ndarray, hidden: np.n
 
   Each panel shows the group's features over time: observed input (grey), the
   reconstruction at hidden-and-observed positions (colour) against the truth there
-  (black dots), hidden spans shaded.
+  (black dots), hidden spans shaded. The reconstruction is drawn only where it can be
+  judged: at a hidden minute the raw data did not have (and for a feature never
+  observed in the window) there is no truth, so nothing is drawn there.
   """
   n = len(values)
   fig, axes = plt.subplots(n, len(SENSOR_GROUPS), figsize=(4 * len(SENSOR_GROUPS), 2.2 * n),
@@ -34,7 +36,7 @@ def reconstruction_figure(values: np.ndarray, observed: np.ndarray, hidden: np.n
         seen = observed[i, :, c] & ~hidden[i, :, c]
         scored = observed[i, :, c] & hidden[i, :, c]
         ax.plot(t, np.where(seen, values[i, :, c], np.nan), color="0.6", lw=0.6)
-        ax.plot(t, np.where(hidden[i, :, c], reconstruction[i, :, c], np.nan), lw=0.8)
+        ax.plot(t, np.where(scored, reconstruction[i, :, c], np.nan), lw=0.8)
         ax.plot(t[scored], values[i, scored, c], ".", ms=1.5, color="black")
       ax.set_ylim(-4, 4)
       if i == 0:

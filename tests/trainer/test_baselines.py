@@ -105,3 +105,69 @@ def test_bad_inputs_are_refused():
     baselines.nearest(values, observed.astype(np.float32), hidden)
   with pytest.raises(ValueError, match=r"\[N, T, F\]"):
     baselines.linear_interpolation(values[0], observed[0], hidden[0])
+
+
+def related_windows(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """n windows of 40 minutes, 4 features: feature 1 = 2 * feature 0 and feature 2 =
+  -feature 0 at every minute (plus a little noise); feature 3 is never observed."""
+  rng = np.random.default_rng(seed)
+  first = rng.normal(size=(n, 40)).astype(np.float32)
+  noise = 0.01 * rng.normal(size=(n, 40, 2)).astype(np.float32)
+  values = np.stack([first, 2 * first + noise[..., 0], -first + noise[..., 1],
+                     np.zeros_like(first)], axis=-1)
+  observed = np.ones_like(values, dtype=bool)
+  observed[..., 3] = False
+  return values, observed
+
+
+@pytest.fixture(scope="module")
+def regressors():
+  values, observed = related_windows(40, seed=0)
+  return baselines.fit_cross_feature(values, observed, max_rows=1000, max_iter=50)
+
+
+def test_cross_feature_predicts_a_hidden_feature_from_the_others_at_that_minute(regressors):
+  values, observed = related_windows(3, seed=1)  # other windows than the fitted ones
+  hidden = np.zeros_like(observed)
+  hidden[:, :, 1] = True  # the whole feature, the whole window: per-window baselines
+  hidden[0, 10:20, 2] = True  # have nothing; a minute of window 0 has only feature 0
+  predictions = baselines.cross_feature(values, observed, hidden, regressors=regressors)
+  assert predictions.dtype == np.float32 and predictions.shape == values.shape
+  error = np.abs(predictions[:, :, 1] - values[:, :, 1]).mean()
+  assert error < 0.25 < np.abs(values[:, :, 1]).mean()  # mean fill's error is ~1.6
+  np.testing.assert_allclose(predictions[0, 10:20, 2], values[0, 10:20, 2], atol=0.4)
+  visible = observed & ~hidden
+  np.testing.assert_array_equal(predictions[visible], values[visible])
+  assert regressors[3] is None  # never observed in training: the training mean, 0
+  np.testing.assert_array_equal(predictions[..., 3], 0)
+
+
+def test_cross_feature_with_nothing_visible_at_a_minute_interpolates_in_time(regressors):
+  values, observed = related_windows(1, seed=2)
+  hidden = np.zeros_like(observed)
+  hidden[0, 5:8] = True  # every feature hidden at minutes 5-7
+  hidden[0, 20:30, 1] = True  # feature 1 alone hidden: from the others
+  predictions = baselines.cross_feature(values, observed, hidden, regressors=regressors)
+  line = baselines.linear_interpolation(values, observed, hidden)
+  np.testing.assert_array_equal(predictions[0, 5:8], line[0, 5:8])
+  columns, regressor = regressors[1]
+  np.testing.assert_allclose(predictions[0, 20:30, 1],
+                             regressor.predict(values[0, 20:30][:, columns]), rtol=1e-6)
+
+
+def test_cross_feature_never_reads_hidden_or_missing_values_and_is_seeded(regressors):
+  values, observed = related_windows(2, seed=3)
+  rng = np.random.default_rng(4)
+  hidden = rng.random(values.shape) < 0.5
+  altered = np.where(observed & ~hidden, values, 100 * rng.normal(size=values.shape))
+  np.testing.assert_array_equal(
+      baselines.cross_feature(values, observed, hidden, regressors=regressors),
+      baselines.cross_feature(altered.astype(np.float32), observed, hidden,
+                              regressors=regressors))
+  train, train_observed = related_windows(40, seed=0)
+  again = baselines.fit_cross_feature(train, train_observed, max_rows=1000, max_iter=50)
+  np.testing.assert_array_equal(
+      baselines.cross_feature(values, observed, hidden, regressors=again),
+      baselines.cross_feature(values, observed, hidden, regressors=regressors))
+  with pytest.raises(ValueError, match="3 regressors for 4 features"):
+    baselines.cross_feature(values, observed, hidden, regressors=regressors[:3])

@@ -144,7 +144,8 @@ def figures(context, outcome) -> dict[str, str]:
       v, o, h = windows["values"][:n], windows["observed"][:n], masks[task][:n]
       fig = plots.reconstruction_figure(v, o, h, context.model.reconstruct(v, o, h),
                                         title=f"{task}: model reconstruction (colour) "
-                                              "vs truth (black)")
+                                              "vs truth (black), drawn only where the "
+                                              "hidden minute was observed")
       path = paths.join(context.eval_dir, f"reconstruction_{task}.png")
       plots.save(fig, path)
       out[f"reconstructions, {task}"] = path
