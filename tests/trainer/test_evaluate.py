@@ -260,3 +260,28 @@ def test_lsm_eval_names_a_truncated_manifest_in_one_line(labelled_data_dir, tmp_
   assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
   assert out.stderr.strip().splitlines()[-1].startswith(
       f"lsm-eval: {data / 'manifest.json'}: not valid JSON (truncated or corrupted?): ")
+
+
+def test_sensor_imputation_over_a_span_hides_k_features_for_that_many_minutes():
+  masks = generative.task_masks(["sensor_imputation_6_60m", "sensor_imputation_12_60m",
+                                 "sensor_imputation_2"], 4, 0, (300, 26))
+  for task, k, span in (("sensor_imputation_6_60m", 6, 60),
+                        ("sensor_imputation_12_60m", 12, 60), ("sensor_imputation_2", 2, 300)):
+    for hidden in masks[task]:
+      features = np.flatnonzero(hidden.any(axis=0))
+      minutes = np.flatnonzero(hidden.any(axis=1))
+      assert len(features) == k and hidden.sum() == k * span, task
+      assert minutes[-1] - minutes[0] + 1 == span, task
+
+
+def test_basis_counts_the_windows_subjects_and_features_behind_a_task():
+  observed = np.ones((3, 10, 4), bool)
+  observed[:, :, 3] = False  # never observed: cannot be judged
+  observed[2] = False  # window 2 has nothing at all
+  windows = {"observed": observed, "subject": np.array(["a", "a", "b"])}
+  hidden = np.zeros_like(observed)
+  hidden[:, 2:5, 1:] = True
+  basis = generative.basis(windows, hidden, ["f0", "f1", "f2", "f3"])
+  assert basis == {"windows": 2, "subjects": 1, "features_scored": 2, "features": 4,
+                   "features_without_scores": ["f0", "f3"],
+                   "scored_positions_per_feature": {"f0": 0, "f1": 6, "f2": 6, "f3": 0}}

@@ -136,3 +136,39 @@ def test_scored_tasks_flow_into_the_report(tmp_path):
   best = min(entry[m]["mae"] for m in methods if m != "model")
   assert gain["relative_improvement"] == pytest.approx(
       (best - entry["model"]["mae"]) / best)
+
+
+def test_report_says_what_each_generative_number_rests_on(tmp_path):
+  generative, _ = inputs()
+  basis = {"interpolation_30m": {
+      "windows": 248, "subjects": 2, "features_scored": 24, "features": 26,
+      "features_without_scores": ["steps", "jumps"],
+      "scored_positions_per_feature": {"HR": 7440, "steps": 0}},
+      "extrapolation_60m": {
+      "windows": 1, "subjects": 1, "features_scored": 26, "features": 26,
+      "features_without_scores": [], "scored_positions_per_feature": {"HR": 60}}}
+  results_path, report_path = report.write_report(
+      str(tmp_path), generative, {}, budget_note="unit test",
+      data={report.GENERATIVE_BASIS: basis, "windows per split": {"train": 3}})
+  with open(results_path) as f:
+    assert json.load(f)["data"][report.GENERATIVE_BASIS] == basis
+  text = open(report_path).read()
+  assert ("- interpolation_30m: rests on 248 windows of 2 subjects; 24 of 26 features "
+          "scored (none for steps, jumps)") in text
+  assert "- extrapolation_60m: rests on 1 windows of 1 subject; 26 of 26 features scored\n" \
+         in text
+  assert "- windows per split: train 3" in text  # the data section keeps the rest
+  assert "generative tasks rest on" not in text.split("## Generative tasks")[0]
+
+
+def test_a_losing_model_is_pointed_at_the_benchmark(tmp_path):
+  generative, _ = inputs()  # the model loses extrapolation_60m to mean fill
+  _, report_path = report.write_report(str(tmp_path), generative, {}, budget_note="demo")
+  text = open(report_path).read()
+  assert ("At this run's budget the model loses to the best baseline on 1 of 2 tasks; "
+          "how the default recipe compares at the benchmark's budget is in "
+          'benchmarks/README.md, section "Generative quality" '
+          "(benchmarks/results/generative_quality.json).") in text
+  del generative["extrapolation_60m"]
+  _, report_path = report.write_report(str(tmp_path), generative, {}, budget_note="demo")
+  assert "loses to the best baseline" not in open(report_path).read()
