@@ -29,7 +29,8 @@ def results(trained, labelled_data_dir):
   try:
     return evaluate.evaluate(
         os.path.basename(trained), labelled_data_dir, ["generative", "discriminative"],
-        export=True, mice_max_iter=2, mice_jobs=1, seeds=(0, 1), shots=(5, 10),
+        export=True, mice_max_iter=2, mice_jobs=1, cross_feature_windows=16, seeds=(0, 1),
+        shots=(5, 10),
         finetune_steps=4, few_shot_finetune_steps=2, finetune_batch=8, plot_windows=2)
   finally:
     os.chdir(cwd)
@@ -38,7 +39,8 @@ def results(trained, labelled_data_dir):
 def test_results_hold_every_task_and_method(results, trained):
   assert set(results["generative"]) == set(generative.TASKS)
   for task, methods in results["generative"].items():
-    assert set(methods) == {"model", "mean_fill", "linear_interpolation", "nearest", "mice"}
+    assert set(methods) == {"model", "mean_fill", "linear_interpolation", "nearest", "mice",
+                            "cross_feature"}
     for entry in methods.values():
       assert entry["mae"] > 0 and entry["mse"] > 0 and entry["count"] > 0
       assert set(entry["per_feature"]) and "steps" in entry["per_feature"]
@@ -74,6 +76,14 @@ def test_results_hold_every_task_and_method(results, trained):
   # The data summary: the windows and class counts behind the numbers, and what was
   # skipped; the time each phase took.
   assert "## Data" in report
+  notes = results["meta"]["notes"]
+  assert notes["cross_feature"].startswith("fitted on 16 pretrain train windows of ")
+  basis = results["data"]["generative tasks rest on"]
+  assert set(basis) == set(generative.TASKS)
+  assert basis["interpolation_30m"]["windows"] == 16  # every test window is scored
+  assert 1 <= basis["interpolation_30m"]["subjects"] <= 8
+  assert "- interpolation_30m: rests on 16 windows of " in report
+  assert results["data"]["exercise_detection"]["test subjects"] >= 1
   assert "few-shot not run 10-shot (class 0 (weightlifting) has 6 training" in report
   assert results["data"]["activity_recognition"]["train class counts"]["swim"] == 6
   assert results["data"]["windows per split"]["labelled"] == {"train": 96, "test": 32}
