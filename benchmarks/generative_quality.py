@@ -58,6 +58,25 @@ def run(stage: str, args: list[str], timings: dict[str, float]) -> None:
   timings[stage] = round(time.perf_counter() - started, 1)
 
 
+def make_data(profile: dict, out: str, seed: int, timings: dict[str, float]) -> str:
+  """lsm-synth's cohort and lsm-pipeline's windows of the profile under out (each
+  stage skipped when its output exists); returns the pipeline output directory."""
+  synth, data = os.path.join(out, "synth"), os.path.join(out, "pipeline")
+  if not os.path.exists(os.path.join(synth, "truth.json")):
+    run("synth", ["-m", "pipeline.synthetic.main", "--output", synth, "--subjects",
+                  str(profile["subjects"]), "--days", str(profile["days"]), "--seed",
+                  str(seed), "--format", "parquet", "--workers", "2"], timings)
+  if not os.path.exists(os.path.join(data, "manifest.json")):
+    key = os.path.join(out, "subject.key")
+    with open(key, "w") as f:
+      f.write(f"benchmark-key-{seed}\n")
+    run("pipeline", ["-m", "pipeline", "--input", os.path.join(synth, "raw", "*"),
+                     "--labels", os.path.join(synth, "labels", "sessions.csv"),
+                     "--output", data, "--subject_hash_key_file", key,
+                     "--stride_minutes", str(profile["stride"])], timings)
+  return data
+
+
 def margins(methods: dict) -> dict:
   """The model's MAE reduction over each baseline, as a fraction of the baseline's MAE."""
   model = methods["model"]["mae"]
@@ -85,22 +104,9 @@ def main() -> None:
   out = os.path.abspath(args.out)
   if args.fresh and os.path.exists(out):
     shutil.rmtree(out)
-  synth, data, first, work = (os.path.join(out, d)
-                               for d in ("synth", "pipeline", "train", "train_ctx"))
+  first, work = (os.path.join(out, d) for d in ("train", "train_ctx"))
   timings: dict[str, float] = {}
-
-  if not os.path.exists(os.path.join(synth, "truth.json")):
-    run("synth", ["-m", "pipeline.synthetic.main", "--output", synth, "--subjects",
-                  str(profile["subjects"]), "--days", str(profile["days"]), "--seed",
-                  str(args.seed), "--format", "parquet", "--workers", "2"], timings)
-  if not os.path.exists(os.path.join(data, "manifest.json")):
-    key = os.path.join(out, "subject.key")
-    with open(key, "w") as f:
-      f.write(f"benchmark-key-{args.seed}\n")
-    run("pipeline", ["-m", "pipeline", "--input", os.path.join(synth, "raw", "*"),
-                     "--labels", os.path.join(synth, "labels", "sessions.csv"),
-                     "--output", data, "--subject_hash_key_file", key,
-                     "--stride_minutes", str(profile["stride"])], timings)
+  data = make_data(profile, out, args.seed, timings)
 
   def train(stage: str, workdir: str, steps: int, weights: str, *extra: str) -> None:
     run(stage, ["-m", "trainer", "--config", f"trainer/configs/mae.py:{profile['size']}",

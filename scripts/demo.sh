@@ -69,6 +69,10 @@ for task, g in r["improvement"]["generative"].items():
   gain = "n/a" if g["relative_improvement"] is None else f"{100 * g['relative_improvement']:+.1f}%"
   print(f"  {task:22s} model {g['model_value']:.3f}  {g['best_baseline']} {g['best_value']:.3f}"
         f"  ({gain})")
+losses = sum((g["relative_improvement"] or 0) <= 0 for g in r["improvement"]["generative"].values())
+if losses:
+  print(f"at the demo's budget the model loses {losses} of {len(r['improvement']['generative'])} "
+        "tasks; the benchmark's numbers: benchmarks/README.md, \"Generative quality\"")
 print("discriminative accuracy (linear probe / fine-tune / supervised from scratch):")
 for task, methods in r["discriminative"].items():
   print(f"  {task:28s}" + "  ".join(f"{m} {e['accuracy']:.3f}" for m, e in methods.items()))

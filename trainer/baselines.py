@@ -176,7 +176,9 @@ def fit_cross_feature(values: np.ndarray, observed: np.ndarray, *, max_rows: int
   features the training data had, so each training row also hides every other feature
   with a probability drawn per row from U(0, 1): the regressor learns to predict from
   any subset of visible features, down to none (then it gives about the training
-  mean). Per feature, max_rows minutes where it was observed are drawn (seeded); a
+  mean); without it MAE was 0.627 instead of 0.569 on random_imputation_80 and 0.499
+  instead of 0.459 on sensor_imputation_12 (the generative benchmark's data). Per
+  feature, max_rows minutes where it was observed are drawn (seeded); a
   feature never observed gets no regressor (None: its prediction is 0, the training
   mean in normalised units). One thread per fit: OpenMP threads on shared cores made
   a fit up to 40x slower (1.2 s with one thread, 44 s with two, on 2 loaded cores).

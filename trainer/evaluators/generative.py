@@ -54,10 +54,12 @@ def task_masks(tasks: Sequence[str], n: int, seed: int,
 def generative_methods(model, mice_max_iter: int, mice_jobs: int, seed: int,
                        regressors=None) -> dict[str, Callable]:
   """{method name: fn(values, observed, hidden) -> reconstruction}: the model's
-  reconstruct and every baseline, MICE with these settings, and the cross-feature
-  baseline when its regressors (baselines.fit_cross_feature) are given."""
+  reconstruct (none when model is None: baselines only) and every baseline, MICE with
+  these settings, and the cross-feature baseline when its regressors
+  (baselines.fit_cross_feature) are given."""
   from trainer import baselines  # pylint: disable=g-import-not-at-top
-  methods = {"model": model.reconstruct, **baselines.BASELINES}
+  methods = {} if model is None else {"model": model.reconstruct}
+  methods.update(baselines.BASELINES)
   methods["mice"] = functools.partial(baselines.mice, seed=seed, max_iter=mice_max_iter,
                                       n_jobs=mice_jobs)
   if regressors is not None:
