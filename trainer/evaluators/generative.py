@@ -4,6 +4,13 @@ Run on the pipeline's held-out "pretrain" test split (valid when test is empty; 
 report says so). Every task's hidden masks are drawn once from --seed with
 trainer/masking.py and every method (the model and the baselines of
 trainer/baselines.py) is scored on exactly those masks through metrics.score_methods.
+The cross-feature baseline is fitted first, on a seeded sample of the pretrain train
+split (never the windows it is scored on). Sensor imputation hides whole features:
+over the whole window (sensor_imputation_K, where every per-window baseline can only
+give the training mean) or over a 60-minute span (sensor_imputation_K_60m, with the
+window's context before and after); K = 2, 6, 12 as in LSM-2. Each task's notes say
+what its numbers rest on (basis): windows, subjects and features with scored
+positions.
 
 To add a generative task, add one entry to TASKS: its name (the report's task name)
 -> (trainer/masking.py strategy, that strategy's keyword arguments).
