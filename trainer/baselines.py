@@ -178,8 +178,8 @@ def fit_cross_feature(values: np.ndarray, observed: np.ndarray, *, max_rows: int
   any subset of visible features, down to none (then it gives about the training
   mean); without it MAE was 0.627 instead of 0.569 on random_imputation_80 and 0.499
   instead of 0.459 on sensor_imputation_12 (the generative benchmark's data). Per
-  feature, max_rows minutes where it was observed are drawn (seeded); a
-  feature never observed gets no regressor (None: its prediction is 0, the training
+  feature, max_rows minutes where it was observed are drawn (seeded); a feature never
+  observed gets no regressor (None: its prediction is 0, the training
   mean in normalised units). One thread per fit: OpenMP threads on shared cores made
   a fit up to 40x slower (1.2 s with one thread, 44 s with two, on 2 loaded cores).
 
@@ -221,9 +221,9 @@ def cross_feature(values: np.ndarray, observed: np.ndarray, hidden: np.ndarray, 
   At a minute where no feature is visible (an interpolation or extrapolation gap) the
   regressor could only give about the training mean, so the window's own linear
   interpolation in time fills it instead. Measured on the generative benchmark's data
-  (benchmarks/README.md): MAE 0.569 instead of 0.606 with the regressors' all-missing
-  value on random_imputation_80, and linear interpolation's 0.544 instead of 0.722 on
-  interpolation_30m. Shapes, dtypes and errors as every baseline (module docstring,
+  (benchmarks/README.md, "Baseline quality"): MAE 0.569 instead of 0.606 with the
+  regressors' all-missing value on random_imputation_80, and linear interpolation's
+  0.544 instead of 0.722 on interpolation_30m. Shapes, dtypes and errors as every baseline (module docstring,
   visible_inputs); also ValueError when there is not one regressor per feature.
   """
   import threadpoolctl
@@ -244,6 +244,7 @@ def cross_feature(values: np.ndarray, observed: np.ndarray, hidden: np.ndarray, 
       with threadpoolctl.threadpool_limits(1):  # see fit_cross_feature
         filled[wanted, k] = regressor.predict(rows[np.ix_(wanted, columns)])
   return np.where(visible, x, filled.reshape(n, t, f)).astype(np.float32)
+
 
 BASELINES: Mapping[str, Method] = {
     "mean_fill": mean_fill,

@@ -2,7 +2,8 @@
 
 usage: lsm-eval --workdir=RUN --data=PIPELINE_OUTPUT [--tasks=generative,discriminative]
            [--export-embeddings] [--max_windows=N] [--generative_windows=N] [--seed=S]
-           [--mice_max_iter=5] [--cross_feature_windows=1000] [--seeds=0,1,2] [--shots=5,10,20] [--finetune_steps=200]
+           [--mice_max_iter=5] [--cross_feature_windows=1000] [--seeds=0,1,2]
+           [--shots=5,10,20] [--finetune_steps=200]
 
 The command: it reads the windows, runs the evaluators of trainer/evaluators/ (one
 module per kind of task: generative.py, discriminative.py; the registry finds them)

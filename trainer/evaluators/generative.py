@@ -109,7 +109,7 @@ def run_generative(model, windows, tasks, train_statistics, *, seed: int,
   return results, masks, {task: basis(windows, hidden) for task, hidden in masks.items()}
 
 
-def fit_cross_feature(context) -> Any:
+def cross_feature_regressors(context) -> Any:
   """The cross-feature baseline's regressors, fitted on the context's pretrain train
   sample (None without one); the notes say on what and how long it took."""
   from trainer import baselines  # pylint: disable=g-import-not-at-top
@@ -137,7 +137,7 @@ def run(context, tasks: Sequence[str]):
   results, masks, context.notes["generative_basis"] = run_generative(
       context.model, context.pretrain_test, tasks, context.manifest.get("train_statistics"),
       seed=options.seed, mice_max_iter=options.mice_max_iter, mice_jobs=options.mice_jobs,
-      regressors=fit_cross_feature(context))
+      regressors=cross_feature_regressors(context))
   return Outcome(results, {"masks": masks})
 
 
