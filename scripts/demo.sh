@@ -48,7 +48,7 @@ print(f"train loss: step {first['step']} {first['loss']:.3f} -> step {last['step
 PY
 
 echo "== 5/5 evaluation report (lsm-eval: a demo-sized budget, about 2-3 minutes on CPU)"
-# The demo's cut of lsm-eval's defaults: four of the eleven generative tasks (the ones
+# The demo's cut of lsm-eval's defaults: four of the fourteen generative tasks (the ones
 # results.json names first) on 32 held-out windows with 2 MICE iterations; one seed,
 # 5 and 20 shots, and 10-step fine-tune / supervised runs of batch 16 (at a higher
 # learning rate than the default, so ten steps move the classifiers off one predicted
