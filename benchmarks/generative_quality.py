@@ -34,7 +34,8 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULT = os.path.join(REPO, "benchmarks", "results", "generative_quality.json")
-TASKS = ("interpolation_30m", "extrapolation_60m", "random_imputation_80")
+TASKS = ("interpolation_30m", "extrapolation_60m", "random_imputation_80",
+         "sensor_imputation_6_60m")
 MIXTURE = "random:0.5,interpolation:0.25,extrapolation:0.25"
 CONTINUE_MIXTURE = "random:0.4,interpolation:0.3,extrapolation:0.3"
 PROFILES = {
