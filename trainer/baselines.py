@@ -16,6 +16,11 @@ prediction is 0, the training mean in normalised units.
 
 The model is evaluated through the same signature (see metrics.score_methods), so
 all methods are scored on exactly the same masks.
+
+BASELINES holds the per-window baselines, which need nothing but the window. The
+cross-feature baseline (cross_feature) first learns from training windows
+(fit_cross_feature); lsm-eval binds its regressors (functools.partial) and scores it
+beside the others.
 """
 
 from __future__ import annotations
