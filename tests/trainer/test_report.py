@@ -136,3 +136,19 @@ def test_scored_tasks_flow_into_the_report(tmp_path):
   best = min(entry[m]["mae"] for m in methods if m != "model")
   assert gain["relative_improvement"] == pytest.approx(
       (best - entry["model"]["mae"]) / best)
+
+
+def test_oracle_is_reported_but_never_the_best_baseline(tmp_path):
+  generative, _ = inputs()
+  generative["interpolation_30m"]["oracle"] = generative_entry(0.25)
+  results = report.build_results(generative, {}, budget_note="unit test")
+  gain = results["improvement"]["generative"]["interpolation_30m"]
+  assert gain["best_baseline"] == "linear_interpolation" and gain["best_value"] == 0.625
+  assert gain["relative_improvement"] == pytest.approx((0.625 - 0.5) / 0.625)
+  assert results["generative"]["interpolation_30m"]["oracle"]["mae"] == 0.25
+  _, markdown = report.write_report(str(tmp_path), generative, {}, budget_note="unit test")
+  with open(markdown) as f:
+    text = f.read()
+  row = next(line for line in text.splitlines() if line.startswith("| interpolation_30m"))
+  assert "**0.5**" in row and "**0.25**" not in row and "0.25" in row   # model bold
+  assert "a ceiling, never bold" in text

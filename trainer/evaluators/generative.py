@@ -7,6 +7,11 @@ trainer/baselines.py) is scored on exactly those masks through metrics.score_met
 
 To add a generative task, add one entry to TASKS: its name (the report's task name)
 -> (trainer/masking.py strategy, that strategy's keyword arguments).
+
+With --oracle=PATH.npz (synthetic data: python -m pipeline.synthetic.oracle writes
+it) an ORACLE method joins them: each window's noise-free values, looked up by
+(subject hash, start). It is a ceiling, not a baseline: report.build_results leaves
+it out of the best-baseline comparison.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ TASKS: dict[str, tuple[str, dict[str, Any]]] = {
     **{f"extrapolation_{m}m": ("extrapolation", {"gap_minutes": m}) for m in (10, 30, 60)},
     **{f"sensor_imputation_{k}": ("sensor_imputation", {"num_features": k}) for k in (2, 6, 12)},
 }
+ORACLE = "oracle"   # one of report.REFERENCES: never the best baseline
 # Tasks whose reconstructions lsm-eval draws (when they ran).
 FIGURE_TASKS = ("interpolation_30m", "extrapolation_60m", "random_imputation_80")
 
@@ -50,20 +56,45 @@ def task_masks(tasks: Sequence[str], n: int, seed: int,
 def generative_methods(model, mice_max_iter: int, mice_jobs: int, seed: int
                        ) -> dict[str, Callable]:
   """{method name: fn(values, observed, hidden) -> reconstruction}: the model's
-  reconstruct and every baseline, MICE with these settings."""
+  reconstruct (none when model is None: the baselines alone) and every baseline, MICE
+  with these settings."""
   from trainer import baselines  # pylint: disable=g-import-not-at-top
-  methods = {"model": model.reconstruct, **baselines.BASELINES}
+  methods = {} if model is None else {"model": model.reconstruct}
+  methods.update(baselines.BASELINES)
   methods["mice"] = functools.partial(baselines.mice, seed=seed, max_iter=mice_max_iter,
                                       n_jobs=mice_jobs)
   return methods
 
 
+def oracle_values(path: str, windows) -> np.ndarray:
+  """float32 [N, T, F]: the oracle file's values of each window, matched by (subject
+  hash, start). Raises ValueError naming the file and the first window it lacks, or
+  on a window shape that differs."""
+  with np.load(paths.path(path).open("rb"), allow_pickle=False) as f:
+    subject, start, values = f["subject"], f["start"], f["values"]
+  row = {(str(s), int(t)): i for i, (s, t) in enumerate(zip(subject, start))}
+  wanted = [(str(s), int(t)) for s, t in zip(windows["subject"], windows["start"])]
+  lacking = [w for w in wanted if w not in row]
+  if lacking:
+    raise ValueError(f"{path}: no oracle values for {len(lacking)} of {len(wanted)} windows "
+                     f"(first: subject {lacking[0][0]}, start {lacking[0][1]}); written for "
+                     "other pipeline output?")
+  if values.shape[1:] != windows["values"].shape[1:]:
+    raise ValueError(f"{path}: windows of shape {values.shape[1:]}, the data's are "
+                     f"{windows['values'].shape[1:]}")
+  return values[[row[w] for w in wanted]].astype(np.float32)
+
+
 def run_generative(model, windows, tasks, train_statistics, *, seed: int,
-                   mice_max_iter: int, mice_jobs: int):
-  """(results' generative section, masks by task)."""
+                   mice_max_iter: int, mice_jobs: int, oracle: str = ""):
+  """(results' generative section, masks by task); with `oracle` (a path, see
+  oracle_values) an ORACLE entry per task, scored like every method."""
   from trainer import metrics  # pylint: disable=g-import-not-at-top
   masks = task_masks(tasks, len(windows["values"]), seed, windows["values"].shape[1:])
   methods = generative_methods(model, mice_max_iter, mice_jobs, seed)
+  if oracle:
+    known = oracle_values(oracle, windows)
+    methods[ORACLE] = lambda values, observed, hidden: known
   results = {}
   for task, hidden in masks.items():
     started = time.perf_counter()
@@ -82,7 +113,8 @@ def run(context, tasks: Sequence[str]):
   options = context.options
   results, masks = run_generative(
       context.model, context.pretrain_test, tasks, context.manifest.get("train_statistics"),
-      seed=options.seed, mice_max_iter=options.mice_max_iter, mice_jobs=options.mice_jobs)
+      seed=options.seed, mice_max_iter=options.mice_max_iter, mice_jobs=options.mice_jobs,
+      oracle=options.oracle)
   return Outcome(results, {"masks": masks})
 
 
