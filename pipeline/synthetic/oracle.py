@@ -10,8 +10,11 @@ this writes the window's noise-free values, normalised with the constants of the
 pipeline's saved transform (the manifest's train_statistics are the graph's float32
 __mean/__std outputs, so pipeline.normalise.constants rebuilds them exactly; clip to
 the clip range and to +-5 included), as a plain .npz: subject (keyed hash, str
-[N]), start (UTC minutes since the epoch, int64 [N]) and values (float32 [N, T, F]).
-lsm-eval scores it as the "oracle" method on exactly the masks of every other method.
+[N]), start (UTC minutes since the epoch, int64 [N]), values (float32 [N, T, F]) and
+smooth (the same with smooth=True: without the per-minute terms shared by features,
+the approximate best prediction where a whole minute is hidden). lsm-eval scores
+them as the "oracle" and "oracle_smooth" methods on exactly the masks of every other
+method.
 
 The cohort's arguments (seed, subjects, days: those lsm-synth was given) and the
 subject-hash key (the pipeline's) find each window's subject and minutes: a window
@@ -87,8 +90,10 @@ def subjects_by_hash(seed: int, subjects: int, key: bytes) -> dict[str, int]:
 
 
 def oracle_windows(windows: Sequence[Mapping], seed: int, subjects: int, days: int,
-                   key: bytes, constants) -> np.ndarray:
-  """float32 [N, T, F]: each window's noise-free values, normalised with `constants`.
+                   key: bytes, constants) -> dict[str, np.ndarray]:
+  """{"values", "smooth"}: float32 [N, T, F] each, every window's noise-free values
+  (generate_subject noise_free=True; smooth: also smooth=True), normalised with
+  `constants`.
 
   Raises ValueError naming the window (subject hash, start) when its subject is not
   one of the cohort's, its minutes fall outside the subject's days, or the noisy
@@ -96,8 +101,8 @@ def oracle_windows(windows: Sequence[Mapping], seed: int, subjects: int, days: i
   """
   from pipeline import normalise  # pylint: disable=g-import-not-at-top (imports Beam)
   index = subjects_by_hash(seed, subjects, key)
-  cache: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
-  out = []
+  cache: dict[int, tuple[int, np.ndarray, np.ndarray, np.ndarray]] = {}
+  out: dict[str, list[np.ndarray]] = {"values": [], "smooth": []}
   for w in windows:
     where = f"window of subject {w['subject']} starting at UTC minute {w['start']}"
     if w["subject"] not in index:
@@ -107,23 +112,27 @@ def oracle_windows(windows: Sequence[Mapping], seed: int, subjects: int, days: i
     if k not in cache:
       noisy = physiology.generate_subject(seed, k, days)
       clean = physiology.generate_subject(seed, k, days, noise_free=True)
-      cache = {k: (first_utc_minute(noisy), noisy.values, clean.values)}  # one at a time
-    first, noisy, clean = cache[k]
+      smooth = physiology.generate_subject(seed, k, days, noise_free=True, smooth=True)
+      cache = {k: (first_utc_minute(noisy), noisy.values, clean.values,  # one at a time
+                   smooth.values)}
+    first, noisy, clean, smooth = cache[k]
     t, _ = w["values"].shape
     offset = int(w["start"]) - first
     if offset < 0 or offset + t > len(clean):
       raise ValueError(f"{where}: outside the subject's {days} days (minute {offset})")
-    z_noisy, z_clean = (_normalised(v[offset:offset + t], constants, normalise)
-                        for v in (noisy, clean))
+    z_noisy, z_clean, z_smooth = (_normalised(v[offset:offset + t], constants, normalise)
+                                  for v in (noisy, clean, smooth))
     observed = np.asarray(w["mask"], bool)
     differ = np.abs(z_noisy - w["values"])[observed]
     if differ.size and differ.max() > MATCH_TOLERANCE:
       raise ValueError(f"{where}: the regenerated subject differs from the window's observed "
                        f"values by up to {differ.max():.3g} (normalised): not this cohort's "
                        "seed, days or key")
-    out.append(z_clean)
+    out["values"].append(z_clean)
+    out["smooth"].append(z_smooth)
   t, f = (windows[0]["values"].shape if windows else (0, len(FEATURE_NAMES)))
-  return np.stack(out) if out else np.zeros((0, t, f), np.float32)
+  return {name: np.stack(z) if z else np.zeros((0, t, f), np.float32)
+          for name, z in out.items()}
 
 
 def _normalised(values: np.ndarray, constants, normalise) -> np.ndarray:
@@ -134,26 +143,29 @@ def _normalised(values: np.ndarray, constants, normalise) -> np.ndarray:
   return z[0]
 
 
-def write(path: str, subject: np.ndarray, start: np.ndarray, values: np.ndarray) -> None:
+def write(path: str, subject: np.ndarray, start: np.ndarray, values: np.ndarray,
+          smooth: np.ndarray) -> None:
   """The oracle file: plain arrays (np.load(path, allow_pickle=False))."""
   buf = io.BytesIO()
   np.savez_compressed(buf, subject=np.asarray(subject, dtype="U64"),
-                      start=np.asarray(start, np.int64), values=values.astype(np.float32))
+                      start=np.asarray(start, np.int64), values=values.astype(np.float32),
+                      smooth=smooth.astype(np.float32))
   with open(path, "wb") as f:
     f.write(buf.getvalue())
 
 
 def build(data_dir: str, seed: int, subjects: int, days: int, key: bytes,
           splits: Sequence[str] = ("test", "valid")) -> dict[str, np.ndarray]:
-  """{subject, start, values} of every pretrain window of `splits` (module docstring)."""
+  """{subject, start, values, smooth} of every pretrain window of `splits` (module
+  docstring)."""
   manifest = manifest_lib.load(data_dir)
   windows = [w for split in splits for w in read_split(data_dir, split, manifest)]
   if not windows:
     raise ValueError(f"{data_dir}: no pretrain windows in splits {list(splits)}")
   windows.sort(key=lambda w: (w["subject"], w["start"]))   # one subject at a time
-  values = oracle_windows(windows, seed, subjects, days, key, graph_constants(manifest))
+  arrays = oracle_windows(windows, seed, subjects, days, key, graph_constants(manifest))
   return {"subject": np.array([w["subject"] for w in windows], dtype="U64"),
-          "start": np.array([w["start"] for w in windows], np.int64), "values": values}
+          "start": np.array([w["start"] for w in windows], np.int64), **arrays}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

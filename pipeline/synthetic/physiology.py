@@ -72,6 +72,13 @@ MEASUREMENT_NOISE = {
     "zero_crossing_std": 15, "zero_crossing_avg": 12, "axis_mean": 5, "kurtosis": 30,
     "sleep_coefficient": 1.3}
 SUB_MINUTE_HR_NOISE = 2.0   # bpm, each 15-s sample; the minute's mean has half of it
+# Per-minute white terms shared by several features (std; relative for rr and cadence,
+# of log rmssd): signal to noise_free, since another feature of the same minute carries
+# them; smooth=True leaves them out too, with the other per-minute draws shared by
+# features (effort jitter at its median, fidget steps and altimeter climbs and blips at
+# theirs, 0).
+SHARED_NOISE = {"motion": 0.04, "hr": 1.2, "rmssd_log": 0.18, "sdnn": 5, "rr": 0.01,
+                "cadence": 0.08, "wrist_temperature": 0.08}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -351,22 +358,26 @@ def _ar1(rng, n: int, tau: float, sigma: float) -> np.ndarray:
   return signal.lfilter([1.0], [1, -a], w, zi=[rng.normal(0, sigma) * a])[0]
 
 
-def _physiology(traits: dict, sched: _Schedule, rng, noise_scale: float = 1.0
-                ) -> tuple[np.ndarray, np.ndarray]:
+def _physiology(traits: dict, sched: _Schedule, rng, noise_scale: float = 1.0,
+                shared_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
   """All 26 features (before missingness) and the continuous HR, from the drives.
 
-  noise_scale multiplies every MEASUREMENT_NOISE term (0: noise-free); the terms
-  are drawn either way, so the random stream and every other value stay the same.
+  noise_scale multiplies every MEASUREMENT_NOISE term, shared_scale every
+  SHARED_NOISE one and the other shared per-minute draws (0: left out, at their
+  median); the terms are drawn either way, so the random stream and every other value
+  stay the same (a scale of 1 multiplies by 1.0 or not at all: the same bytes).
   """
   n = len(sched.state)
   noise = lambda name: _noise(rng, n, MEASUREMENT_NOISE[name] * noise_scale)
+  shared = lambda name: _noise(rng, n, SHARED_NOISE[name] * shared_scale)
   t = np.arange(n)
   tod = (t % MINUTES_PER_DAY) / MINUTES_PER_DAY
   sleep = sched.state == SLEEP
-  effort = sched.effort + 0.04 * rng.random(n) * ~sleep
+  jitter = rng.random(n)
+  effort = sched.effort + 0.04 * (jitter if shared_scale else 0.5) * ~sleep
   # Waking wrist motion wanders (typing, gesturing, chores) around the schedule's level.
   awake_idle = (sched.state == SEDENTARY) | (sched.state == LIGHT)
-  motion = sched.motion + awake_idle * np.abs(_ar1(rng, n, 3, 0.15)) + _noise(rng, n, 0.04)
+  motion = sched.motion + awake_idle * np.abs(_ar1(rng, n, 3, 0.15)) + shared("motion")
   motion = np.clip(motion, 0, 1)
   stress = _lag(sched.stress, 4)
   out = np.empty((n, len(FEATURES)))
@@ -377,15 +388,15 @@ def _physiology(traits: dict, sched: _Schedule, rng, noise_scale: float = 1.0
   circadian = -3.5 * np.cos(2 * np.pi * (tod - 4 / 24))
   drive = reserve * effort
   hr = (rhr + 9 * ~sleep - 4 * sleep + circadian + 0.65 * _lag(drive, 1.2)
-        + 0.35 * _lag(drive, 7) + 9 * stress + _ar1(rng, n, 5, 2.5) + _noise(rng, n, 1.2))
+        + 0.35 * _lag(drive, 7) + 9 * stress + _ar1(rng, n, 5, 2.5) + shared("hr"))
   hr = np.clip(hr, 35, 215)
   out[:, col["HR"]] = hr
 
   # HRV: falls as HR rises; higher in sleep. Beat quality falls with motion.
   rmssd = traits["rmssd_level"] * np.exp(-0.03 * (hr - rhr)) * (1 + 0.25 * sleep)
-  rmssd = np.clip(rmssd * np.exp(_noise(rng, n, 0.18)), 4, 125)
-  sdnn = np.clip(1.2 * rmssd + 8 + _noise(rng, n, 5), 5, 125)
-  rr = 60000.0 / hr * (1 + _noise(rng, n, 0.01))
+  rmssd = np.clip(rmssd * np.exp(shared("rmssd_log")), 4, 125)
+  sdnn = np.clip(1.2 * rmssd + 8 + shared("sdnn"), 5, 125)
+  rr = 60000.0 / hr * (1 + shared("rr"))
   out[:, col["rmssd_percentile_0595"]] = rmssd
   out[:, col["sdnn_percentile_0595"]] = sdnn
   out[:, col["hrv_rr_median"]] = rr
@@ -417,8 +428,9 @@ def _physiology(traits: dict, sched: _Schedule, rng, noise_scale: float = 1.0
       245 - 80 * motion + _ar1(rng, n, 60, 30) + noise("leads_contact_counts"), 0, 600)
 
   # Accelerometer summaries (8-bit device units) from motion, cadence and rhythm.
-  cadence = np.where(sched.cadence > 0, sched.cadence * (1 + _noise(rng, n, 0.08)), 0)
+  cadence = np.where(sched.cadence > 0, sched.cadence * (1 + shared("cadence")), 0)
   fidget = (sched.state == SEDENTARY) * rng.poisson(1.2, n) * (rng.random(n) < 0.25)
+  fidget = fidget * shared_scale
   out[:, col["steps"]] = np.clip(np.round(cadence + fidget), 0, 250)
   reg, vib = sched.regularity, sched.vibration
   out[:, col["log_energy"]] = 20 + 190 * motion + 30 * vib * motion + noise("log_energy")
@@ -436,8 +448,8 @@ def _physiology(traits: dict, sched: _Schedule, rng, noise_scale: float = 1.0
                              + _ar1(rng, n, 10, 25) + noise("kurtosis"))
   out[:, col["sleep_coefficient"]] = np.where(
       sleep, 13.5 - 20 * motion, 6.8 - 5 * motion) + noise("sleep_coefficient")
-  climb = sched.climb * rng.exponential(1.0, n) * (rng.random(n) < 0.5)
-  blip = (rng.random(n) < 0.004) * rng.exponential(0.5, n)
+  climb = sched.climb * rng.exponential(1.0, n) * (rng.random(n) < 0.5) * shared_scale
+  blip = (rng.random(n) < 0.004) * rng.exponential(0.5, n) * shared_scale
   out[:, col["altim_std"]] = climb + blip
 
   # Wrist temperature: warm in sleep, cooler with effort, water cools it hard.
@@ -445,7 +457,7 @@ def _physiology(traits: dict, sched: _Schedule, rng, noise_scale: float = 1.0
   target = np.where(sleep, 33.8, 30.6) + ambient - 1.5 * _lag(effort, 8)
   target = np.where(np.isnan(sched.water), target, sched.water)
   temp = _lag(target, 12)
-  measured = temp + _noise(rng, n, 0.08)
+  measured = temp + shared("wrist_temperature")
   out[:, col["wrist_temperatures"]] = np.minimum(measured, 41)
   out[:, col["skin_temperature_slope"]] = 0.27 + 100 * np.diff(measured, prepend=measured[0])
   return out, hr
@@ -497,7 +509,8 @@ def _clip_to_range(values: np.ndarray) -> np.ndarray:
   return np.clip(values, low, high).astype(np.float32)
 
 
-def generate_subject(seed: int, index: int, days: int, noise_free: bool = False) -> Subject:
+def generate_subject(seed: int, index: int, days: int, noise_free: bool = False,
+                     smooth: bool = False) -> Subject:
   """Subject `index` of cohort `seed`: a pure function of (seed, index, days).
 
   noise_free=True: the same subject's signal without its measurement noise, every
@@ -518,13 +531,25 @@ def generate_subject(seed: int, index: int, days: int, noise_free: bool = False)
   noise-free values the best prediction any method could make of an observed value
   (up to the features' clips and the device rules that decide presence from noisy
   values, e.g. HRV from hrv_percent_good): a lower bound on its error.
+
+  smooth=True (with noise_free) also leaves out the per-minute terms shared by
+  several features (SHARED_NOISE and the draws named there, at their medians): what
+  is left varies no faster than the drives and their lags. Where every feature of a
+  minute is hidden (interpolation, extrapolation) nothing reveals those terms, so
+  these values approximate the best prediction there (approximately: a term that
+  enters a lag also reaches later minutes); where other features of the minute are
+  visible they are no bound. Raises ValueError for smooth without noise_free.
   """
   if days < 1:
     raise ValueError(f"days must be >= 1, got {days}")
+  if smooth and not noise_free:
+    raise ValueError("smooth=True leaves out shared per-minute terms on top of the "
+                     "measurement noise: it needs noise_free=True")
   rng = subject_rng(seed, index)
   traits = draw_traits(rng)
   sched = _schedule(traits, days, rng)
-  raw, hr = _physiology(traits, sched, rng, noise_scale=0.0 if noise_free else 1.0)
+  raw, hr = _physiology(traits, sched, rng, noise_scale=0.0 if noise_free else 1.0,
+                        shared_scale=0.0 if smooth else 1.0)
   if noise_free:
     return Subject(index=index, subject_id=subject_id(seed, index), traits=traits,
                    values=_clip_to_range(raw), hr_samples=None, state=sched.state,

@@ -24,10 +24,11 @@ def _methods(**mae):
 
 
 def test_the_oracle_is_never_the_best_baseline():
-  m = gq.margins(_methods(model=0.45, mean_fill=0.6, linear_interpolation=0.5, oracle=0.2))
+  m = gq.margins(_methods(model=0.45, mean_fill=0.6, linear_interpolation=0.5, oracle=0.2,
+                          oracle_smooth=0.3))
   assert m["best_baseline"] == "linear_interpolation"
   assert m["vs_best_baseline"] == pytest.approx(0.1)
-  assert "vs_oracle" not in m
+  assert "vs_oracle" not in m and "vs_oracle_smooth" not in m
 
 
 def test_gap_closed_is_the_share_of_the_baseline_to_oracle_gap():
@@ -42,5 +43,7 @@ def test_gap_closed_is_the_share_of_the_baseline_to_oracle_gap():
 
 
 def test_without_a_model_the_ceiling_has_no_gap_closed():
-  c = gq.ceiling(_methods(mean_fill=0.6, mice=0.7, oracle=0.3))
+  c = gq.ceiling(_methods(mean_fill=0.6, mice=0.7, oracle=0.3, oracle_smooth=0.45))
   assert "gap_closed" not in c and c["max_reachable_margin"] == pytest.approx(0.5)
+  assert c["best_baseline"] == "mean_fill" and c["oracle_smooth_mae"] == 0.45
+  assert c["smooth_reachable_margin"] == pytest.approx(0.25)

@@ -262,10 +262,10 @@ def test_lsm_eval_names_a_truncated_manifest_in_one_line(labelled_data_dir, tmp_
       f"lsm-eval: {data / 'manifest.json'}: not valid JSON (truncated or corrupted?): ")
 
 
-def _oracle_file(path, windows, order):
+def _oracle_file(path, windows, order, **extra):
   """An oracle .npz holding each window's own values, rows in `order`."""
   np.savez(path, subject=windows["subject"][order], start=windows["start"][order],
-           values=windows["values"][order])
+           values=windows["values"][order], **{k: v[order] for k, v in extra.items()})
   return str(path)
 
 
@@ -273,7 +273,9 @@ def test_oracle_values_are_matched_by_subject_and_start(labelled_data_dir, tmp_p
   windows = eval_data.read_windows(labelled_data_dir, "pretrain", "test")
   n = len(windows["values"])
   path = _oracle_file(tmp_path / "oracle.npz", windows, np.arange(n)[::-1])
-  np.testing.assert_array_equal(generative.oracle_values(path, windows), windows["values"])
+  known = generative.oracle_values(path, windows)
+  assert set(known) == {"oracle"}              # a file without smooth values
+  np.testing.assert_array_equal(known["oracle"], windows["values"])
   partial = _oracle_file(tmp_path / "partial.npz", windows, np.arange(1, n))
   with pytest.raises(ValueError, match=rf"no oracle values for 1 of {n} windows \(first: "
                      rf"subject {windows['subject'][0]}, start {windows['start'][0]}\)"):
@@ -282,17 +284,21 @@ def test_oracle_values_are_matched_by_subject_and_start(labelled_data_dir, tmp_p
 
 def test_oracle_is_scored_on_the_same_positions_as_every_method(labelled_data_dir,
                                                                  tmp_path):
-  """No model (the baselines alone) plus an oracle that knows the truth: MAE 0 on
-  exactly the count of positions every baseline is scored on."""
+  """No model (the baselines alone) plus an oracle that knows the truth (and a smooth
+  one that is 0.5 off): MAE 0 (0.5) on exactly the count of positions every baseline
+  is scored on."""
   windows = eval_data.read_windows(labelled_data_dir, "pretrain", "test")
   path = _oracle_file(tmp_path / "oracle.npz", windows,
-                      np.random.default_rng(0).permutation(len(windows["values"])))
+                      np.random.default_rng(0).permutation(len(windows["values"])),
+                      smooth=windows["values"] + np.float32(0.5))
   tasks = ["interpolation_30m", "sensor_imputation_6"]
   results, masks = generative.run_generative(None, windows, tasks, None, seed=3,
                                              mice_max_iter=1, mice_jobs=1, oracle=path)
   for task in tasks:
     methods = results[task]
-    assert set(methods) == {"mean_fill", "linear_interpolation", "nearest", "mice", "oracle"}
+    assert set(methods) == {"mean_fill", "linear_interpolation", "nearest", "mice", "oracle",
+                            "oracle_smooth"}
     count = int((masks[task] & windows["observed"]).sum())
     assert {e["count"] for e in methods.values()} == {count}
     assert methods["oracle"]["mae"] == 0 and methods["mean_fill"]["mae"] > 0
+    assert methods["oracle_smooth"]["mae"] == pytest.approx(0.5)

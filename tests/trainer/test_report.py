@@ -141,6 +141,7 @@ def test_scored_tasks_flow_into_the_report(tmp_path):
 def test_oracle_is_reported_but_never_the_best_baseline(tmp_path):
   generative, _ = inputs()
   generative["interpolation_30m"]["oracle"] = generative_entry(0.25)
+  generative["interpolation_30m"]["oracle_smooth"] = generative_entry(0.375)
   results = report.build_results(generative, {}, budget_note="unit test")
   gain = results["improvement"]["generative"]["interpolation_30m"]
   assert gain["best_baseline"] == "linear_interpolation" and gain["best_value"] == 0.625
@@ -151,4 +152,5 @@ def test_oracle_is_reported_but_never_the_best_baseline(tmp_path):
     text = f.read()
   row = next(line for line in text.splitlines() if line.startswith("| interpolation_30m"))
   assert "**0.5**" in row and "**0.25**" not in row and "0.25" in row   # model bold
-  assert "a ceiling, never bold" in text
+  assert "0.375" in row and "**0.375**" not in row
+  assert "Ceilings, never bold" in text

@@ -9,9 +9,11 @@ To add a generative task, add one entry to TASKS: its name (the report's task na
 -> (trainer/masking.py strategy, that strategy's keyword arguments).
 
 With --oracle=PATH.npz (synthetic data: python -m pipeline.synthetic.oracle writes
-it) an ORACLE method joins them: each window's noise-free values, looked up by
-(subject hash, start). It is a ceiling, not a baseline: report.build_results leaves
-it out of the best-baseline comparison.
+it) the ORACLES join them: each window's noise-free values ("oracle", from the file's
+values) and, where the file has them, those without the per-minute terms shared by
+features too ("oracle_smooth", from smooth), looked up by (subject hash, start).
+They are ceilings, not baselines: report.build_results leaves them out of the
+best-baseline comparison.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ TASKS: dict[str, tuple[str, dict[str, Any]]] = {
     **{f"extrapolation_{m}m": ("extrapolation", {"gap_minutes": m}) for m in (10, 30, 60)},
     **{f"sensor_imputation_{k}": ("sensor_imputation", {"num_features": k}) for k in (2, 6, 12)},
 }
-ORACLE = "oracle"   # one of report.REFERENCES: never the best baseline
+# {method: array of the oracle file}; report.REFERENCES: never the best baseline.
+ORACLES = {"oracle": "values", "oracle_smooth": "smooth"}
 # Tasks whose reconstructions lsm-eval draws (when they ran).
 FIGURE_TASKS = ("interpolation_30m", "extrapolation_60m", "random_imputation_80")
 
@@ -66,12 +69,13 @@ def generative_methods(model, mice_max_iter: int, mice_jobs: int, seed: int
   return methods
 
 
-def oracle_values(path: str, windows) -> np.ndarray:
-  """float32 [N, T, F]: the oracle file's values of each window, matched by (subject
-  hash, start). Raises ValueError naming the file and the first window it lacks, or
-  on a window shape that differs."""
+def oracle_values(path: str, windows) -> dict[str, np.ndarray]:
+  """{ORACLES method: float32 [N, T, F]}: the oracle file's arrays for each window,
+  matched by (subject hash, start). Raises ValueError naming the file and the first
+  window it lacks, or on a window shape that differs."""
   with np.load(paths.path(path).open("rb"), allow_pickle=False) as f:
-    subject, start, values = f["subject"], f["start"], f["values"]
+    subject, start = f["subject"], f["start"]
+    arrays = {m: f[name] for m, name in ORACLES.items() if name in f.files}
   row = {(str(s), int(t)): i for i, (s, t) in enumerate(zip(subject, start))}
   wanted = [(str(s), int(t)) for s, t in zip(windows["subject"], windows["start"])]
   lacking = [w for w in wanted if w not in row]
@@ -79,22 +83,23 @@ def oracle_values(path: str, windows) -> np.ndarray:
     raise ValueError(f"{path}: no oracle values for {len(lacking)} of {len(wanted)} windows "
                      f"(first: subject {lacking[0][0]}, start {lacking[0][1]}); written for "
                      "other pipeline output?")
-  if values.shape[1:] != windows["values"].shape[1:]:
-    raise ValueError(f"{path}: windows of shape {values.shape[1:]}, the data's are "
+  shape = arrays["oracle"].shape[1:]
+  if shape != windows["values"].shape[1:]:
+    raise ValueError(f"{path}: windows of shape {shape}, the data's are "
                      f"{windows['values'].shape[1:]}")
-  return values[[row[w] for w in wanted]].astype(np.float32)
+  rows = [row[w] for w in wanted]
+  return {m: a[rows].astype(np.float32) for m, a in arrays.items()}
 
 
 def run_generative(model, windows, tasks, train_statistics, *, seed: int,
                    mice_max_iter: int, mice_jobs: int, oracle: str = ""):
   """(results' generative section, masks by task); with `oracle` (a path, see
-  oracle_values) an ORACLE entry per task, scored like every method."""
+  oracle_values) an entry per task for each of its ORACLES, scored like every method."""
   from trainer import metrics  # pylint: disable=g-import-not-at-top
   masks = task_masks(tasks, len(windows["values"]), seed, windows["values"].shape[1:])
   methods = generative_methods(model, mice_max_iter, mice_jobs, seed)
-  if oracle:
-    known = oracle_values(oracle, windows)
-    methods[ORACLE] = lambda values, observed, hidden: known
+  for name, known in (oracle_values(oracle, windows) if oracle else {}).items():
+    methods[name] = lambda values, observed, hidden, known=known: known
   results = {}
   for task, hidden in masks.items():
     started = time.perf_counter()

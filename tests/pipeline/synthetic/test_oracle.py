@@ -31,8 +31,8 @@ def _window(index: int, offset: int, split: str = "test") -> dict:
           "label": -1, "exercise": -1}
 
 
-def _clean(index: int, offset: int) -> np.ndarray:
-  clean = physiology.generate_subject(SEED, index, DAYS, noise_free=True).values
+def _clean(index: int, offset: int, smooth: bool = False) -> np.ndarray:
+  clean = physiology.generate_subject(SEED, index, DAYS, noise_free=True, smooth=smooth).values
   return normalise.apply_constants(clean[None, offset:offset + WINDOW_MINUTES], CONSTANTS)[0]
 
 
@@ -70,15 +70,18 @@ def test_oracle_file_holds_each_windows_noise_free_values(tmp_path):
   path = str(tmp_path / "oracle.npz")
   oracle.write(path, **arrays)
   with np.load(path, allow_pickle=False) as f:
-    subject, start, values = f["subject"], f["start"], f["values"]
-  expected, noisy = {}, {}
+    subject, start, values, smooth = f["subject"], f["start"], f["values"], f["smooth"]
+  expected = {}
   for k, o in cut["test"] + cut["valid"]:                   # no train window
     w = _window(k, o)
-    expected[(w["subject"], w["start"])], noisy[(w["subject"], w["start"])] = _clean(k, o), w
+    expected[(w["subject"], w["start"])] = (_clean(k, o), _clean(k, o, smooth=True), w)
   assert sorted(zip(subject, start)) == sorted(expected)
-  for s, t, v in zip(subject, start, values):
-    np.testing.assert_array_equal(v, expected[(s, t)])
-    assert np.abs(v - noisy[(s, t)]["values"]).max() > 0.1   # the noise is gone
+  for s, t, v, v_smooth in zip(subject, start, values, smooth):
+    clean, clean_smooth, noisy = expected[(s, t)]
+    np.testing.assert_array_equal(v, clean)
+    np.testing.assert_array_equal(v_smooth, clean_smooth)
+    assert np.abs(v - noisy["values"]).max() > 0.1          # the noise is gone
+    assert np.abs(v - v_smooth).max() > 0.1                 # and the smooth one differs
 
 
 @pytest.mark.parametrize("change, error", [

@@ -183,3 +183,18 @@ def test_noisy_minus_noise_free_has_the_documented_noise_std(noisy_and_clean):
     assert abs(diff.mean()) < 5 * expected / np.sqrt(diff.size), name
     checked += 1
   assert checked >= 14
+
+
+def test_smooth_leaves_out_the_shared_per_minute_terms_too():
+  clean = physiology.generate_subject(3, 4, 2, noise_free=True)
+  smooth = physiology.generate_subject(3, 4, 2, noise_free=True, smooth=True)
+  assert smooth.events == clean.events and not np.isnan(smooth.values).any()
+  sedentary = smooth.state == physiology.SEDENTARY
+  assert (smooth.values[:, FEATURE_INDEX["altim_std"]] == 0).all()          # no climbs, blips
+  assert (smooth.values[sedentary, STEPS] == 0).all()                        # no fidget
+  assert (clean.values[sedentary, STEPS] > 0).any()
+  # HR without its beat-to-beat term: minute-to-minute changes shrink.
+  step = lambda v: np.abs(np.diff(v[:, HR])).mean()
+  assert step(smooth.values) < 0.8 * step(clean.values)
+  with pytest.raises(ValueError, match="needs noise_free=True"):
+    physiology.generate_subject(3, 4, 2, smooth=True)
