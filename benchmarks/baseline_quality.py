@@ -1,4 +1,4 @@
-"""Baseline quality: how good is each imputation baseline on every generative task?
+"""Baseline quality and the ceiling: every imputation baseline and the oracle on every task.
 
   python benchmarks/baseline_quality.py [--out runs/bench_generative] [--quick]
 
@@ -8,7 +8,16 @@ script reuses the other's data), then every baseline of lsm-eval, including the
 cross-feature baseline fitted on a seeded sample of the pretrain train split, on the
 same masks of up to 300 held-out test windows, for every generative task. It says
 which baseline the model has to beat on each task and what each number rests on
-(windows, subjects, scored features). Writes benchmarks/results/baseline_quality.json.
+(windows, subjects, scored features).
+
+The synthetic generator knows each subject's noise-free signal, so the best error any
+imputer could reach is known: the oracle's (pipeline/synthetic/oracle.py, run as the
+benchmark's oracle stage; what counts as signal: physiology.generate_subject's
+docstring). Each task also gets its ceiling (generative_quality.ceiling: the largest
+margin any method could reach over the best baseline; the smooth oracle's, about the
+largest where whole minutes are hidden). A target margin above max_reachable_margin
+cannot be met by any model; on interpolation and extrapolation, one above
+smooth_reachable_margin hardly. Writes benchmarks/results/baseline_quality.json.
 """
 
 from __future__ import annotations
@@ -42,7 +51,9 @@ def main() -> None:
   args = parser.parse_args()
   profile = generative_quality.PROFILES["quick" if args.quick else "default"]
   timings: dict[str, float] = {}
-  data = generative_quality.make_data(profile, os.path.abspath(args.out), args.seed, timings)
+  out = os.path.abspath(args.out)
+  data = generative_quality.make_data(profile, out, args.seed, timings)
+  oracle = generative_quality.oracle_stage(out, data, profile, args.seed, timings)
   test = data_lib.read_windows(data, "pretrain", "test", profile["max_windows"], args.seed)
   train = data_lib.read_windows(data, "pretrain", "train", args.cross_feature_windows,
                                 args.seed)
@@ -52,20 +63,23 @@ def main() -> None:
   timings["cross_feature_fit"] = round(time.perf_counter() - started, 1)
   every = generative.generative_methods(None, profile["mice_max_iter"], 2, args.seed,
                                        regressors)
+  for name, known in generative.oracle_values(oracle, test).items():
+    every[name] = lambda values, observed, hidden, known=known: known
   chosen = args.tasks.split(",")
   mice_tasks = chosen if args.mice_tasks is None else args.mice_tasks.split(",")
   masks = generative.task_masks(chosen, len(test["values"]), args.seed,
                                 test["values"].shape[1:])
-  tasks = {}
+  tasks, ceilings = {}, {}
   for task, hidden in masks.items():
     methods = {m: f for m, f in every.items() if m != "mice" or task in mice_tasks}
     started = time.perf_counter()
     scored = metrics.score_methods(methods, test["values"], test["observed"], hidden)
     timings[task] = round(time.perf_counter() - started, 1)
+    ceilings[task] = generative_quality.ceiling(scored)
     mae = {m: round(e["mae"], 4) for m, e in scored.items()}
     best_window = min((m for m in PER_WINDOW if m in mae), key=mae.get)
     tasks[task] = {"mae": mae, "mse": {m: round(e["mse"], 4) for m, e in scored.items()},
-                   "best_baseline": min(mae, key=mae.get),
+                   "best_baseline": ceilings[task]["best_baseline"],
                    "best_per_window_baseline": best_window,
                    "cross_feature_vs_best_per_window": round(
                        (mae[best_window] - mae["cross_feature"]) / mae[best_window], 4),
@@ -80,11 +94,13 @@ def main() -> None:
                    "mice_max_iter": profile["mice_max_iter"], "seed": args.seed,
                    "cross_feature_windows": len(train["values"]),
                    "mice_tasks": mice_tasks},
-      "test_windows": len(test["values"]), "tasks": tasks, "seconds": timings,
+      "test_windows": len(test["values"]), "tasks": tasks, "ceiling": ceilings,
+      "seconds": timings,
       "note": "MAE/MSE in normalised units over hidden-and-observed positions; "
               "cross_feature_vs_best_per_window > 0: the cross-feature baseline's MAE is "
               "that fraction below the best per-window baseline's; MICE only on "
-              "settings.mice_tasks. seconds: wall time per task (all its methods) on 2 "
+              "settings.mice_tasks. oracle, oracle_smooth: the noise-free signal (ceilings, never "
+              "the best baseline); ceiling: see generative_quality.ceiling. seconds: wall time per task (all its methods) on 2 "
               "shared CPU cores (load_average_at_end)."}, args.result)
 
 

@@ -11,9 +11,13 @@ that run with a larger encoder token budget (108 of 180 tokens instead of 36) an
 weight on the gap masks, so the model also trains with the near-complete context it
 gets at evaluation (without this stage the model lost 30-minute interpolation to linear
 interpolation by 6.9%; benchmarks/README.md). lsm-eval scores the final model and every
-baseline on the same masks of the held-out test subjects. Writes
-benchmarks/results/generative_quality.json: per task the MAE/MSE of every method and
-the model's margin over linear interpolation, MICE and the best baseline.
+baseline on the same masks of the held-out test subjects, beside the oracle: the
+generator's noise-free signal of the same windows (python -m pipeline.synthetic.oracle
+after the pipeline stage; lsm-eval --oracle), the lowest error any method could reach.
+Writes benchmarks/results/generative_quality.json: per task the MAE/MSE of every method,
+the model's margin over linear interpolation, MICE and the best baseline, and the
+ceiling: the oracle's MAE, the largest margin any method could reach over the best
+baseline and the share of the baseline-to-oracle gap the model closes.
 
 Default: about an hour on 2 CPU cores (tiny model, 1,500 + 600 steps of batch 32). --quick
 is a few minutes (nano, 150 steps of batch 16, 64 test windows): it checks the
@@ -78,15 +82,55 @@ def make_data(profile: dict, out: str, seed: int, timings: dict[str, float]) -> 
   return data
 
 
+ORACLE, SMOOTH = "oracle", "oracle_smooth"   # lsm-eval --oracle's: ceilings, not baselines
+
+
 def margins(methods: dict) -> dict:
   """The model's MAE reduction over each baseline, as a fraction of the baseline's MAE."""
   model = methods["model"]["mae"]
-  out = {f"vs_{m}": (e["mae"] - model) / e["mae"] for m, e in methods.items()
-         if m != "model" and e["mae"]}
-  best = min((m for m in methods if m != "model"), key=lambda m: methods[m]["mae"])
+  baselines = [m for m in methods if m not in ("model", ORACLE, SMOOTH)]
+  out = {f"vs_{m}": (methods[m]["mae"] - model) / methods[m]["mae"] for m in baselines
+         if methods[m]["mae"]}
+  best = min(baselines, key=lambda m: methods[m]["mae"])
   out["best_baseline"] = best
   out["vs_best_baseline"] = out[f"vs_{best}"]
   return out
+
+
+def ceiling(methods: dict) -> dict:
+  """How far the best baseline is from the oracle, and how much of that the model made.
+
+  max_reachable_margin = (best baseline MAE - oracle MAE) / best baseline MAE: the
+  margin a perfect imputer would have; gap_closed = (best baseline MAE - model MAE) /
+  (best baseline MAE - oracle MAE): 1 is the oracle, 0 the best baseline, negative
+  worse than it (absent without a model; None when the gap is 0). With the smooth
+  oracle (the approximate best where whole minutes are hidden): oracle_smooth_mae and
+  smooth_reachable_margin, the same margin against it.
+  """
+  best = min((m for m in methods if m not in ("model", ORACLE, SMOOTH)),
+             key=lambda m: methods[m]["mae"])
+  best_mae, oracle_mae = methods[best]["mae"], methods[ORACLE]["mae"]
+  gap = best_mae - oracle_mae
+  out = {"best_baseline": best, "best_baseline_mae": best_mae, "oracle_mae": oracle_mae,
+         "oracle_mse": methods[ORACLE]["mse"], "max_reachable_margin": gap / best_mae}
+  if SMOOTH in methods:
+    out["oracle_smooth_mae"] = methods[SMOOTH]["mae"]
+    out["smooth_reachable_margin"] = (best_mae - methods[SMOOTH]["mae"]) / best_mae
+  if "model" in methods:
+    out["gap_closed"] = (best_mae - methods["model"]["mae"]) / gap if gap else None
+  return out
+
+
+def oracle_stage(out: str, data: str, profile: dict, seed: int,
+                 timings: dict[str, float]) -> str:
+  """Writes OUT/oracle.npz (the test and valid windows' noise-free values) once."""
+  path = os.path.join(out, "oracle.npz")
+  if not os.path.exists(path):
+    run("oracle", ["-m", "pipeline.synthetic.oracle", "--data", data, "--seed", str(seed),
+                   "--subjects", str(profile["subjects"]), "--days", str(profile["days"]),
+                   "--subject_hash_key_file", os.path.join(out, "subject.key"),
+                   "--output", path], timings)
+  return path
 
 
 def main() -> None:
@@ -108,6 +152,7 @@ def main() -> None:
   first, work = (os.path.join(out, d) for d in ("train", "train_ctx"))
   timings: dict[str, float] = {}
   data = make_data(profile, out, args.seed, timings)
+  oracle = oracle_stage(out, data, profile, args.seed, timings)
 
   def train(stage: str, workdir: str, steps: int, weights: str, *extra: str) -> None:
     run(stage, ["-m", "trainer", "--config", f"trainer/configs/mae.py:{profile['size']}",
@@ -131,7 +176,7 @@ def main() -> None:
   run("eval", ["-m", "trainer.evaluate", f"--workdir={work}", f"--data={data}",
                f"--tasks={','.join(TASKS)}", f"--max_windows={profile['max_windows']}",
                f"--mice_max_iter={profile['mice_max_iter']}", f"--seed={args.seed}",
-               "--step=latest"],
+               "--step=latest", f"--oracle={oracle}"],
       timings)
 
   with open(os.path.join(work, "eval", "results.json")) as f:
@@ -151,6 +196,7 @@ def main() -> None:
                                     manifest["datasets"]["pretrain"].items()}},
       "generative": generative,
       "margins": {task: margins(methods) for task, methods in generative.items()},
+      "ceiling": {task: ceiling(methods) for task, methods in generative.items()},
       "budget_note": results["budget_note"],
       "seconds": timings,
       "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared with other work)",
@@ -163,6 +209,12 @@ def main() -> None:
           f"interpolation {100 * m['vs_linear_interpolation']:+.1f}%, vs MICE "
           f"{100 * m['vs_mice']:+.1f}%, vs best ({m['best_baseline']}) "
           f"{100 * m['vs_best_baseline']:+.1f}%")
+    c = summary["ceiling"][task]
+    closed = "n/a" if c["gap_closed"] is None else f"{100 * c['gap_closed']:.1f}%"
+    print(f"  oracle MAE {c['oracle_mae']:.4f}: at most {100 * c['max_reachable_margin']:+.1f}% "
+          f"over {c['best_baseline']} is reachable; the model closes {closed} of that gap "
+          f"(smooth oracle MAE {c['oracle_smooth_mae']:.4f}, "
+          f"{100 * c['smooth_reachable_margin']:+.1f}%)")
   print(args.result)
 
 

@@ -3,7 +3,7 @@
 usage: lsm-eval --workdir=RUN --data=PIPELINE_OUTPUT [--tasks=generative,discriminative]
            [--export-embeddings] [--max_windows=N] [--generative_windows=N] [--seed=S]
            [--mice_max_iter=5] [--cross_feature_windows=1000] [--seeds=0,1,2]
-           [--shots=5,10,20] [--finetune_steps=200]
+           [--shots=5,10,20] [--finetune_steps=200] [--oracle=ORACLE.npz]
 
 The command: it reads the windows, runs the evaluators of trainer/evaluators/ (one
 module per kind of task: generative.py, discriminative.py; the registry finds them)
@@ -72,6 +72,9 @@ def define_flags() -> None:
   flags.DEFINE_integer("finetune_batch", 32, "Batch of fine-tuning and supervised training.")
   flags.DEFINE_float("finetune_lr", 3e-4, "Peak learning rate of fine-tuning / supervised.")
   flags.DEFINE_integer("plot_windows", 3, "Windows drawn per reconstruction figure.")
+  flags.DEFINE_string("oracle", "", "Synthetic data only: the .npz of noise-free windows "
+                      "python -m pipeline.synthetic.oracle wrote; adds an 'oracle' row per "
+                      "generative task (a ceiling, not a baseline).")
 
 
 @contextlib.contextmanager
@@ -93,7 +96,7 @@ def evaluate(workdir: str, data_dir: str, tasks: Sequence[str] = ("generative",
              seeds: Sequence[int] = (0, 1, 2), shots: Sequence[int] = (5, 10, 20),
              finetune_steps: int = 200, few_shot_finetune_steps: int = 100,
              finetune_batch: int = 32, finetune_lr: float = 3e-4,
-             plot_windows: int = 3) -> dict[str, Any]:
+             plot_windows: int = 3, oracle: str = "") -> dict[str, Any]:
   """Runs the chosen tasks' evaluators and writes WORKDIR/eval; returns the results dict.
 
   tasks: task, evaluator or section names (trainer/evaluators); raises ValueError on
@@ -120,7 +123,7 @@ def evaluate(workdir: str, data_dir: str, tasks: Sequence[str] = ("generative",
       few_shot_config=finetune.FinetuneConfig(steps=few_shot_finetune_steps,
                                               batch_size=finetune_batch,
                                               learning_rate=finetune_lr),
-      plot_windows=plot_windows)
+      plot_windows=plot_windows, oracle=oracle)
   figures_dir = os.path.abspath(eval_dir) if paths.is_local(eval_dir) else eval_dir
   context = read_data(evaluators.Context(model, workdir, figures_dir, manifest, options, {}),
                       data_dir, max_windows, generative_windows or max_windows)
@@ -214,7 +217,7 @@ def _main(argv) -> None:
       finetune_steps=FLAGS.finetune_steps,
       few_shot_finetune_steps=FLAGS.few_shot_finetune_steps,
       finetune_batch=FLAGS.finetune_batch, finetune_lr=FLAGS.finetune_lr,
-      plot_windows=FLAGS.plot_windows)
+      plot_windows=FLAGS.plot_windows, oracle=FLAGS.oracle)
   for task, gain in results["improvement"]["generative"].items():
     logging.info("%s: model MAE %.4f, best baseline %s %.4f (%+.1f%%)", task,
                  gain["model_value"], gain["best_baseline"], gain["best_value"],

@@ -6,7 +6,8 @@ results.json (RESULTS_VERSION 1):
   discriminative[task][method] = {"accuracy", "macro_f1", "map", "accuracy_std",
       "macro_f1_std", "map_std", "runs"}  (mean and spread over seeds)
   improvement["generative"][task] = metrics.relative_improvement of the model's MAE
-      over the best baseline (every generative method other than the model);
+      over the best baseline (every generative method other than the model and the
+      REFERENCES, e.g. the synthetic oracle: ceilings, not baselines);
   improvement["discriminative"][task][method] = the same on accuracy, for every
       method that is not a discriminative baseline, against the best baseline;
   scaling (optional): scaling_law.fit_sweep's output;
@@ -50,6 +51,9 @@ GENERATIVE_BASIS = "generative tasks rest on"
 # there when this run's model loses).
 BENCHMARK = ('benchmarks/README.md, section "Generative quality" '
              "(benchmarks/results/generative_quality.json)")
+# Generative methods that are neither the model nor baselines: reported beside them,
+# never the best baseline (lsm-eval --oracle's noise-free signal).
+REFERENCES = ("oracle", "oracle_smooth")
 DISCRIMINATIVE_BASELINES = ("supervised",)
 GENERATIVE_KEYS = ("mae", "mse")
 DISCRIMINATIVE_KEYS = ("accuracy", "macro_f1", "map")
@@ -103,7 +107,8 @@ def build_results(generative: Mapping[str, Mapping[str, Mapping[str, Any]]],
   _check_entries("discriminative", discriminative, DISCRIMINATIVE_KEYS)
   improvement: dict[str, Any] = {"generative": {}, "discriminative": {}}
   for task, methods in generative.items():
-    baselines = {m: e["mae"] for m, e in methods.items() if m != MODEL}
+    baselines = {m: e["mae"] for m, e in methods.items()
+                 if m != MODEL and m not in REFERENCES}
     if MODEL in methods and baselines:
       improvement["generative"][task] = {
           "metric": "mae", **relative_improvement(methods[MODEL]["mae"], baselines)}
@@ -190,7 +195,8 @@ def _generative_section(results: Mapping[str, Any]) -> list[str]:
     rows = []
     for task, entries in tasks.items():
       values = {m: entries[m][metric] for m in methods if m in entries}
-      best = min((v for v in values.values() if v is not None), default=None)
+      best = min((v for m, v in values.items() if v is not None and m not in REFERENCES),
+                 default=None)
       row = [task] + [("**%s**" if values.get(m) == best else "%s") % _number(values.get(m))
                       if m in values else "" for m in methods]
       if metric == "mae":
@@ -210,6 +216,12 @@ def _generative_section(results: Mapping[str, Any]) -> list[str]:
                 f"compares at the benchmark's budget is in {BENCHMARK}.", ""]
   if results["data"].get(GENERATIVE_BASIS):
     lines += _basis_lines(results["data"][GENERATIVE_BASIS])
+  if any(m in REFERENCES for m in methods):
+    lines += ["oracle: the synthetic generator's noise-free signal (lsm-eval --oracle), the "
+              "lowest error any method could reach; oracle_smooth: without the per-minute "
+              "terms shared by features too, about the lowest where whole minutes are "
+              "hidden (interpolation, extrapolation). Ceilings, never bold and never the "
+              "best baseline.", ""]
   model_tasks = [t for t, e in tasks.items() if "per_feature" in e.get(MODEL, {})]
   if model_tasks:
     features = list(tasks[model_tasks[0]][MODEL]["per_feature"])

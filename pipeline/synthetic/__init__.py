@@ -6,6 +6,8 @@ writers: raw files in schemas.raw's layouts (long/wide; CSV, CSV.gz, Parquet), l
 beam: GenerateCohort / WriteCohort, the same generator and files as Beam transforms.
 beam_job: those transforms as one Beam job (any runner; the Dataflow rehearsal).
 plot: one subject's day as a PNG. main: the lsm-synth command.
+oracle: the noise-free values of a cohort's pipeline windows (lsm-eval --oracle): the
+  lowest error any imputer could reach on them.
 
 Output directory:
   raw/part-NNNNN.<fmt>   blocks of 8 subjects (by index), each block in two time

@@ -57,6 +57,29 @@ DECIMALS = {"HR": 1, "eda_level_real": 3, "leads_contact_counts": 0, "steps": 0,
             "hrv_rr_20th_percentile_mean": 0, "hrv_rr_median": 0,
             "hr_at_rest_mean": 1, "skin_temperature_slope": 2}
 
+# Measurement noise: the std (feature units) of the white Gaussian term that
+# _physiology adds to one observed feature and to nothing else, so that no other
+# feature, minute or drive carries it (hrv_percent_good's term is scaled by the
+# stillness factor, (1 - motion)**2, before the clip to 0..1). HR's is the 15-s
+# samples' (SUB_MINUTE_HR_NOISE, sub-minute subjects only). generate_subject(...,
+# noise_free=True) leaves these out (its docstring says what counts as signal).
+MEASUREMENT_NOISE = {
+    "hrv_rr_80th_percentile_mean": 6, "hrv_rr_20th_percentile_mean": 6,
+    "hrv_shannon_entropy_rr": 0.2, "hrv_shannon_entropy_rrd": 0.2,
+    "hrv_percent_good": 0.13, "hr_at_rest_mean": 0.6,
+    "ceda_slope_real_micro_siemens": 1.1, "leads_contact_counts": 20,
+    "log_energy": 14, "jerk_auto": 15, "covariance": 8, "log_energy_ratio": 10,
+    "zero_crossing_std": 15, "zero_crossing_avg": 12, "axis_mean": 5, "kurtosis": 30,
+    "sleep_coefficient": 1.3}
+SUB_MINUTE_HR_NOISE = 2.0   # bpm, each 15-s sample; the minute's mean has half of it
+# Per-minute white terms shared by several features (std; relative for rr and cadence,
+# of log rmssd): signal to noise_free, since another feature of the same minute carries
+# them; smooth=True leaves them out too, with the other per-minute draws shared by
+# features (effort jitter at its median, fidget steps and altimeter climbs and blips at
+# theirs, 0).
+SHARED_NOISE = {"motion": 0.04, "hr": 1.2, "rmssd_log": 0.18, "sdnn": 5, "rr": 0.01,
+                "cadence": 0.08, "wrist_temperature": 0.08}
+
 
 @dataclasses.dataclass(frozen=True)
 class ActivityProfile:
@@ -335,16 +358,26 @@ def _ar1(rng, n: int, tau: float, sigma: float) -> np.ndarray:
   return signal.lfilter([1.0], [1, -a], w, zi=[rng.normal(0, sigma) * a])[0]
 
 
-def _physiology(traits: dict, sched: _Schedule, rng) -> tuple[np.ndarray, np.ndarray]:
-  """All 26 features (before missingness) and the continuous HR, from the drives."""
+def _physiology(traits: dict, sched: _Schedule, rng, noise_scale: float = 1.0,
+                shared_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+  """All 26 features (before missingness) and the continuous HR, from the drives.
+
+  noise_scale multiplies every MEASUREMENT_NOISE term, shared_scale every
+  SHARED_NOISE one and the other shared per-minute draws (0: left out, at their
+  median); the terms are drawn either way, so the random stream and every other value
+  stay the same (a scale of 1 multiplies by 1.0 or not at all: the same bytes).
+  """
   n = len(sched.state)
+  noise = lambda name: _noise(rng, n, MEASUREMENT_NOISE[name] * noise_scale)
+  shared = lambda name: _noise(rng, n, SHARED_NOISE[name] * shared_scale)
   t = np.arange(n)
   tod = (t % MINUTES_PER_DAY) / MINUTES_PER_DAY
   sleep = sched.state == SLEEP
-  effort = sched.effort + 0.04 * rng.random(n) * ~sleep
+  jitter = rng.random(n)
+  effort = sched.effort + 0.04 * (jitter if shared_scale else 0.5) * ~sleep
   # Waking wrist motion wanders (typing, gesturing, chores) around the schedule's level.
   awake_idle = (sched.state == SEDENTARY) | (sched.state == LIGHT)
-  motion = sched.motion + awake_idle * np.abs(_ar1(rng, n, 3, 0.15)) + _noise(rng, n, 0.04)
+  motion = sched.motion + awake_idle * np.abs(_ar1(rng, n, 3, 0.15)) + shared("motion")
   motion = np.clip(motion, 0, 1)
   stress = _lag(sched.stress, 4)
   out = np.empty((n, len(FEATURES)))
@@ -355,28 +388,32 @@ def _physiology(traits: dict, sched: _Schedule, rng) -> tuple[np.ndarray, np.nda
   circadian = -3.5 * np.cos(2 * np.pi * (tod - 4 / 24))
   drive = reserve * effort
   hr = (rhr + 9 * ~sleep - 4 * sleep + circadian + 0.65 * _lag(drive, 1.2)
-        + 0.35 * _lag(drive, 7) + 9 * stress + _ar1(rng, n, 5, 2.5) + _noise(rng, n, 1.2))
+        + 0.35 * _lag(drive, 7) + 9 * stress + _ar1(rng, n, 5, 2.5) + shared("hr"))
   hr = np.clip(hr, 35, 215)
   out[:, col["HR"]] = hr
 
   # HRV: falls as HR rises; higher in sleep. Beat quality falls with motion.
   rmssd = traits["rmssd_level"] * np.exp(-0.03 * (hr - rhr)) * (1 + 0.25 * sleep)
-  rmssd = np.clip(rmssd * np.exp(_noise(rng, n, 0.18)), 4, 125)
-  sdnn = np.clip(1.2 * rmssd + 8 + _noise(rng, n, 5), 5, 125)
-  rr = 60000.0 / hr * (1 + _noise(rng, n, 0.01))
+  rmssd = np.clip(rmssd * np.exp(shared("rmssd_log")), 4, 125)
+  sdnn = np.clip(1.2 * rmssd + 8 + shared("sdnn"), 5, 125)
+  rr = 60000.0 / hr * (1 + shared("rr"))
   out[:, col["rmssd_percentile_0595"]] = rmssd
   out[:, col["sdnn_percentile_0595"]] = sdnn
   out[:, col["hrv_rr_median"]] = rr
-  out[:, col["hrv_rr_80th_percentile_mean"]] = rr + 1.0 * sdnn + _noise(rng, n, 6)
-  out[:, col["hrv_rr_20th_percentile_mean"]] = rr - 0.95 * sdnn + _noise(rng, n, 6)
-  out[:, col["hrv_shannon_entropy_rr"]] = 2.6 + 0.014 * sdnn + _noise(rng, n, 0.2)
-  out[:, col["hrv_shannon_entropy_rrd"]] = 2.4 + 0.017 * rmssd + _noise(rng, n, 0.2)
+  out[:, col["hrv_rr_80th_percentile_mean"]] = (rr + 1.0 * sdnn
+                                                + noise("hrv_rr_80th_percentile_mean"))
+  out[:, col["hrv_rr_20th_percentile_mean"]] = (rr - 0.95 * sdnn
+                                                + noise("hrv_rr_20th_percentile_mean"))
+  out[:, col["hrv_shannon_entropy_rr"]] = 2.6 + 0.014 * sdnn + noise("hrv_shannon_entropy_rr")
+  out[:, col["hrv_shannon_entropy_rrd"]] = (2.4 + 0.017 * rmssd
+                                            + noise("hrv_shannon_entropy_rrd"))
   quality = np.select([sleep, sched.state == SEDENTARY], [0.45, 0.30], 0.08)
   # Motion corrupts beats: quality and its spread both collapse while moving.
   still = (1 - motion) ** 2
-  pg = still * (quality * traits["fit_quality"] + _noise(rng, n, 0.13) + _ar1(rng, n, 20, 0.08))
+  pg = still * (quality * traits["fit_quality"] + noise("hrv_percent_good")
+                + _ar1(rng, n, 20, 0.08))
   out[:, col["hrv_percent_good"]] = np.clip(pg, 0, 1)
-  rest_hr = _lag(hr, 30) + 3 + _noise(rng, n, 0.6)
+  rest_hr = _lag(hr, 30) + 3 + noise("hr_at_rest_mean")
   out[:, col["hr_at_rest_mean"]] = rest_hr
 
   # EDA: subject baseline, stress and sweat (lagged effort), sleep storms.
@@ -384,31 +421,35 @@ def _physiology(traits: dict, sched: _Schedule, rng) -> tuple[np.ndarray, np.nda
   eda = traits["eda_level"] * (1 + 1.6 * stress + 1.2 * _lag(effort, 10) + 0.8 * storms)
   eda = np.clip(eda * np.exp(_ar1(rng, n, 30, 0.25)), 0.05, 60)
   out[:, col["eda_level_real"]] = eda
-  slope = 3.2 + 4 * np.diff(eda, prepend=eda[0]) + _ar1(rng, n, 10, 0.8) + _noise(rng, n, 1.1)
+  slope = (3.2 + 4 * np.diff(eda, prepend=eda[0]) + _ar1(rng, n, 10, 0.8)
+           + noise("ceda_slope_real_micro_siemens"))
   out[:, col["ceda_slope_real_micro_siemens"]] = np.clip(slope, -5, 5)
   out[:, col["leads_contact_counts"]] = np.clip(
-      245 - 80 * motion + _ar1(rng, n, 60, 30) + _noise(rng, n, 20), 0, 600)
+      245 - 80 * motion + _ar1(rng, n, 60, 30) + noise("leads_contact_counts"), 0, 600)
 
   # Accelerometer summaries (8-bit device units) from motion, cadence and rhythm.
-  cadence = np.where(sched.cadence > 0, sched.cadence * (1 + _noise(rng, n, 0.08)), 0)
+  cadence = np.where(sched.cadence > 0, sched.cadence * (1 + shared("cadence")), 0)
   fidget = (sched.state == SEDENTARY) * rng.poisson(1.2, n) * (rng.random(n) < 0.25)
+  fidget = fidget * shared_scale
   out[:, col["steps"]] = np.clip(np.round(cadence + fidget), 0, 250)
   reg, vib = sched.regularity, sched.vibration
-  noise = lambda s: _noise(rng, n, s)
-  out[:, col["log_energy"]] = 20 + 190 * motion + 30 * vib * motion + noise(14)
-  out[:, col["jerk_auto"]] = 232 - 150 * motion * (1 - reg) - 30 * vib * motion + noise(15)
-  out[:, col["covariance"]] = 36 + 40 * motion * (0.5 + reg) + noise(8)
-  out[:, col["log_energy_ratio"]] = 26 + 110 * vib * motion + 20 * motion + noise(10)
-  out[:, col["zero_crossing_std"]] = 176 - 140 * motion * reg - 30 * vib * motion + noise(15)
+  out[:, col["log_energy"]] = 20 + 190 * motion + 30 * vib * motion + noise("log_energy")
+  out[:, col["jerk_auto"]] = (232 - 150 * motion * (1 - reg) - 30 * vib * motion
+                              + noise("jerk_auto"))
+  out[:, col["covariance"]] = 36 + 40 * motion * (0.5 + reg) + noise("covariance")
+  out[:, col["log_energy_ratio"]] = (26 + 110 * vib * motion + 20 * motion
+                                     + noise("log_energy_ratio"))
+  out[:, col["zero_crossing_std"]] = (176 - 140 * motion * reg - 30 * vib * motion
+                                      + noise("zero_crossing_std"))
   out[:, col["zero_crossing_avg"]] = (25 + 0.45 * cadence + 90 * vib * motion + 40 * motion
-                                      + noise(12))
-  out[:, col["axis_mean"]] = sched.posture + _ar1(rng, n, 20, 10) + noise(5)
+                                      + noise("zero_crossing_avg"))
+  out[:, col["axis_mean"]] = sched.posture + _ar1(rng, n, 20, 10) + noise("axis_mean")
   out[:, col["kurtosis"]] = (125 - 160 * motion * reg + 60 * motion * (1 - reg)
-                             + _ar1(rng, n, 10, 25) + noise(30))
+                             + _ar1(rng, n, 10, 25) + noise("kurtosis"))
   out[:, col["sleep_coefficient"]] = np.where(
-      sleep, 13.5 - 20 * motion, 6.8 - 5 * motion) + noise(1.3)
-  climb = sched.climb * rng.exponential(1.0, n) * (rng.random(n) < 0.5)
-  blip = (rng.random(n) < 0.004) * rng.exponential(0.5, n)
+      sleep, 13.5 - 20 * motion, 6.8 - 5 * motion) + noise("sleep_coefficient")
+  climb = sched.climb * rng.exponential(1.0, n) * (rng.random(n) < 0.5) * shared_scale
+  blip = (rng.random(n) < 0.004) * rng.exponential(0.5, n) * shared_scale
   out[:, col["altim_std"]] = climb + blip
 
   # Wrist temperature: warm in sleep, cooler with effort, water cools it hard.
@@ -416,7 +457,7 @@ def _physiology(traits: dict, sched: _Schedule, rng) -> tuple[np.ndarray, np.nda
   target = np.where(sleep, 33.8, 30.6) + ambient - 1.5 * _lag(effort, 8)
   target = np.where(np.isnan(sched.water), target, sched.water)
   temp = _lag(target, 12)
-  measured = temp + _noise(rng, n, 0.08)
+  measured = temp + shared("wrist_temperature")
   out[:, col["wrist_temperatures"]] = np.minimum(measured, 41)
   out[:, col["skin_temperature_slope"]] = 0.27 + 100 * np.diff(measured, prepend=measured[0])
   return out, hr
@@ -462,21 +503,65 @@ def _quantise(values: np.ndarray) -> np.ndarray:
   return out
 
 
-def generate_subject(seed: int, index: int, days: int) -> Subject:
-  """Subject `index` of cohort `seed`: a pure function of (seed, index, days)."""
+def _clip_to_range(values: np.ndarray) -> np.ndarray:
+  """Each feature clipped to its clip range, as float32, unrounded."""
+  low, high = np.array([f.clip_range for f in FEATURES], np.float64).T
+  return np.clip(values, low, high).astype(np.float32)
+
+
+def generate_subject(seed: int, index: int, days: int, noise_free: bool = False,
+                     smooth: bool = False) -> Subject:
+  """Subject `index` of cohort `seed`: a pure function of (seed, index, days).
+
+  noise_free=True: the same subject's signal without its measurement noise, every
+  minute present (values float32 [T, 26], no NaN; hr_samples None) and the same
+  traits, schedule, events and drives. The signal is everything a sensor would
+  report if it measured without error: the schedule, the latent drives with their
+  per-minute jitter (effort, wrist motion, cadence), the AR(1) dynamics and lags of
+  the physiology, and the per-minute terms shared by several features (HR's beat-
+  to-beat term, which rmssd, RR and resting HR follow; rmssd's, which sdnn and the
+  entropies inherit; RR's, in three RR features; wrist temperature's, which the skin
+  temperature slope differentiates) as well as sedentary fidget steps and altimeter
+  climbs. The measurement noise is what no other feature or minute carries: the
+  white terms of MEASUREMENT_NOISE, the 15-s HR samples' noise (sub-minute subjects)
+  and the rounding to device resolution (DECIMALS). Every draw of the noisy run up to
+  the physiology is made (the noise terms are drawn and scaled by 0), so the signal
+  is that of the noisy subject exactly; the draws after it (missingness, HR samples)
+  only make noise and are skipped. Treating shared terms as signal makes the
+  noise-free values the best prediction any method could make of an observed value
+  (up to the features' clips and the device rules that decide presence from noisy
+  values, e.g. HRV from hrv_percent_good): a lower bound on its error.
+
+  smooth=True (with noise_free) also leaves out the per-minute terms shared by
+  several features (SHARED_NOISE and the draws named there, at their medians): what
+  is left varies no faster than the drives and their lags. Where every feature of a
+  minute is hidden (interpolation, extrapolation) nothing reveals those terms, so
+  these values approximate the best prediction there (approximately: a term that
+  enters a lag also reaches later minutes); where other features of the minute are
+  visible they are no bound. Raises ValueError for smooth without noise_free.
+  """
   if days < 1:
     raise ValueError(f"days must be >= 1, got {days}")
+  if smooth and not noise_free:
+    raise ValueError("smooth=True leaves out shared per-minute terms on top of the "
+                     "measurement noise: it needs noise_free=True")
   rng = subject_rng(seed, index)
   traits = draw_traits(rng)
   sched = _schedule(traits, days, rng)
-  raw, hr = _physiology(traits, sched, rng)
+  raw, hr = _physiology(traits, sched, rng, noise_scale=0.0 if noise_free else 1.0,
+                        shared_scale=0.0 if smooth else 1.0)
+  if noise_free:
+    return Subject(index=index, subject_id=subject_id(seed, index), traits=traits,
+                   values=_clip_to_range(raw), hr_samples=None, state=sched.state,
+                   activity=sched.activity, events=sched.events)
   present = _missing(traits, sched, raw, rng)
   values = _quantise(raw)
   hr_samples = None
   if traits["sub_minute_hr"]:
     # Integer bpm every 15 s around the continuous HR; the minute value is their mean,
     # exactly (multiples of 0.25 are exact in binary).
-    samples = np.round(hr[:, None] + rng.normal(0, 2.0, (len(hr), SUBSAMPLES_PER_MINUTE)))
+    samples = np.round(hr[:, None] + rng.normal(0, SUB_MINUTE_HR_NOISE,
+                                                (len(hr), SUBSAMPLES_PER_MINUTE)))
     samples = np.clip(samples, *FEATURES[FEATURE_INDEX["HR"]].clip_range)
     values[:, FEATURE_INDEX["HR"]] = samples.mean(axis=1)
     hr_samples = samples.astype(np.float32)

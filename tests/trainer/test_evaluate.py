@@ -295,3 +295,45 @@ def test_basis_counts_the_windows_subjects_and_features_behind_a_task():
   assert basis == {"windows": 2, "subjects": 1, "features_scored": 2, "features": 4,
                    "features_without_scores": ["f0", "f3"],
                    "scored_positions_per_feature": {"f0": 0, "f1": 6, "f2": 6, "f3": 0}}
+
+
+def _oracle_file(path, windows, order, **extra):
+  """An oracle .npz holding each window's own values, rows in `order`."""
+  np.savez(path, subject=windows["subject"][order], start=windows["start"][order],
+           values=windows["values"][order], **{k: v[order] for k, v in extra.items()})
+  return str(path)
+
+
+def test_oracle_values_are_matched_by_subject_and_start(labelled_data_dir, tmp_path):
+  windows = eval_data.read_windows(labelled_data_dir, "pretrain", "test")
+  n = len(windows["values"])
+  path = _oracle_file(tmp_path / "oracle.npz", windows, np.arange(n)[::-1])
+  known = generative.oracle_values(path, windows)
+  assert set(known) == {"oracle"}              # a file without smooth values
+  np.testing.assert_array_equal(known["oracle"], windows["values"])
+  partial = _oracle_file(tmp_path / "partial.npz", windows, np.arange(1, n))
+  with pytest.raises(ValueError, match=rf"no oracle values for 1 of {n} windows \(first: "
+                     rf"subject {windows['subject'][0]}, start {windows['start'][0]}\)"):
+    generative.oracle_values(partial, windows)
+
+
+def test_oracle_is_scored_on_the_same_positions_as_every_method(labelled_data_dir,
+                                                                 tmp_path):
+  """No model (the baselines alone) plus an oracle that knows the truth (and a smooth
+  one that is 0.5 off): MAE 0 (0.5) on exactly the count of positions every baseline
+  is scored on."""
+  windows = eval_data.read_windows(labelled_data_dir, "pretrain", "test")
+  path = _oracle_file(tmp_path / "oracle.npz", windows,
+                      np.random.default_rng(0).permutation(len(windows["values"])),
+                      smooth=windows["values"] + np.float32(0.5))
+  tasks = ["interpolation_30m", "sensor_imputation_6"]
+  results, masks, _ = generative.run_generative(None, windows, tasks, None, seed=3,
+                                             mice_max_iter=1, mice_jobs=1, oracle=path)
+  for task in tasks:
+    methods = results[task]
+    assert set(methods) == {"mean_fill", "linear_interpolation", "nearest", "mice", "oracle",
+                            "oracle_smooth"}
+    count = int((masks[task] & windows["observed"]).sum())
+    assert {e["count"] for e in methods.values()} == {count}
+    assert methods["oracle"]["mae"] == 0 and methods["mean_fill"]["mae"] > 0
+    assert methods["oracle_smooth"]["mae"] == pytest.approx(0.5)

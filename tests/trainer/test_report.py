@@ -172,3 +172,21 @@ def test_a_losing_model_is_pointed_at_the_benchmark(tmp_path):
   del generative["extrapolation_60m"]
   _, report_path = report.write_report(str(tmp_path), generative, {}, budget_note="demo")
   assert "loses to the best baseline" not in open(report_path).read()
+
+
+def test_oracle_is_reported_but_never_the_best_baseline(tmp_path):
+  generative, _ = inputs()
+  generative["interpolation_30m"]["oracle"] = generative_entry(0.25)
+  generative["interpolation_30m"]["oracle_smooth"] = generative_entry(0.375)
+  results = report.build_results(generative, {}, budget_note="unit test")
+  gain = results["improvement"]["generative"]["interpolation_30m"]
+  assert gain["best_baseline"] == "linear_interpolation" and gain["best_value"] == 0.625
+  assert gain["relative_improvement"] == pytest.approx((0.625 - 0.5) / 0.625)
+  assert results["generative"]["interpolation_30m"]["oracle"]["mae"] == 0.25
+  _, markdown = report.write_report(str(tmp_path), generative, {}, budget_note="unit test")
+  with open(markdown) as f:
+    text = f.read()
+  row = next(line for line in text.splitlines() if line.startswith("| interpolation_30m"))
+  assert "**0.5**" in row and "**0.25**" not in row and "0.25" in row   # model bold
+  assert "0.375" in row and "**0.375**" not in row
+  assert "Ceilings, never bold" in text

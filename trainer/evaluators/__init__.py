@@ -37,6 +37,7 @@ class Options:
   finetune_config: Any = None  # trainer.finetune.FinetuneConfig of full fine-tuning
   few_shot_config: Any = None  # ... and of each few-shot run
   plot_windows: int = 3
+  oracle: str = ""  # --oracle: noise-free windows (.npz) scored as the "oracle" method
 
 
 @dataclasses.dataclass

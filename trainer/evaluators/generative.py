@@ -14,6 +14,13 @@ positions.
 
 To add a generative task, add one entry to TASKS: its name (the report's task name)
 -> (trainer/masking.py strategy, that strategy's keyword arguments).
+
+With --oracle=PATH.npz (synthetic data: python -m pipeline.synthetic.oracle writes
+it) the ORACLES join them: each window's noise-free values ("oracle", from the file's
+values) and, where the file has them, those without the per-minute terms shared by
+features too ("oracle_smooth", from smooth), looked up by (subject hash, start).
+They are ceilings, not baselines: report.build_results leaves them out of the
+best-baseline comparison.
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ TASKS: dict[str, tuple[str, dict[str, Any]]] = {
                                        {"num_features": k, "span_minutes": m})
        for k in (2, 6, 12) for m in (60,)},
 }
+# {method: array of the oracle file}; report.REFERENCES: never the best baseline.
+ORACLES = {"oracle": "values", "oracle_smooth": "smooth"}
 # Tasks whose reconstructions lsm-eval draws (when they ran).
 FIGURE_TASKS = ("interpolation_30m", "extrapolation_60m", "random_imputation_80")
 
@@ -93,12 +102,37 @@ def basis(windows, hidden: np.ndarray,
                                                                       per_feature)}}
 
 
+def oracle_values(path: str, windows) -> dict[str, np.ndarray]:
+  """{ORACLES method: float32 [N, T, F]}: the oracle file's arrays for each window,
+  matched by (subject hash, start). Raises ValueError naming the file and the first
+  window it lacks, or on a window shape that differs."""
+  with np.load(paths.path(path).open("rb"), allow_pickle=False) as f:
+    subject, start = f["subject"], f["start"]
+    arrays = {m: f[name] for m, name in ORACLES.items() if name in f.files}
+  row = {(str(s), int(t)): i for i, (s, t) in enumerate(zip(subject, start))}
+  wanted = [(str(s), int(t)) for s, t in zip(windows["subject"], windows["start"])]
+  lacking = [w for w in wanted if w not in row]
+  if lacking:
+    raise ValueError(f"{path}: no oracle values for {len(lacking)} of {len(wanted)} windows "
+                     f"(first: subject {lacking[0][0]}, start {lacking[0][1]}); written for "
+                     "other pipeline output?")
+  shape = arrays["oracle"].shape[1:]
+  if shape != windows["values"].shape[1:]:
+    raise ValueError(f"{path}: windows of shape {shape}, the data's are "
+                     f"{windows['values'].shape[1:]}")
+  rows = [row[w] for w in wanted]
+  return {m: a[rows].astype(np.float32) for m, a in arrays.items()}
+
+
 def run_generative(model, windows, tasks, train_statistics, *, seed: int,
-                   mice_max_iter: int, mice_jobs: int, regressors=None):
-  """(results' generative section, masks by task, basis by task)."""
+                   mice_max_iter: int, mice_jobs: int, regressors=None, oracle: str = ""):
+  """(results' generative section, masks by task, basis by task); with `oracle` (a path,
+  see oracle_values) an entry per task for each of its ORACLES, scored like every method."""
   from trainer import metrics  # pylint: disable=g-import-not-at-top
   masks = task_masks(tasks, len(windows["values"]), seed, windows["values"].shape[1:])
   methods = generative_methods(model, mice_max_iter, mice_jobs, seed, regressors)
+  for name, known in (oracle_values(oracle, windows) if oracle else {}).items():
+    methods[name] = lambda values, observed, hidden, known=known: known
   results = {}
   for task, hidden in masks.items():
     started = time.perf_counter()
@@ -137,7 +171,7 @@ def run(context, tasks: Sequence[str]):
   results, masks, context.notes["generative_basis"] = run_generative(
       context.model, context.pretrain_test, tasks, context.manifest.get("train_statistics"),
       seed=options.seed, mice_max_iter=options.mice_max_iter, mice_jobs=options.mice_jobs,
-      regressors=cross_feature_regressors(context))
+      regressors=cross_feature_regressors(context), oracle=options.oracle)
   return Outcome(results, {"masks": masks})
 
 

@@ -108,3 +108,93 @@ def test_hr_lags_and_recovers_after_effort(cohort):
         later.append(np.nanmean(s.values[end + 25:end + 40, HR]))
   assert len(after) >= 5
   assert np.nanmean(before) > np.nanmean(after) > np.nanmean(later) + 5
+
+
+# sha256 of values (then hr_samples) of generate_subject(3, k, 2), computed with the
+# generator before noise_free existed: the noisy output must not change by a byte.
+PINNED = {2: "cdf3dce94728c770f243f1715635947d68042efbf1f2b61a7f888c2a7f82be8d",
+          4: "33014aff3b585afd218e3a94c495d1927c6fe7a7eae402278bd199b75cc51c13"}
+
+
+def test_noisy_subject_is_byte_identical_to_before():
+  import hashlib
+  for index, digest in PINNED.items():
+    s = physiology.generate_subject(3, index, 2)
+    h = hashlib.sha256(s.values.tobytes())
+    if s.hr_samples is not None:
+      h.update(s.hr_samples.tobytes())
+    assert h.hexdigest() == digest, index
+  assert physiology.generate_subject(3, 4, 2).hr_samples is not None   # both HR kinds
+
+
+@pytest.fixture(scope="module")
+def noisy_and_clean():
+  return [(physiology.generate_subject(3, k, 4), physiology.generate_subject(3, k, 4, True))
+          for k in range(6)]
+
+
+def test_noise_free_subject_has_the_same_schedule_and_every_minute(noisy_and_clean):
+  for noisy, clean in noisy_and_clean:
+    assert clean.traits == noisy.traits and clean.events == noisy.events
+    assert np.array_equal(clean.state, noisy.state)
+    assert clean.values.dtype == np.float32 and not np.isnan(clean.values).any()
+    assert clean.hr_samples is None
+
+
+def test_noise_free_differs_only_by_rounding_where_there_is_no_measurement_noise(
+    noisy_and_clean):
+  for name, i in FEATURE_INDEX.items():
+    if name in physiology.MEASUREMENT_NOISE:
+      continue
+    half_step = 0.5 * 10.0 ** -physiology.DECIMALS[name] + 1e-4 * abs(FEATURES[i].clip_range[1])
+    for noisy, clean in noisy_and_clean:
+      if name == "HR" and noisy.traits["sub_minute_hr"]:
+        continue
+      seen = ~np.isnan(noisy.values[:, i])
+      error = np.abs(noisy.values[seen, i] - clean.values[seen, i])
+      assert error.max(initial=0) <= half_step, name
+
+
+def test_noisy_minus_noise_free_has_the_documented_noise_std(noisy_and_clean):
+  """Away from the clip range's ends (4 std), noisy - clean is the white term plus
+  rounding: std sqrt(sigma**2 + step**2 / 12) within 5 standard errors and 1%."""
+  stds = {**physiology.MEASUREMENT_NOISE, "HR": physiology.SUB_MINUTE_HR_NOISE / 2}
+  checked = 0
+  for name, sigma in stds.items():
+    if name == "hrv_percent_good":      # scaled by stillness: no one std to check
+      continue
+    i = FEATURE_INDEX[name]
+    low, high = FEATURES[i].clip_range
+    step = 1.0 if name == "HR" else 10.0 ** -physiology.DECIMALS[name]  # HR: 1-bpm samples
+    rounding = step ** 2 / 12 / (4 if name == "HR" else 1)
+    diffs = []
+    for noisy, clean in noisy_and_clean:
+      if name == "HR" and not noisy.traits["sub_minute_hr"]:
+        continue
+      c = clean.values[:, i]
+      inside = ~np.isnan(noisy.values[:, i]) & (c > low + 4 * sigma) & (c < high - 4 * sigma)
+      diffs.append(noisy.values[inside, i].astype(np.float64) - c[inside])
+    diff = np.concatenate(diffs)
+    if diff.size < 1000:
+      continue
+    expected = np.sqrt(sigma ** 2 + rounding)
+    tolerance = 5 / np.sqrt(2 * diff.size) + 0.01
+    assert abs(diff.std() / expected - 1) < tolerance, (name, diff.std(), expected)
+    assert abs(diff.mean()) < 5 * expected / np.sqrt(diff.size), name
+    checked += 1
+  assert checked >= 14
+
+
+def test_smooth_leaves_out_the_shared_per_minute_terms_too():
+  clean = physiology.generate_subject(3, 4, 2, noise_free=True)
+  smooth = physiology.generate_subject(3, 4, 2, noise_free=True, smooth=True)
+  assert smooth.events == clean.events and not np.isnan(smooth.values).any()
+  sedentary = smooth.state == physiology.SEDENTARY
+  assert (smooth.values[:, FEATURE_INDEX["altim_std"]] == 0).all()          # no climbs, blips
+  assert (smooth.values[sedentary, STEPS] == 0).all()                        # no fidget
+  assert (clean.values[sedentary, STEPS] > 0).any()
+  # HR without its beat-to-beat term: minute-to-minute changes shrink.
+  step = lambda v: np.abs(np.diff(v[:, HR])).mean()
+  assert step(smooth.values) < 0.8 * step(clean.values)
+  with pytest.raises(ValueError, match="needs noise_free=True"):
+    physiology.generate_subject(3, 4, 2, smooth=True)
