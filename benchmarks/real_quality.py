@@ -80,12 +80,12 @@ class Cohort:
 
 COHORTS = {
     "hr": Cohort("fitbit_heartrate_seconds", ("*.csv.gz",), "America/Chicago", "HR",
-                 "0.6,0.15,0.25", "real-quality-4"),
+                 "0.6,0.15,0.25", "real-quality-3"),
     # The step files and the wear-time files (which dead-letter off-wrist minutes);
     # the METs, intensity and calorie files would only be counted as extras.
     "steps": Cohort("fitbit_minute", ("*minuteStepsNarrow*.csv",
                                       "*fitbitWearTimeViaHR*.csv"),
-                    "America/New_York", "steps", "0.5,0,0.5", "real-quality-3"),
+                    "America/New_York", "steps", "0.5,0,0.5", "real-quality-0"),
 }
 PROFILES = {
     # model size, training steps per cohort, batch, max test windows scored, MICE
