@@ -38,8 +38,9 @@ heavy_tail_transform.py measures what the clip costs).
 
 Default: about 35 minutes on 2 CPU cores (tiny model, HR 1,000 steps and steps 400
 of batch 32, 300 test windows, MICE max_iter 5). --quick: a few minutes, plumbing
-only. Each stage is skipped when its output exists (re-running resumes); --fresh
-starts over.
+only. The pipeline and the evaluation are skipped when their output exists (training
+resumes from its last checkpoint, a no-op once done), so a rerun, e.g. without
+--only to gather both cohorts in one file, repeats no work; --fresh starts over.
 """
 
 from __future__ import annotations
@@ -245,6 +246,15 @@ def clipped_share(data: str, feature: int, max_windows: int, seed: int,
           "upper_cap": float(to_physical(NORMALISED_CLIP, statistics))}
 
 
+def _results(work: str) -> dict | None:
+  """lsm-eval's results.json of a workdir, None before it ran."""
+  path = os.path.join(work, "eval", "results.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
 def run_cohort(name: str, cohort: Cohort, data_root: pathlib.Path, out: str,
                profile: dict, seed: int, timings: dict) -> dict[str, Any]:
   """Pipeline, split check, pre-training and lsm-eval of one cohort; its summary."""
@@ -264,19 +274,24 @@ def run_cohort(name: str, cohort: Cohort, data_root: pathlib.Path, out: str,
                         f"--config.data_dir={data}", f"--config.num_train_steps={steps}",
                         f"--config.batch_size={profile['batch']}",
                         f"--config.seed={seed}", "--config.progress_bar=False"], timings)
-  run(f"{name} eval", ["-m", "trainer.evaluate", f"--workdir={work}", f"--data={data}",
-                       f"--tasks={','.join(TASKS)}", f"--max_windows={profile['max_windows']}",
-                       f"--mice_max_iter={profile['mice_max_iter']}", f"--seed={seed}",
-                       "--step=latest"], timings)
-  with open(os.path.join(work, "eval", "results.json")) as f:
-    results = json.load(f)
+  results = _results(work)
+  if results is None or results["meta"]["checkpoint_step"] != steps:
+    run(f"{name} eval", ["-m", "trainer.evaluate", f"--workdir={work}", f"--data={data}",
+                         f"--tasks={','.join(TASKS)}",
+                         f"--max_windows={profile['max_windows']}",
+                         f"--mice_max_iter={profile['mice_max_iter']}", f"--seed={seed}",
+                         "--step=latest"], timings)
+    results = _results(work)
   with open(os.path.join(data, "manifest.json")) as f:
     manifest = json.load(f)
   statistics = manifest["train_statistics"][cohort.feature]
   counts = task_counts(data, feature, profile["max_windows"], seed)
   return {
       "export": cohort.folder, "feature": cohort.feature, "unit": UNITS[cohort.feature],
-      "split_fractions": cohort.split, "split_salt": cohort.salt, "splits": splits,
+      # what the pipeline ran with (its manifest), not what this script asks today
+      "pipeline_options": {k: manifest["options"][k] for k in (
+          "split", "split_salt", "stride_minutes", "max_missing", "tz", "window_minutes")},
+      "splits": splits,
       "windows_dropped": manifest["counts"]["windows"]["pretrain"]["dropped"],
       "train_statistics": statistics, "train_steps": steps,
       "test_minutes_at_clip": clipped_share(data, feature, profile["max_windows"], seed,
