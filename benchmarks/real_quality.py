@@ -38,9 +38,10 @@ heavy_tail_transform.py measures what the clip costs).
 
 Default: about 35 minutes on 2 CPU cores (tiny model, HR 1,000 steps and steps 400
 of batch 32, 300 test windows, MICE max_iter 5). --quick: a few minutes, plumbing
-only. The pipeline and the evaluation are skipped when their output exists (training
-resumes from its last checkpoint, a no-op once done), so a rerun, e.g. without
---only to gather both cohorts in one file, repeats no work; --fresh starts over.
+only. A stage is skipped when its output exists (the pipeline's manifest; lsm-eval's
+results for the trained step skip training and evaluation) and stage wall times
+persist in OUT/seconds.json, so a rerun, e.g. without --only to gather both
+cohorts in one file, repeats no work; --fresh starts over.
 """
 
 from __future__ import annotations
@@ -269,13 +270,13 @@ def run_cohort(name: str, cohort: Cohort, data_root: pathlib.Path, out: str,
   feature = FEATURE_NAMES.index(cohort.feature)
   splits = check_split(*split_windows(data, feature))
   steps = profile["steps"][name]
-  run(f"{name} train", ["-m", "trainer", "--config",
-                        f"trainer/configs/mae.py:{profile['size']}", "--workdir", work,
-                        f"--config.data_dir={data}", f"--config.num_train_steps={steps}",
-                        f"--config.batch_size={profile['batch']}",
-                        f"--config.seed={seed}", "--config.progress_bar=False"], timings)
   results = _results(work)
   if results is None or results["meta"]["checkpoint_step"] != steps:
+    run(f"{name} train", ["-m", "trainer", "--config",
+                          f"trainer/configs/mae.py:{profile['size']}", "--workdir", work,
+                          f"--config.data_dir={data}", f"--config.num_train_steps={steps}",
+                          f"--config.batch_size={profile['batch']}",
+                          f"--config.seed={seed}", "--config.progress_bar=False"], timings)
     run(f"{name} eval", ["-m", "trainer.evaluate", f"--workdir={work}", f"--data={data}",
                          f"--tasks={','.join(TASKS)}",
                          f"--max_windows={profile['max_windows']}",
@@ -322,11 +323,19 @@ def main() -> None:
   if args.fresh and os.path.exists(out):
     shutil.rmtree(out)
   os.makedirs(out, exist_ok=True)
+  # Stage wall times persist in --out, so a rerun that skips finished stages still
+  # reports what they took.
+  timings_path = os.path.join(out, "seconds.json")
   timings: dict[str, float] = {}
+  if os.path.exists(timings_path):
+    with open(timings_path) as f:
+      timings = json.load(f)
   cohorts = {}
   for name in args.only or COHORTS:
     cohorts[name] = run_cohort(name, COHORTS[name], data_root, out, profile, args.seed,
                                timings)
+    with open(timings_path, "w") as f:
+      json.dump(timings, f, indent=1)
     for task, row in cohorts[name]["tasks"].items():
       m = row["methods"]
       unit = f"mae_{cohorts[name]['unit']}"
