@@ -19,11 +19,12 @@ there is nothing to learn across them; two runs keep each cohort's split and
 numbers its own.
 
 The split: the subject hash is keyed with KEY (fixed, no secret) and each cohort's
-salt was picked so that test holds 2 people with data (HR: 5 train, 1 valid, 2 test;
-steps: 2 train, 2 test; the trainer runs without validation). check_split reads every
-split's windows and fails unless no subject is in two splits and test holds at least
-MIN_TEST_SUBJECTS people with the cohort's feature observed. Windows overlap (stride
-60 minutes, the generative benchmark's) so the train split has ~5x more windows than
+salt was picked so that test holds 2 people with data (HR: 5 train, one of them
+with 2 windows, 1 valid, 2 test; steps: 2 train, 2 test; the trainer runs without
+validation). check_split reads every split's windows and fails unless no subject
+is in two splits and test holds at least MIN_TEST_SUBJECTS people who observe the
+cohort's feature in MIN_SUBJECT_WINDOWS windows or more. Windows overlap (stride 60
+minutes, the generative benchmark's) so the train split has ~5x more windows than
 its non-overlapping days; the evaluation samples max_windows of the test windows.
 
 Writes benchmarks/results/real_quality.json (quick: real_quality_quick.json): per
@@ -66,6 +67,10 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "real"
 KEY = "real-quality-benchmark"  # fixed so that the splits below are reproducible
 TASKS = ("interpolation_10m", "interpolation_30m", "interpolation_60m", "extrapolation_60m")
 MIN_TEST_SUBJECTS = 2
+# A subject counts towards MIN_TEST_SUBJECTS with at least this many windows that
+# observe the feature (one HR subject has 2 windows: a test split of it and one
+# other person is one person's numbers).
+MIN_SUBJECT_WINDOWS = 20
 UNITS = {"HR": "bpm", "steps": "steps/min"}
 
 
@@ -82,7 +87,7 @@ class Cohort:
 
 COHORTS = {
     "hr": Cohort("fitbit_heartrate_seconds", ("*.csv.gz",), "America/Chicago", "HR",
-                 "0.6,0.15,0.25", "real-quality-3"),
+                 "0.6,0.15,0.25", "real-quality-11"),
     # The step files and the wear-time files (which dead-letter off-wrist minutes);
     # the METs, intensity and calorie files would only be counted as extras.
     "steps": Cohort("fitbit_minute", ("*minuteStepsNarrow*.csv",
@@ -104,14 +109,16 @@ class SplitError(ValueError):
 
 
 def check_split(subjects: Mapping[str, np.ndarray], has_feature: Mapping[str, np.ndarray],
-                min_test: int = MIN_TEST_SUBJECTS) -> dict[str, dict[str, int]]:
-  """Per split, windows, subjects and subjects with the feature observed.
+                min_test: int = MIN_TEST_SUBJECTS,
+                min_windows: int = MIN_SUBJECT_WINDOWS) -> dict[str, dict[str, int]]:
+  """Per split, windows, subjects and subjects with the feature observed in at least
+  min_windows windows.
 
   subjects: split -> str [n] subject hash of each window; has_feature: split -> bool
   [n], whether the window observes the cohort's feature at all. Raises SplitError
   naming the hashes found in two splits, or when test holds fewer than min_test
-  subjects with the feature (the issue's one-subject validation made its loss
-  meaningless; a test split of one person says nothing about people).
+  such subjects (the issue's one-subject validation made its loss meaningless; a
+  test split of one person says nothing about people).
   """
   seen: dict[str, str] = {}
   shared = []
@@ -122,14 +129,18 @@ def check_split(subjects: Mapping[str, np.ndarray], has_feature: Mapping[str, np
       seen[h] = split
   if shared:
     raise SplitError(f"subjects in more than one split: {', '.join(shared)}")
-  summary = {split: {"windows": int(len(hashes)), "subjects": int(len(np.unique(hashes))),
-                     "subjects_with_feature": int(len(np.unique(
-                         np.asarray(hashes)[np.asarray(has_feature[split], bool)])))}
-             for split, hashes in subjects.items()}
+  summary = {}
+  for split, hashes in subjects.items():
+    with_feature, counts = np.unique(np.asarray(hashes)[np.asarray(has_feature[split], bool)],
+                                     return_counts=True)
+    summary[split] = {"windows": int(len(hashes)), "subjects": int(len(np.unique(hashes))),
+                      "subjects_with_feature": int((counts >= min_windows).sum()),
+                      "windows_per_subject": sorted(int(n) for n in counts)}
   test = summary.get("test", {}).get("subjects_with_feature", 0)
   if test < min_test:
-    raise SplitError(f"the test split holds {test} subject(s) with the feature, "
-                     f"{min_test} needed: pick another --split_salt")
+    raise SplitError(f"the test split holds {test} subject(s) with the feature in at "
+                     f"least {min_windows} windows, {min_test} needed: pick another "
+                     "--split_salt")
   return summary
 
 

@@ -44,11 +44,26 @@ def _split(subjects, observed):
 def test_check_split_counts_windows_subjects_and_subjects_with_the_feature():
   summary = real_quality.check_split(*_split(
       {"train": ["a", "a", "b"], "valid": ["c"], "test": ["d", "e", "e", "f"]},
-      {"train": [True, True, False], "valid": [True], "test": [True, True, False, False]}))
+      {"train": [True, True, False], "valid": [True], "test": [True, True, False, False]}),
+      min_windows=1)
   assert summary == {
-      "train": {"windows": 3, "subjects": 2, "subjects_with_feature": 1},
-      "valid": {"windows": 1, "subjects": 1, "subjects_with_feature": 1},
-      "test": {"windows": 4, "subjects": 3, "subjects_with_feature": 2}}
+      "train": {"windows": 3, "subjects": 2, "subjects_with_feature": 1,
+                "windows_per_subject": [2]},
+      "valid": {"windows": 1, "subjects": 1, "subjects_with_feature": 1,
+                "windows_per_subject": [1]},
+      "test": {"windows": 4, "subjects": 3, "subjects_with_feature": 2,
+               "windows_per_subject": [1, 1]}}
+
+
+def test_check_split_does_not_count_a_subject_with_a_few_windows():
+  # The real HR cohort has a person with 2 windows: beside one other person in test
+  # it would pass for two.
+  subjects = {"train": ["a"] * 30, "test": ["d"] * 25 + ["e"] * 2}
+  observed = {"train": [True] * 30, "test": [True] * 27}
+  with pytest.raises(real_quality.SplitError, match="1 subject.*at least 20 windows"):
+    real_quality.check_split(*_split(subjects, observed))
+  assert real_quality.check_split(*_split(subjects, observed), min_windows=2)[
+      "test"]["subjects_with_feature"] == 2
 
 
 def test_check_split_refuses_a_subject_in_two_splits():
@@ -61,7 +76,8 @@ def test_check_split_refuses_a_test_split_with_one_person_with_the_feature():
   # Two test subjects, but only one of them ever observes the feature.
   with pytest.raises(real_quality.SplitError, match="1 subject.*2 needed"):
     real_quality.check_split(*_split({"train": ["a"], "test": ["d", "e"]},
-                                     {"train": [True], "test": [True, False]}))
+                                     {"train": [True], "test": [True, False]}),
+                             min_windows=1)
 
 
 def test_log1p_space_keeps_the_walks_the_z_score_caps():
