@@ -146,7 +146,7 @@ def compare(windows: np.ndarray, train: np.ndarray, low: float, high: float, see
   return result
 
 
-def real_steps(data_root: pathlib.Path, out: str, seed: int) -> tuple[dict, dict]:
+def real_steps(data_root: pathlib.Path, out: str) -> tuple[dict, dict]:
   """({subject hash: minute series of steps} of train subjects, same of test), from
   pipeline.prepare on the real_quality steps cohort."""
   from pipeline.split import split_of
@@ -231,7 +231,7 @@ def main() -> None:
   data_root = pathlib.Path(args.data)
   if data_root.is_dir():
     os.makedirs(args.out, exist_ok=True)
-    train, test = real_steps(data_root, os.path.abspath(args.out), args.seed)
+    train, test = real_steps(data_root, os.path.abspath(args.out))
     record["real_fitbit_steps"] = {
         "train_subjects": len(train), "test_subjects": len(test),
         **compare(windows_of(test), flat(train), low, high, args.seed, "steps_per_min")}

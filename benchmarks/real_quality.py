@@ -56,7 +56,7 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
