@@ -317,6 +317,10 @@ class _RecordBatches(beam.PTransform):
             | "Batch" >> beam.BatchElements(min_batch_size=BATCH_WINDOWS // 4,
                                             max_batch_size=BATCH_WINDOWS,
                                             element_size_fn=lambda b: b.num_rows)
+            # BatchElements emits an empty batch when the first element alone is
+            # larger than its current target (a subject with over ~512 train windows
+            # first in a bundle); pa.Table.from_batches([]) would fail on it.
+            | "NonEmpty" >> beam.Filter(bool)
             | "Concat" >> beam.Map(lambda batches: pa.Table.from_batches(batches)
                                    .combine_chunks().to_batches()[0]
                                    ).with_output_types(pa.RecordBatch))

@@ -4,11 +4,12 @@ writer applies the saved graph to make the records."""
 import warnings
 
 import apache_beam as beam
+from apache_beam.testing.util import assert_that, equal_to
 import grain.python as grain
 import numpy as np
 import pytest
 
-from pipeline.normalise import CONSTANT, POPULATION, Normalise
+from pipeline.normalise import BATCH_WINDOWS, CONSTANT, POPULATION, Normalise, _RecordBatches
 from pipeline.windows import WindowBlock
 from pipeline.write import WriteShards
 from schemas import record
@@ -27,6 +28,20 @@ def _block(subject, split, dataset, values):
                      np.zeros(n, np.float32), np.full(n, -1, np.int16),
                      np.full(n, -1, np.int16), np.full((n, W), -1, np.int8),
                      np.full((n, W), -1, np.int8))
+
+
+def test_record_batches_survive_a_first_block_above_the_batch_target(make_pipeline):
+  # BatchElements flushes its (empty) batch before a first element larger than its
+  # initial target: a subject with more train windows than that came first in real
+  # runs (Fitbit minute steps) and crashed the analysis's Concat.
+  sizes = [BATCH_WINDOWS // 4 + 88, 3]
+  blocks = [_block(f"s{i}", "train", "pretrain", np.zeros((n, W, len(FEATURES))))
+            for i, n in enumerate(sizes)]
+  with make_pipeline() as p:
+    rows = (p | beam.Create(blocks) | _RecordBatches()
+            | beam.Map(lambda batch: batch.num_rows))
+    assert_that(rows | beam.CombineGlobally(sum), equal_to([sum(sizes)]), label="all")
+    assert_that(rows | beam.Filter(lambda n: n == 0), equal_to([]), label="none empty")
 
 
 @pytest.mark.parametrize("exchange", ["runner", "files"])
