@@ -118,7 +118,7 @@ def profile(trainer, batch, steps: int) -> dict:
       for event in line.events:
         if not event.name.startswith(EXECUTOR_EVENTS):
           per_op[event.name] += event.duration_ns / 1e6 / steps
-  ops = hlo_ops(trainer.train_step.as_text())
+  ops = hlo_ops(trainer.steps[trainer.budget(batch)].as_text())
   groups = collections.Counter()
   for name, ms in per_op.items():
     groups[" / ".join(category(*ops.get(name, (set(), ""))))] += ms
