@@ -142,6 +142,7 @@ def main() -> None:
   cli.use_cpu_cores(args.cpu_devices)
   flags.FLAGS.mark_as_parsed()
   config = mae.get_config(args.size)
+  config.mask.strategy = "random"  # LSM's step: 36 encoder tokens (the profile's basis)
   config.data_dir = write_data_dir(tempfile.mkdtemp(prefix="lsm-bench-"),
                                    {"train": 256, "valid": 16}, shards=2)
   config.batch_size = args.batch_size
