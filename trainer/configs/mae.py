@@ -81,8 +81,10 @@ def get_config(size: str = "tiny") -> ml_collections.ConfigDict:
 
   config.seed = 0
   config.batch_size = 32                # global batch
-  # Sized for the generative benchmark's hour on 2 CPU cores (tiny, batch 32): the mixed
-  # budgets cost ~2.2x the FLOPs of a 36-token step (benchmarks/README.md).
+  # Sized for the generative benchmark's hour on 2 CPU cores (tiny, batch 32): with one
+  # strategy per batch, ~40% of steps run at 36 encoder tokens and ~60% at 144-180 (a
+  # 180-token step takes 2.8x a 36-token one), about 2x LSM's step on average
+  # (benchmarks/README.md, "Generative quality").
   config.num_train_steps = 2000
   # Departs from LSM: LSM's rule (learning_rate 0: 5e-3 scaled by batch_size / 4096)
   # gives 3.9e-5 at the CPU batch of 32, far too slow for a run of a few thousand
