@@ -83,7 +83,8 @@ def get_config(size: str = "tiny") -> ml_collections.ConfigDict:
   config.batch_size = 32                # global batch
   # Sized for the generative benchmark's hour on 2 CPU cores (tiny, batch 32): with one
   # strategy per batch, ~40% of steps run at 36 encoder tokens and ~60% at 144-180 (a
-  # 180-token step takes 2.8x a 36-token one), about 2x LSM's step on average
+  # 180-token step takes 2.6x a 36-token one: 1.02 s vs 0.39 s for tiny on 2 quiet cores),
+  # about 1.9x LSM's step on average, so 2,000 steps train in ~25 minutes
   # (benchmarks/README.md, "Generative quality").
   config.num_train_steps = 2000
   # Departs from LSM: LSM's rule (learning_rate 0: 5e-3 scaled by batch_size / 4096)
