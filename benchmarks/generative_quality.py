@@ -4,23 +4,21 @@
 
 One command, end to end through the console scripts' modules: lsm-synth writes a
 synthetic cohort with session labels, lsm-pipeline turns it into normalised windows
-split by subject, lsm-train pre-trains with a masking mixture (random patches plus
-contiguous interpolation and end-of-window blocks; the calibration in issue 6 found
-random-only masking loses to linear interpolation on 30-minute gaps), then continues
-that run with a larger encoder token budget (108 of 180 tokens instead of 36) and more
-weight on the gap masks, so the model also trains with the near-complete context it
-gets at evaluation (without this stage the model lost 30-minute interpolation to linear
-interpolation by 6.9%; benchmarks/README.md). lsm-eval scores the final model and every
-baseline on the same masks of the held-out test subjects, beside the oracle: the
-generator's noise-free signal of the same windows (python -m pipeline.synthetic.oracle
-after the pipeline stage; lsm-eval --oracle), the lowest error any method could reach.
-Writes benchmarks/results/generative_quality.json: per task the MAE/MSE of every method,
-the model's margin over linear interpolation, MICE and the best baseline, and the
-ceiling: the oracle's MAE, the largest margin any method could reach over the best
-baseline and the share of the baseline-to-oracle gap the model closes.
+split by subject, lsm-train pre-trains once with the default config of
+trainer/configs/mae.py (its masking mixture, per-strategy encoder budgets, learning
+rate and schedule: the product's recipe, nothing set here beyond the data, the work
+directory, the seed and, for --quick, the size and budget), and lsm-eval scores the
+model and every baseline on the same masks of the held-out test subjects, beside the
+oracle: the generator's noise-free signal of the same windows (python -m
+pipeline.synthetic.oracle after the pipeline stage; lsm-eval --oracle), the lowest
+error any method could reach. Writes benchmarks/results/generative_quality.json: per
+task the MAE/MSE of every method, the model's margin over linear interpolation, MICE
+and the best baseline, and the ceiling: the oracle's MAE, the largest margin any method
+could reach over the best baseline and the share of the baseline-to-oracle gap the
+model closes.
 
-Default: about an hour on 2 CPU cores (tiny model, 1,500 + 600 steps of batch 32). --quick
-is a few minutes (nano, 150 steps of batch 16, 64 test windows): it checks the
+Default: about an hour on 2 CPU cores (tiny model, the config's steps of batch 32).
+--quick is a few minutes (nano, 150 steps of batch 16, 64 test windows): it checks the
 plumbing, its numbers say little. Each stage is skipped when its output exists
 (re-running resumes); --fresh starts over.
 """
@@ -38,19 +36,15 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULT = os.path.join(REPO, "benchmarks", "results", "generative_quality.json")
-TASKS = ("interpolation_30m", "extrapolation_60m", "random_imputation_80",
-         "sensor_imputation_6_60m")
-MIXTURE = "random:0.5,interpolation:0.25,extrapolation:0.25"
-CONTINUE_MIXTURE = "random:0.4,interpolation:0.3,extrapolation:0.3"
+TASKS = ("interpolation_10m", "interpolation_30m", "extrapolation_60m",
+         "random_imputation_80", "sensor_imputation_6", "sensor_imputation_6_60m")
 PROFILES = {
-    # subjects, days, size, steps (then continue_steps at continue_tokens encoder
-    # tokens), batch, max eval windows, MICE iterations, pretrain window stride
-    "default": dict(subjects=24, days=6, size="tiny", steps=1500, continue_steps=600,
-                    continue_tokens=108, batch=32, max_windows=300, mice_max_iter=5,
-                    stride=60),
-    "quick": dict(subjects=8, days=3, size="nano", steps=150, continue_steps=50,
-                  continue_tokens=108, batch=16, max_windows=64, mice_max_iter=2,
-                  stride=150),
+    # subjects, days, size, steps (0 = the config's default), batch, max eval windows,
+    # MICE iterations, pretrain window stride
+    "default": dict(subjects=48, days=3, size="tiny", steps=0, batch=32, max_windows=300,
+                    mice_max_iter=5, stride=60),
+    "quick": dict(subjects=8, days=3, size="nano", steps=150, batch=16, max_windows=64,
+                  mice_max_iter=2, stride=150),
 }
 
 
@@ -149,30 +143,16 @@ def main() -> None:
   out = os.path.abspath(args.out)
   if args.fresh and os.path.exists(out):
     shutil.rmtree(out)
-  first, work = (os.path.join(out, d) for d in ("train", "train_ctx"))
+  work = os.path.join(out, "train")
   timings: dict[str, float] = {}
   data = make_data(profile, out, args.seed, timings)
   oracle = oracle_stage(out, data, profile, args.seed, timings)
 
-  def train(stage: str, workdir: str, steps: int, weights: str, *extra: str) -> None:
-    run(stage, ["-m", "trainer", "--config", f"trainer/configs/mae.py:{profile['size']}",
-                "--workdir", workdir, f"--config.data_dir={data}",
-                f"--config.num_train_steps={steps}",
-                f"--config.batch_size={profile['batch']}", "--config.learning_rate=1e-3",
-                "--config.mask.strategy=mixture", f"--config.mask.weights={weights}",
-                "--config.progress_bar=False", f"--config.seed={args.seed}", *extra],
-        timings)
-
-  train("train", first, profile["steps"], MIXTURE, "--config.eval_every_steps=250",
-        "--config.checkpoint_every_steps=250")
-  # The continuation resumes a copy of the first run (model, optimiser and data
-  # iterator); its schedule is the same warm-up + cosine over the longer total.
-  if not os.path.exists(work):
-    shutil.copytree(os.path.join(first, "checkpoints"), os.path.join(work, "checkpoints"))
-  total = profile["steps"] + profile["continue_steps"]
-  train("continue", work, total, CONTINUE_MIXTURE,
-        f"--config.mask.encoder_tokens={profile['continue_tokens']}",
-        "--config.eval_every_steps=300", "--config.checkpoint_every_steps=300")
+  steps = [f"--config.num_train_steps={profile['steps']}"] if profile["steps"] else []
+  run("train", ["-m", "trainer", "--config", f"trainer/configs/mae.py:{profile['size']}",
+                "--workdir", work, f"--config.data_dir={data}", *steps,
+                f"--config.batch_size={profile['batch']}", "--config.progress_bar=False",
+                f"--config.seed={args.seed}"], timings)
   run("eval", ["-m", "trainer.evaluate", f"--workdir={work}", f"--data={data}",
                f"--tasks={','.join(TASKS)}", f"--max_windows={profile['max_windows']}",
                f"--mice_max_iter={profile['mice_max_iter']}", f"--seed={args.seed}",
@@ -183,17 +163,22 @@ def main() -> None:
     results = json.load(f)
   with open(os.path.join(data, "manifest.json")) as f:
     manifest = json.load(f)
+  with open(os.path.join(work, "config.json")) as f:
+    config = json.load(f)
+  sys.path.insert(0, REPO)
+  from trainer import summaries  # pylint: disable=g-import-not-at-top
+  valid = summaries.read_jsonl(os.path.join(work, "metrics_valid.jsonl"))
   generative = {task: {m: {k: e[k] for k in ("mae", "mse", "count")}
                        for m, e in methods.items()}
                 for task, methods in results["generative"].items()}
   summary = {
       "benchmark": "generative_quality",
       "profile": "quick" if args.quick else "default",
-      "settings": {**profile, "mask_weights": MIXTURE,
-                   "continue_mask_weights": CONTINUE_MIXTURE, "seed": args.seed,
-                   "learning_rate": 1e-3},
+      "settings": {**profile, "seed": args.seed, "steps": config["num_train_steps"],
+                   "learning_rate": config["learning_rate"], "mask": config["mask"]},
       "data": {"pretrain_windows": {s: sum(e["records"] for e in entries) for s, entries in
                                     manifest["datasets"]["pretrain"].items()}},
+      "valid_loss": {step: round(m["loss"], 4) for step, m in sorted(valid.items())},
       "generative": generative,
       "margins": {task: margins(methods) for task, methods in generative.items()},
       "ceiling": {task: ceiling(methods) for task, methods in generative.items()},

@@ -118,7 +118,7 @@ def profile(trainer, batch, steps: int) -> dict:
       for event in line.events:
         if not event.name.startswith(EXECUTOR_EVENTS):
           per_op[event.name] += event.duration_ns / 1e6 / steps
-  ops = hlo_ops(trainer.train_step.as_text())
+  ops = hlo_ops(trainer.steps[trainer.budget(batch)].as_text())
   groups = collections.Counter()
   for name, ms in per_op.items():
     groups[" / ".join(category(*ops.get(name, (set(), ""))))] += ms
@@ -142,6 +142,7 @@ def main() -> None:
   cli.use_cpu_cores(args.cpu_devices)
   flags.FLAGS.mark_as_parsed()
   config = mae.get_config(args.size)
+  config.mask.strategy = "random"  # LSM's step: 36 encoder tokens (the profile's basis)
   config.data_dir = write_data_dir(tempfile.mkdtemp(prefix="lsm-bench-"),
                                    {"train": 256, "valid": 16}, shards=2)
   config.batch_size = args.batch_size

@@ -148,6 +148,7 @@ def main() -> None:
     print(f"loader, {workers} workers: {rate:.0f} windows/s", flush=True)
   for size in args.sizes.split(","):
     config = mae.get_config(size)
+    config.mask.strategy = "random"  # LSM's step: 36 encoder tokens (the figures' basis)
     config.data_dir = data_dir
     config.batch_size = args.batch_size
     config.model.dtype = args.dtype

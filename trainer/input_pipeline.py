@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import collections
 import json
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import grain
 import jax
@@ -133,45 +133,124 @@ def stretch_and_crop(values: np.ndarray, observed: np.ndarray, factor: float,
   return vals.astype(np.float32), obs
 
 
+class BatchStrategy(grain.transforms.MapWithIndex):
+  """Draws the mixture's strategy once per global batch and tags each element with it.
+
+  With one strategy per batch, a random-masking batch keeps LSM's small encoder budget
+  (36 tokens) instead of paying for the largest budget of any example in it (a
+  30-minute gap keeps ~170 visible tokens); the strategies still mix in the stream in
+  their weights. The draw is seeded by (seed, global position // batch_size), before
+  the per-process slice, so every host tags a global batch alike.
+  """
+
+  def __init__(self, weights: str, batch_size: int, seed: int):
+    self.weights = masking.parse_weights(weights)
+    self.batch_size = batch_size
+    self.seed = seed
+
+  def map_with_index(self, index: int, element: dict[str, np.ndarray]):
+    """Adds "strategy": the strategy name of the element's global batch."""
+    rng = np.random.default_rng([self.seed, index // self.batch_size])
+    return {**element, "strategy": masking.choose(rng, self.weights)}
+
+
 class Mask(grain.transforms.RandomMap):
-  """Draws the hidden mask (config.mask) and applies the encoder token budget."""
+  """Draws the hidden mask (config.mask) and applies the strategy's encoder budget.
+
+  The element's "strategy" tag (BatchStrategy) picks the strategy when present; a
+  mixture otherwise draws one per element. budget: a function of the drawn
+  strategy's name -> its token budget (None = every visible token; masking.
+  encoder_budget), or None for no budget at all (evaluation).
+  """
 
   def __init__(self, mask_config: ml_collections.ConfigDict, patch: Sequence[int],
-               max_tokens: int | None):
+               budget: Callable[[str], int | None] | None):
     self.kwargs = mask_kwargs(mask_config, patch)
+    self.kwargs.pop("weights", None)
     self.strategy = mask_config.strategy
+    self.weights = mask_config.weights
     self.patch = tuple(patch)
-    self.max_tokens = max_tokens
+    self.budget = budget
 
   def random_map(self, element: dict[str, np.ndarray], rng: np.random.Generator):
-    """Adds "hidden": bool [T, F] (True = hidden) to the element; ValueError from
-    trainer.masking on a bad mask config."""
+    """Adds "hidden": bool [T, F] (True = hidden) and "tokens": int32, the visible
+    tokens the encoder gets, to the element (dropping its "strategy" tag); ValueError
+    from trainer.masking on a bad mask config."""
+    element = dict(element)
+    strategy = element.pop("strategy", self.strategy)
+    if strategy == "mixture":
+      strategy = masking.choose(rng, self.weights)
     observed = element["observed"]
-    hidden = masking.make(self.strategy, rng, shape=observed.shape, **self.kwargs)
-    if self.max_tokens is not None:
-      hidden = masking.limit_visible_tokens(rng, hidden, observed, self.max_tokens, self.patch)
-    return {**element, "hidden": hidden}
+    hidden = masking.make(strategy, rng, shape=observed.shape, **self.kwargs)
+    max_tokens = None if self.budget is None else self.budget(strategy)
+    if max_tokens is not None:
+      hidden = masking.limit_visible_tokens(rng, hidden, observed, max_tokens, self.patch)
+    return {**element, "hidden": hidden,
+            "tokens": np.int32(masking.visible_tokens(hidden, observed, self.patch))}
 
 
 def mask_kwargs(mask_config: ml_collections.ConfigDict, patch: Sequence[int]) -> dict:
-  """config.mask as masking.make's keyword arguments (span_minutes 0 -> None = the whole
-  window; weights only for the mixture); patch: (minutes, features) of a token."""
+  """config.mask as masking.make's keyword arguments (span_minutes and the minimum
+  lengths 0 -> None = the whole window / a fixed length; weights only for the
+  mixture); patch: (minutes, features) of a token."""
   kwargs = dict(ratio=mask_config.ratio, patch=tuple(patch),
                 gap_minutes=mask_config.gap_minutes, num_features=mask_config.num_features,
-                span_minutes=mask_config.span_minutes or None)
+                span_minutes=mask_config.span_minutes or None,
+                min_gap_minutes=mask_config.min_gap_minutes or None,
+                min_span_minutes=mask_config.min_span_minutes or None)
   if mask_config.strategy == "mixture":
     kwargs["weights"] = mask_config.weights
   return kwargs
 
 
-def encoder_tokens(config: ml_collections.ConfigDict, window: Sequence[int] = WINDOW) -> int:
-  """The encoder's token budget (patches): config.mask.encoder_tokens, or (1 - ratio)
-  of the window's tokens, never more than the window has."""
+def num_tokens(config: ml_collections.ConfigDict, window: Sequence[int] = WINDOW) -> int:
+  """Tokens of a whole window (180 for 300 x 26 in 10 x 5 patches)."""
   nt, nf = patching.grid(window, config.model.patch)
-  n = nt * nf
+  return nt * nf
+
+
+def encoder_tokens(config: ml_collections.ConfigDict, window: Sequence[int] = WINDOW) -> int:
+  """The random strategy's encoder token budget (patches): config.mask.encoder_tokens,
+  or (1 - ratio) of the window's tokens, never more than the window has."""
+  n = num_tokens(config, window)
   if config.mask.encoder_tokens:
     return min(int(config.mask.encoder_tokens), n)
   return n - int(round(config.mask.ratio * n))
+
+
+def strategy_budget(config: ml_collections.ConfigDict) -> Callable[[str], int | None]:
+  """strategy name -> its encoder token budget in training (masking.encoder_budget with
+  config.mask.adaptive_budget and max_encoder_tokens, 0 = no cap)."""
+  random_tokens = encoder_tokens(config)
+  cap = config.mask.max_encoder_tokens or None
+  adaptive = config.mask.adaptive_budget
+  return lambda strategy: masking.encoder_budget(strategy, random_tokens, cap, adaptive)
+
+
+def token_buckets(config: ml_collections.ConfigDict,
+                  window: Sequence[int] = WINDOW) -> tuple[int, ...]:
+  """The encoder sizes K the train step is compiled for, ascending.
+
+  Fixed budget (adaptive_budget False): just encoder_tokens. Adaptive: the
+  config.mask.token_buckets list ("36,108,180"), or by default the multiples of the
+  random budget up to the window's tokens (36, 72, 108, 144, 180), always ending at
+  the most any example can keep (max_encoder_tokens, else every token). Raises
+  ValueError on a malformed list.
+  """
+  random_tokens = encoder_tokens(config, window)
+  if not config.mask.adaptive_budget:
+    return (random_tokens,)
+  top = min(config.mask.max_encoder_tokens or num_tokens(config, window),
+            num_tokens(config, window))
+  if config.mask.token_buckets:
+    try:
+      listed = {int(b) for b in str(config.mask.token_buckets).split(",") if b.strip()}
+    except ValueError:
+      raise ValueError(f"config.mask.token_buckets {config.mask.token_buckets!r}: expected "
+                       f"comma-separated token counts") from None
+  else:
+    listed = set(range(random_tokens, top, max(random_tokens, 1)))
+  return tuple(sorted({b for b in listed if 0 < b < top} | {random_tokens, top}))
 
 
 def split_source(data_dir: str, split: str, dataset: str = "pretrain") -> ShardSource:
@@ -190,7 +269,7 @@ def dataset(config: ml_collections.ConfigDict, split: str, *, train: bool,
             process_index: int | None = None, process_count: int | None = None
             ) -> grain.MapDataset:
   """Batched MapDataset of {"values": float32 [B, T, F], "observed", "hidden": bool
-  [B, T, F]} for this process, B = batch_size / process_count (train: shuffled,
+  [B, T, F], "tokens": int32 [B] (visible tokens per window)} for this process, B = batch_size / process_count (train: shuffled,
   repeated, augmented, the last partial batch dropped; eval: one pass, kept).
 
   Raises ValueError when batch_size does not divide over the processes,
@@ -212,7 +291,10 @@ def dataset(config: ml_collections.ConfigDict, split: str, *, train: bool,
   if train and config.augment.enabled:
     ds = ds.random_map(Augment(config.augment.p, config.augment.max_stretch,
                                config.augment.max_noise_sigma), seed=config.seed + 1)
-  budget = encoder_tokens(config) if train else None
+  if train and config.mask.strategy == "mixture" and config.mask.per_batch:
+    ds = ds.map_with_index(BatchStrategy(config.mask.weights, config.batch_size,
+                                         config.seed + 3))
+  budget = strategy_budget(config) if train else None
   ds = ds.random_map(Mask(config.mask, config.model.patch, budget), seed=config.seed + 2)
   # Process p takes global positions p, p + n, ...: its batch k holds its share of
   # global batch k, and it reads (lazily) only those records.

@@ -15,9 +15,18 @@ it is dropped from the encoder otherwise. In a visible token the hidden and the
 missing positions are zeroed and a second input channel tells the model which
 positions it sees, so the model never sees a hidden value, yet a partly hidden
 patch (sensor imputation, a gap not aligned to patches) still contributes its
-visible values. The encoder has a fixed token budget in training
-(`limit_visible_tokens`): extra visible tokens are hidden at random, MAE style,
-and are then reconstructed and scored like any other hidden position.
+visible values.
+
+The encoder's token budget in training follows each example's strategy (after LSM-2's
+AIM, which drops a share of the masked tokens before the encoder and hides the rest
+with attention masks; `encoder_budget`): a random-masking example keeps its (1 -
+ratio) share of the tokens (LSM's 36 of 180), extra visible tokens being hidden at
+random, MAE style (`limit_visible_tokens`), and reconstructed and scored like any
+other hidden position; an interpolation, extrapolation or sensor-imputation example
+keeps every visible token (or a cap), so the encoder trains with the near-complete
+context those tasks give at evaluation. One batch can then hold examples of several
+budgets: the trainer encodes K = the batch's largest count rounded up to one of a few
+buckets (`bucket`) and masks the empty slots out of attention (models.MAE.encode).
 """
 
 from __future__ import annotations
@@ -51,16 +60,29 @@ def random_patches(rng: np.random.Generator, ratio: float = 0.8,
   return patching.expand_tokens(hidden_tokens, patch, shape)
 
 
+def draw_length(rng: np.random.Generator, length: int, min_length: int | None) -> int:
+  """`length`, or (when min_length is given and smaller) a length drawn uniformly from
+  [min_length, length] minutes: one strategy then trains on short and long gaps alike."""
+  if min_length is None or min_length >= length:
+    return int(length)
+  if min_length < 1:
+    raise ValueError(f"minimum length {min_length} minutes needs to be at least 1")
+  return int(rng.integers(min_length, length + 1))
+
+
 def interpolation(rng: np.random.Generator, gap_minutes: int = 60,
-                  shape: Sequence[int] = SHAPE) -> np.ndarray:
+                  shape: Sequence[int] = SHAPE,
+                  min_gap_minutes: int | None = None) -> np.ndarray:
   """Hides every feature over a contiguous block strictly inside the window.
 
   The block never touches the first or the last minute, so there is context on
   both sides (that is what makes it interpolation rather than extrapolation).
+  min_gap_minutes: when given, the gap is drawn in [min_gap_minutes, gap_minutes].
   Returns bool [T, F] (shape = (T minutes, F features)), True = hidden. Raises
-  ValueError unless 1 <= gap_minutes <= T - 2.
+  ValueError unless 1 <= gap <= T - 2.
   """
   t, f = shape
+  gap_minutes = draw_length(rng, gap_minutes, min_gap_minutes)
   if not 1 <= gap_minutes <= t - 2:
     raise ValueError(f"interpolation gap of {gap_minutes} minutes does not fit strictly "
                      f"inside a {t}-minute window")
@@ -71,14 +93,17 @@ def interpolation(rng: np.random.Generator, gap_minutes: int = 60,
 
 
 def extrapolation(gap_minutes: int = 60, shape: Sequence[int] = SHAPE,
-                  rng: np.random.Generator | None = None) -> np.ndarray:
+                  rng: np.random.Generator | None = None,
+                  min_gap_minutes: int | None = None) -> np.ndarray:
   """Hides every feature over the last `gap_minutes` minutes (forecasting).
 
-  Deterministic; `rng` is accepted (and unused) so `make` can call every strategy alike.
-  Returns bool [T, F], True = hidden. Raises ValueError unless 1 <= gap_minutes <= T - 1.
+  Deterministic unless min_gap_minutes is given (then the gap is drawn from `rng` in
+  [min_gap_minutes, gap_minutes]). Returns bool [T, F], True = hidden. Raises
+  ValueError unless 1 <= gap <= T - 1.
   """
-  del rng
   t, f = shape
+  if min_gap_minutes is not None:
+    gap_minutes = draw_length(rng, gap_minutes, min_gap_minutes)
   if not 1 <= gap_minutes <= t - 1:
     raise ValueError(f"extrapolation gap of {gap_minutes} minutes needs 1..{t - 1}")
   hidden = np.zeros((t, f), dtype=bool)
@@ -89,11 +114,13 @@ def extrapolation(gap_minutes: int = 60, shape: Sequence[int] = SHAPE,
 def sensor_imputation(rng: np.random.Generator, num_features: int = 6,
                       shape: Sequence[int] = SHAPE,
                       span_minutes: int | None = None,
-                      features: Sequence[int] | None = None) -> np.ndarray:
+                      features: Sequence[int] | None = None,
+                      min_span_minutes: int | None = None) -> np.ndarray:
   """Hides chosen features over a span (the whole window by default), LSM-2 style.
 
   `features` fixes which features (column indices, LSM order); otherwise
-  `num_features` are drawn at random. span_minutes: None = the whole window.
+  `num_features` are drawn at random. span_minutes: None = the whole window;
+  min_span_minutes: when given, the span is drawn in [min_span_minutes, span].
   Returns bool [T, F], True = hidden. Raises ValueError when num_features is not in
   1..F or the span not in 1..T minutes.
   """
@@ -102,7 +129,7 @@ def sensor_imputation(rng: np.random.Generator, num_features: int = 6,
     if not 1 <= num_features <= f:
       raise ValueError(f"sensor imputation of {num_features} features needs 1..{f}")
     features = rng.choice(f, size=num_features, replace=False)
-  span = t if span_minutes is None else int(span_minutes)
+  span = draw_length(rng, t if span_minutes is None else int(span_minutes), min_span_minutes)
   if not 1 <= span <= t:
     raise ValueError(f"sensor imputation span {span} minutes needs 1..{t}")
   start = int(rng.integers(0, t - span + 1))
@@ -120,11 +147,15 @@ def mixture(rng: np.random.Generator, weights: Mapping[str, float] | str,
   Returns the drawn strategy's bool [T, F] mask. Raises ValueError on bad weights
   (parse_weights).
   """
+  return make(choose(rng, weights), rng, **kwargs)
+
+
+def choose(rng: np.random.Generator, weights: Mapping[str, float] | str) -> str:
+  """One strategy name drawn with the mixture's weights (parse_weights' forms)."""
   weights = parse_weights(weights)
   names = sorted(weights)
   p = np.array([weights[n] for n in names], dtype=np.float64)
-  name = names[int(rng.choice(len(names), p=p / p.sum()))]
-  return make(name, rng, **kwargs)
+  return names[int(rng.choice(len(names), p=p / p.sum()))]
 
 
 def parse_weights(weights: Mapping[str, float] | str) -> dict[str, float]:
@@ -190,9 +221,9 @@ def limit_visible_tokens(rng: np.random.Generator, hidden: np.ndarray,
                          patch: Sequence[int] = PATCH) -> np.ndarray:
   """Hides random extra visible tokens so at most `max_tokens` reach the encoder.
 
-  This is the MAE-style drop with a fixed encoder budget: LSM's 80% random masking
-  leaves exactly 36 of 180 tokens, and other strategies (or a mixture) get the same
-  budget, the surplus being reconstructed like any other hidden patch.
+  This is the MAE-style drop: LSM's 80% random masking leaves exactly 36 of 180 tokens
+  (`encoder_budget` says which budget each strategy gets); the surplus is
+  reconstructed like any other hidden patch.
   hidden, observed: bool [T, F]; max_tokens: patches of `patch` (minutes, features).
   Returns bool [T, F] (hidden itself when within the budget).
   """
@@ -203,3 +234,35 @@ def limit_visible_tokens(rng: np.random.Generator, hidden: np.ndarray,
   drop = np.zeros_like(token_visible)
   drop[rng.choice(idx, size=len(idx) - max_tokens, replace=False)] = True
   return hidden | patching.expand_tokens(drop, patch, hidden.shape)
+
+
+def encoder_budget(strategy: str, random_tokens: int, max_tokens: int | None = None,
+                   adaptive: bool = True) -> int | None:
+  """The encoder token budget of one example drawn with `strategy` (a name, not
+  "mixture"), for limit_visible_tokens; None = every visible token.
+
+  adaptive (after LSM-2's AIM): "random" keeps `random_tokens` (LSM's (1 - 0.8) x 180 =
+  36), the block strategies (interpolation, extrapolation, sensor imputation) keep all
+  their visible tokens, at most `max_tokens` when given, because evaluation shows them
+  the whole visible context. adaptive False: every strategy gets `random_tokens` (the
+  fixed budget of LSM-1's MAE).
+  """
+  if strategy == "random" or not adaptive:
+    return random_tokens
+  return max_tokens
+
+
+def visible_tokens(hidden: np.ndarray, observed: np.ndarray,
+                   patch: Sequence[int] = PATCH) -> int:
+  """How many tokens of `patch` the encoder gets for one bool [T, F] window."""
+  return int(patching.token_any(visible(hidden, observed), patch).sum())
+
+
+def bucket(tokens: int, buckets: Sequence[int]) -> int:
+  """The smallest bucket >= tokens (buckets ascending, the last = the most an encoder
+  can take); the train step is compiled once per bucket, so a handful of buckets
+  bounds the compilations. Raises ValueError when tokens exceeds the last bucket."""
+  for b in buckets:
+    if tokens <= b:
+      return int(b)
+  raise ValueError(f"{tokens} encoder tokens exceed the largest bucket {buckets[-1]}")

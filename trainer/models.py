@@ -1,7 +1,8 @@
 """The LSM masked autoencoder: a ViT over 10-minute x 5-feature patches, in Flax.
 
-The encoder sees only visible tokens (a fixed budget of `max_tokens`, visible
-first; budget slots without a visible token are masked out of attention), the
+The encoder sees only visible tokens (`max_tokens` slots, visible first; slots
+without a visible token are masked out of attention, so one batch can hold windows
+with different numbers of visible tokens: trainer/masking.py's per-strategy budget), the
 lighter decoder sees every token (encoder outputs scattered back, a learned mask
 token elsewhere) and predicts every patch. See trainer/masking.py for how a
 [T, F] hidden mask maps to tokens; the model never receives a hidden value.

@@ -17,6 +17,7 @@ from absl import logging
 import flax.struct
 import jax
 import jax.numpy as jnp
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import ml_collections
 import numpy as np
@@ -25,6 +26,7 @@ import tqdm
 
 from trainer import checkpoints as checkpoints_lib
 from trainer import input_pipeline
+from trainer import masking
 from trainer import models
 from trainer import paths
 from trainer import plots
@@ -114,6 +116,8 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 
 
 def make_train_step(model: models.MAE, tx, max_tokens: int, lr_schedule):
+  """The step at encoder size `max_tokens` (K): every window's visible tokens, at most K
+  (the batch's budget bucket), the empty slots masked out of attention."""
 
   def train_step(state: TrainState, batch):
     visible = batch["observed"] & ~batch["hidden"]
@@ -185,21 +189,20 @@ class Trainer:
     self.mesh = make_mesh(config.batch_size)
     self.tx = optimizer(config)
     self.lr_schedule = schedule(config)
-    self.max_tokens = input_pipeline.encoder_tokens(config)
+    self.buckets = input_pipeline.token_buckets(config)
+    self.max_tokens = self.buckets[-1]
     self.state, self.state_sharding = create_state(config, self.model, self.tx, self.mesh)
     self.batch_sharding = batch_sharding(self.mesh)
-    replicated = NamedSharding(self.mesh, P())
+    self.replicated = NamedSharding(self.mesh, P())
     if config.batch_size % self.mesh.devices.size:
       raise ValueError(f"batch_size {config.batch_size} is not divisible by "
                        f"{self.mesh.devices.size} devices")
-    self.train_step = jax.jit(
-        make_train_step(self.model, self.tx, self.max_tokens, self.lr_schedule),
-        in_shardings=(self.state_sharding, self.batch_sharding),
-        out_shardings=(self.state_sharding, replicated), donate_argnums=0)
+    self.steps: dict[int, Any] = {}   # bucket -> compiled train step (lazily)
+    self.flops: dict[int, float] = {}  # bucket -> FLOPs per step, over the devices
     self.eval_step = jax.jit(
         make_eval_step(self.model),
         in_shardings=(self.state_sharding.params, self.batch_sharding),
-        out_shardings=(replicated, replicated, self.batch_sharding))
+        out_shardings=(self.replicated, self.replicated, self.batch_sharding))
 
   def device_batch(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
     global_batch = self.config.batch_size
@@ -211,12 +214,41 @@ class Trainer:
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
                         self.state)
 
-  def compile(self, batch) -> float:
-    """Compiles the train step once (ahead of time) and returns its FLOPs per step,
-    summed over the devices (XLA counts one device's partition of the program)."""
-    compiled = self.train_step.lower(self.state, batch).compile()
-    self.train_step = compiled
-    return step_flops(compiled) * self.mesh.devices.size
+  def budget(self, batch) -> int:
+    """The batch's encoder size: its largest "tokens" (visible tokens of a window, from
+    input_pipeline.Mask) rounded up to a bucket, the same on every process; the largest
+    bucket for a batch without "tokens". numpy or global jax arrays."""
+    tokens = batch.get("tokens")
+    if tokens is None:
+      return self.buckets[-1]
+    if isinstance(tokens, jax.Array):
+      local = max(int(np.max(np.asarray(s.data))) for s in tokens.addressable_shards)
+    else:
+      local = int(np.max(tokens))
+    if jax.process_count() > 1:
+      local = int(np.max(multihost_utils.process_allgather(np.int32(local))))
+    return masking.bucket(local, self.buckets)
+
+  def compile(self, batch, k: int | None = None) -> float:
+    """Compiles (ahead of time) the train step of bucket k (default: the batch's), once
+    per bucket, and returns its FLOPs per step summed over the devices (XLA counts one
+    device's partition of the program)."""
+    k = self.budget(batch) if k is None else k
+    if k not in self.steps:
+      step = jax.jit(make_train_step(self.model, self.tx, k, self.lr_schedule),
+                     in_shardings=(self.state_sharding, self.batch_sharding),
+                     out_shardings=(self.state_sharding, self.replicated), donate_argnums=0)
+      self.steps[k] = step.lower(self.state, batch).compile()
+      self.flops[k] = step_flops(self.steps[k]) * self.mesh.devices.size
+    return self.flops[k]
+
+  def train_step(self, state: TrainState, batch, k: int | None = None
+                 ) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One step at bucket k (default: the batch's; compiled on first use); returns
+    (state, metrics)."""
+    k = self.budget(batch) if k is None else k
+    self.compile(batch, k)
+    return self.steps[k](state, batch)
 
   def evaluate(self, batches: list[dict[str, np.ndarray]]):
     """Validation MSE over the batches (exact average over positions) + first recon."""
@@ -258,9 +290,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     save_config(config, workdir)
   iterator = input_pipeline.train_iterator(config)  # a bad data dir fails before compiling
   trainer = Trainer(config)
-  logging.info("model %s: %d parameters, %d devices, encoder budget %d of %d tokens",
+  logging.info("model %s: %d parameters, %d devices, encoder sizes %s of %d tokens",
                config.size, models.count_params(trainer.model_config),
-               trainer.mesh.devices.size, trainer.max_tokens, trainer.model_config.num_tokens)
+               trainer.mesh.devices.size, trainer.buckets, trainer.model_config.num_tokens)
 
   ckpts = checkpoints_lib.Checkpoints(workdir, config.keep_checkpoints,
                                       config.async_checkpoints)
@@ -279,18 +311,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   total = config.num_train_steps
   bar = tqdm.tqdm(total=total, initial=start, desc="train", unit="step",
                   disable=not (lead and config.progress_bar), dynamic_ncols=True)
-  flops = None
   result: dict[str, Any] = {"step": start}
-  window_losses = []
+  window_losses, window_flops, window_tokens = [], [], []
   window_start = time.perf_counter()
   window_steps = 0
+  run_flops = []
   try:
     for step in range(start + 1, total + 1):
       batch, iterator_state = next(batches)
-      if flops is None:
-        flops = trainer.compile(batch)
-        window_start = time.perf_counter()
-      trainer.state, metrics = trainer.train_step(trainer.state, batch)
+      k = trainer.budget(batch)
+      if k not in trainer.steps:
+        compile_start = time.perf_counter()
+        trainer.compile(batch, k)
+        window_start += time.perf_counter() - compile_start  # compiling is not training
+      window_flops.append(trainer.flops[k])
+      window_tokens.append(k)
+      trainer.state, metrics = trainer.train_step(trainer.state, batch, k)
       metrics = jax.device_get(metrics)
       loss = float(metrics["loss"])
       if not (np.isfinite(loss) and np.isfinite(metrics["grad_norm"])):
@@ -310,12 +346,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                    "learning_rate": float(metrics["learning_rate"]),
                    "grad_norm": float(metrics["grad_norm"]),
                    "windows_per_second": steps_per_s * config.batch_size,
-                   "flops_per_second": steps_per_s * (flops or 0.0)}
+                   "flops_per_second": steps_per_s * float(np.mean(window_flops)),
+                   "encoder_tokens": float(np.mean(window_tokens))}
         writer.scalars(step, scalars)
         result.update(scalars)
         logging.info("step %d: %s", step,
                      ", ".join(f"{k} {v:.4g}" for k, v in scalars.items()))
-        window_losses, window_steps = [], 0
+        run_flops += window_flops
+        window_losses, window_flops, window_tokens, window_steps = [], [], [], 0
         window_start = time.perf_counter()
       valid_loss = None
       if valid and (step % config.eval_every_steps == 0 or step == total):
@@ -337,7 +375,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if hasattr(iterator, "close"):
       iterator.close()
   result["parameters"] = models.count_params(trainer.model_config)
-  result["flops_per_step"] = flops or 0.0
+  result["flops_per_step"] = float(np.mean(run_flops)) if run_flops else 0.0
   return result
 
 

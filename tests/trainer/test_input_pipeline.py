@@ -13,14 +13,83 @@ from trainer import input_pipeline as ip
 from trainer import patching
 
 
-def test_batches_hold_masked_windows_within_the_token_budget(data_dir, make_config):
+def test_batches_hold_masked_windows_and_their_encoder_token_counts(data_dir, make_config):
   config = make_config(data_dir)
   batch = next(ip.train_iterator(config))
   assert batch["values"].shape == (8, 300, 26) and batch["values"].dtype == np.float32
   assert batch["observed"].dtype == bool and batch["hidden"].dtype == bool
   visible = batch["observed"] & ~batch["hidden"]
-  assert (patching.token_any(visible, (10, 5)).sum(-1) <= ip.encoder_tokens(config)).all()
+  np.testing.assert_array_equal(batch["tokens"],
+                                patching.token_any(visible, (10, 5)).sum(-1))
+  assert batch["tokens"].dtype == np.int32
   assert not batch["values"][~batch["observed"]].any()  # missing stays zero after noise
+
+
+def test_a_random_masking_window_keeps_lsms_36_encoder_tokens(data_dir, make_config):
+  config = make_config(data_dir, **{"mask.strategy": "random"})
+  batch = next(ip.train_iterator(config))
+  assert (batch["tokens"] <= 36).all() and batch["tokens"].max() == 36
+
+
+@pytest.mark.parametrize("adaptive", [True, False])
+def test_an_interpolation_window_keeps_all_its_visible_tokens(data_dir, make_config,
+                                                              adaptive):
+  """Adaptive budget: the hidden mask is exactly the 60-minute block (nothing dropped
+  beside it); the fixed budget of LSM-1 drops all but 36 tokens."""
+  config = make_config(data_dir, **{"mask.strategy": "interpolation", "mask.min_gap_minutes": 0,
+                                    "mask.adaptive_budget": adaptive, "augment.enabled": False})
+  batch = next(ip.train_iterator(config))
+  if adaptive:
+    assert (batch["hidden"].sum(axis=(1, 2)) == 60 * 26).all()
+    assert (batch["hidden"].all(axis=2).sum(axis=1) == 60).all()
+    assert batch["tokens"].min() > 100
+  else:
+    assert batch["tokens"].max() == 36
+
+
+def test_a_mixture_draws_one_strategy_per_batch_and_all_over_the_stream(data_dir, make_config):
+  """Per batch: every window of a batch has the same kind of mask (random: 36 tokens;
+  extrapolation: the last 60 minutes hidden); over batches both strategies appear."""
+  config = make_config(data_dir, **{"mask.weights": "random:1,extrapolation:1",
+                                    "mask.min_gap_minutes": 0, "augment.enabled": False})
+  ds = ip.dataset(config, "train", train=True)
+  kinds = []
+  for i in range(12):
+    batch = ds[i]
+    tail = batch["hidden"][:, -60:].all(axis=(1, 2))
+    assert tail.all() or not tail.any()
+    kinds.append(bool(tail.all()))
+    if not tail.any():
+      assert (batch["tokens"] <= 36).all()
+  assert 0 < sum(kinds) < 12
+  per_window = make_config(data_dir, **{"mask.weights": "random:1,extrapolation:1",
+                                        "mask.per_batch": False, "mask.min_gap_minutes": 0,
+                                        "augment.enabled": False})
+  tails = ip.dataset(per_window, "train", train=True)[0]["hidden"][:, -60:].all(axis=(1, 2))
+  assert 0 < tails.sum() < 8  # drawn per window (8 windows, each strategy half the time)
+
+
+@pytest.mark.parametrize("overrides, want", [
+    ({}, (36, 72, 108, 144, 180)),
+    ({"mask.token_buckets": "100, 36"}, (36, 100, 180)),
+    ({"mask.max_encoder_tokens": 120}, (36, 72, 108, 120)),
+    ({"mask.adaptive_budget": False}, (36,)),
+    ({"mask.adaptive_budget": False, "mask.encoder_tokens": 108}, (108,)),
+])
+def test_token_buckets(overrides, want):
+  from trainer.configs import mae  # pylint: disable=g-import-not-at-top
+  config = mae.get_config("nano")
+  for key, value in overrides.items():
+    config.mask[key.split(".")[1]] = value
+  assert ip.token_buckets(config) == want
+
+
+def test_malformed_token_buckets_are_named():
+  from trainer.configs import mae  # pylint: disable=g-import-not-at-top
+  config = mae.get_config("nano")
+  config.mask.token_buckets = "36,lots"
+  with pytest.raises(ValueError, match="token_buckets '36,lots': expected comma-separated"):
+    ip.token_buckets(config)
 
 
 def test_iterator_state_resumes_exactly(data_dir, make_config):

@@ -2,7 +2,10 @@
 defaults that departs from the paper breaks one of these tests.
 
 The numbers are written out here rather than read from the config, so each test
-checks the product against the paper, not against itself.
+checks the product against the paper, not against itself. Where the default recipe
+departs from the paper (trainer/configs/mae.py says where and why: the masking mixture
+and the learning rate), the paper's setting stays one switch away and is pinned there:
+learning_rate 0 is LSM's rule, and the random strategy hides LSM's 80%.
 """
 
 import jax.numpy as jnp
@@ -32,6 +35,7 @@ def test_optimizer_is_lsms_adamw_with_clipping():
 
 def test_learning_rate_is_5e3_at_batch_4096_scaled_linearly():
   config = mae.get_config("tiny")
+  config.learning_rate = 0.0  # LSM's rule (the CPU default sets its own rate)
   config.batch_size = 4096
   assert train.learning_rate(config) == 5e-3
   config.batch_size = 32
@@ -40,6 +44,7 @@ def test_learning_rate_is_5e3_at_batch_4096_scaled_linearly():
 
 def test_schedule_warms_up_linearly_over_5_percent_then_cosine_to_zero():
   config = mae.get_config("tiny")
+  config.learning_rate = 0.0  # LSM's rule
   config.batch_size, config.num_train_steps = 4096, 1000
   lr = train.schedule(config)
   assert float(lr(0)) == 0.0
@@ -61,8 +66,13 @@ def test_augmentations_are_lsms():
 
 
 def test_random_masking_hides_80_percent_of_10x5_patches():
+  """The random strategy (in the default mixture) hides LSM's 80% of 10 x 5 patches
+  and its windows keep LSM's encoder budget of 36 tokens."""
   config = mae.get_config("tiny")
-  assert config.mask.strategy == "random" and config.mask.ratio == 0.8
+  assert config.mask.ratio == 0.8
+  assert config.mask.strategy == "random" or (
+      config.mask.strategy == "mixture"
+      and masking.parse_weights(config.mask.weights).get("random", 0) > 0)
   assert tuple(config.model.patch) == (10, 5)
   model = models.ModelConfig.from_config(config.model)
   assert model.grid == (30, 6) and model.num_tokens == 180
@@ -70,6 +80,7 @@ def test_random_masking_hides_80_percent_of_10x5_patches():
   hidden_tokens = masking.patching.token_any(hidden, (10, 5))
   assert hidden_tokens.sum() == 144  # round(0.8 * 180); the encoder sees 36
   assert input_pipeline.encoder_tokens(config) == 36
+  assert input_pipeline.strategy_budget(config)("random") == 36
 
 
 def test_loss_is_the_mse_over_hidden_positions_only():

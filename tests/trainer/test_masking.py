@@ -100,3 +100,51 @@ def test_limit_visible_tokens_keeps_budget_and_only_grows_hidden():
   assert patching.token_any(masking.visible(limited, observed), (10, 5)).sum() == 36
   few = masking.random_patches(r, ratio=0.9)
   assert np.array_equal(masking.limit_visible_tokens(r, few, observed, 36), few)
+
+
+def test_encoder_budget_follows_the_strategy():
+  """AIM-style: random keeps LSM's 36 tokens, the block strategies every visible token
+  (or the cap); without adaptive budgets every strategy gets 36."""
+  assert masking.encoder_budget("random", 36) == 36
+  for name in ("interpolation", "extrapolation", "sensor_imputation"):
+    assert masking.encoder_budget(name, 36) is None
+    assert masking.encoder_budget(name, 36, max_tokens=120) == 120
+    assert masking.encoder_budget(name, 36, adaptive=False) == 36
+
+
+@pytest.mark.parametrize("tokens, want", [(1, 36), (36, 36), (37, 72), (144, 144),
+                                          (150, 180), (180, 180)])
+def test_bucket_rounds_up(tokens, want):
+  assert masking.bucket(tokens, (36, 72, 108, 144, 180)) == want
+
+
+def test_bucket_refuses_more_tokens_than_the_largest():
+  with pytest.raises(ValueError, match="181 encoder tokens exceed the largest bucket 180"):
+    masking.bucket(181, (36, 180))
+
+
+def test_visible_tokens_counts_tokens_with_a_visible_position():
+  observed = np.ones(SHAPE, bool)
+  assert masking.visible_tokens(np.zeros(SHAPE, bool), observed) == 180
+  gap = masking.interpolation(rng(), gap_minutes=30)
+  # 2 or 3 whole 10-minute rows hidden; a partly hidden row stays visible
+  assert masking.visible_tokens(gap, observed) in (180 - 12, 180 - 18)
+
+
+def test_gap_and_span_lengths_are_drawn_between_the_minimum_and_the_maximum():
+  interp = {int(masking.interpolation(rng(s), 60, min_gap_minutes=10).all(1).sum())
+            for s in range(60)}
+  extrap = {int(masking.extrapolation(60, rng=rng(s), min_gap_minutes=10).all(1).sum())
+            for s in range(60)}
+  spans = {int(masking.sensor_imputation(rng(s), 2, min_span_minutes=60).any(1).sum())
+           for s in range(60)}
+  for lengths, lo, hi in ((interp, 10, 60), (extrap, 10, 60), (spans, 60, 300)):
+    assert min(lengths) >= lo and max(lengths) <= hi and len(lengths) > 10
+  assert int(masking.extrapolation(60).all(1).sum()) == 60  # fixed without a minimum
+
+
+def test_choose_draws_only_the_weighted_names_in_their_proportions():
+  names = [masking.choose(rng(s), "random:3,interpolation:1,extrapolation:0")
+           for s in range(400)]
+  assert set(names) == {"random", "interpolation"}
+  assert 0.65 < names.count("random") / 400 < 0.85

@@ -102,3 +102,30 @@ def test_batched_attention_equals_flax_attention_with_masked_slots():
   for m in (None, mask):
     np.testing.assert_allclose(models.batched_attention(q, k, v, mask=m),
                                nn.dot_product_attention(q, k, v, mask=m), rtol=1e-5, atol=1e-6)
+
+
+def test_a_mixed_budget_batch_reconstructs_and_scores_like_each_window_alone():
+  """A random window (36 visible tokens) and an interpolation window (all its ~170)
+  in one batch at K = 180: the padding slots are masked out of attention, so each
+  window's reconstruction, and the batch's loss, equal those of the windows encoded
+  one at a time at their own K."""
+  config = model_config("nano")
+  model = models.MAE(config)
+  r = np.random.default_rng(2)
+  values = r.normal(size=(2, 300, 26)).astype(np.float32)
+  observed = r.random((2, 300, 26)) > 0.1
+  hidden = np.stack([masking.random_patches(r, 0.8), masking.interpolation(r, 30)])
+  visible = observed & ~hidden
+  tokens = [masking.visible_tokens(h, o) for h, o in zip(hidden, observed)]
+  assert tokens[0] <= 36 < 150 < tokens[1]
+  params = jax.jit(model.init)(jax.random.key(0), values, visible)
+  apply = jax.jit(model.apply, static_argnums=3)
+  mixed = np.asarray(apply(params, values, visible, 180))
+  alone = np.concatenate([np.asarray(apply(params, values[i:i + 1], visible[i:i + 1], k))
+                          for i, k in enumerate(tokens)])
+  np.testing.assert_allclose(mixed, alone, atol=1e-5)
+  loss = models.reconstruction_loss(mixed, values, hidden, observed)
+  parts = [models.reconstruction_loss(alone[i:i + 1], values[i:i + 1], hidden[i:i + 1],
+                                      observed[i:i + 1]) for i in range(2)]
+  np.testing.assert_allclose(float(loss[0]), float(sum(p[1] for p in parts))
+                             / float(sum(p[2] for p in parts)), rtol=1e-5)

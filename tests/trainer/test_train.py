@@ -305,3 +305,28 @@ def test_commands_split_the_cpu_into_one_device_per_core(python, subprocess_env,
   expected = [cores, max(d for d in range(1, cores + 1) if 15 % d == 0),
               max(d for d in range(1, cores + 1) if 32 % d == 0)]
   assert [int(x) for x in out.stdout.split()] == expected
+
+
+def test_the_train_step_is_compiled_once_per_token_bucket(data_dir, make_config,
+                                                          monkeypatch):
+  """Batches of 36 (random) and up to 180 (gap) visible tokens run at their bucket's
+  encoder size; each bucket compiles once, whatever the number of steps."""
+  config = make_config(data_dir, **{"mask.weights": "random:1,interpolation:1"})
+  built = []
+  make_step = train.make_train_step
+  monkeypatch.setattr(train, "make_train_step",
+                      lambda model, tx, k, lr: built.append(k) or make_step(model, tx, k, lr))
+  trainer = train.Trainer(config)
+  assert trainer.buckets == (36, 72, 108, 144, 180)
+  iterator = ip.train_iterator(config)
+  used = []
+  for _ in range(10):
+    batch = trainer.device_batch(next(iterator))
+    k = trainer.budget(batch)
+    assert k == min(b for b in trainer.buckets if b >= int(np.max(batch["tokens"])))
+    trainer.state, metrics = trainer.train_step(trainer.state, batch)
+    assert np.isfinite(float(metrics["loss"]))
+    used.append(k)
+  assert 36 in used and max(used) > 36  # both kinds of batch ran
+  assert sorted(built) == sorted(set(used)) and len(built) <= len(trainer.buckets)
+  assert trainer.budget({"values": batch["values"]}) == 180  # no counts: the largest

@@ -20,6 +20,7 @@ def get_config(size: str = "b") -> ml_collections.ConfigDict:
   config.model.dtype = "bfloat16"
   # LSM's global batch (LSM_FACTS.md); learning_rate 0 keeps LSM's 5e-3 at 4096.
   config.batch_size = 4096
+  config.learning_rate = 0.0  # LSM's rule (mae.py's CPU default is 1e-3)
   config.num_train_steps = 50_000  # LSM's schedule
   # Decoding and augmenting 4096 windows a step outruns one host thread: Grain worker
   # processes (two per GPU of an 8-GPU host) keep the GPUs fed.

@@ -21,6 +21,7 @@ def get_config(size: str = "b") -> ml_collections.ConfigDict:
   # LSM's recipe (LSM_FACTS.md): global batch 4096, 50k steps, lr 5e-3 at 4096
   # (learning_rate 0 keeps it).
   config.batch_size = 4096
+  config.learning_rate = 0.0  # LSM's rule (mae.py's CPU default is 1e-3)
   config.num_train_steps = 50_000
   # A slice is several hosts: each runs the same command and jax.distributed joins
   # them (the TPU runtime supplies the coordinator); each host reads its own share.
