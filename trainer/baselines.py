@@ -185,7 +185,9 @@ def fit_cross_feature(values: np.ndarray, observed: np.ndarray, *, max_rows: int
   instead of 0.459 on sensor_imputation_12 (the generative benchmark's data). Per
   feature, max_rows minutes where it was observed are drawn (seeded); a feature never
   observed gets no regressor (None: its prediction is 0, the training
-  mean in normalised units). One thread per fit: OpenMP threads on shared cores made
+  mean in normalised units), and one with no other feature observed beside it (e.g. a
+  heart-rate-only export) gets (empty indices, None): cross_feature leaves it to the
+  window's own linear interpolation in time. One thread per fit: OpenMP threads on shared cores made
   a fit up to 40x slower (1.2 s with one thread, 44 s with two, on 2 loaded cores).
 
   values float32 [N, T, F] (normalised), observed bool [N, T, F]; returns a list of F
@@ -212,6 +214,9 @@ def fit_cross_feature(values: np.ndarray, observed: np.ndarray, *, max_rows: int
     # that is NaN throughout); the target never predicts itself.
     columns = np.array([c for c in range(f) if c != k and np.isfinite(inputs[:, c]).any()],
                        dtype=int)
+    if not columns.size:
+      regressors.append((columns, None))
+      continue
     regressor = HistGradientBoostingRegressor(max_iter=max_iter, random_state=seed)
     with threadpoolctl.threadpool_limits(1):
       regressors.append((columns, regressor.fit(inputs[:, columns], rows[where, k])))
@@ -221,7 +226,8 @@ def fit_cross_feature(values: np.ndarray, observed: np.ndarray, *, max_rows: int
 def cross_feature(values: np.ndarray, observed: np.ndarray, hidden: np.ndarray, *,
                   regressors: Sequence[Any]) -> np.ndarray:
   """Each position that is not visible, predicted from the same minute's visible
-  features by fit_cross_feature's regressors (0 for a feature without one).
+  features by fit_cross_feature's regressors (0 for a feature never observed in
+  training; linear interpolation in time for one with no other feature to regress on).
 
   At a minute where no feature is visible (an interpolation or extrapolation gap) the
   regressor could only give about the training mean, so the window's own linear
@@ -246,6 +252,8 @@ def cross_feature(values: np.ndarray, observed: np.ndarray, hidden: np.ndarray, 
         filled[wanted, k] = 0
         continue
       columns, regressor = fitted
+      if regressor is None:
+        continue
       with threadpoolctl.threadpool_limits(1):  # see fit_cross_feature
         filled[wanted, k] = regressor.predict(rows[np.ix_(wanted, columns)])
   return np.where(visible, x, filled.reshape(n, t, f)).astype(np.float32)

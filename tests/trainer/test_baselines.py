@@ -171,3 +171,20 @@ def test_cross_feature_never_reads_hidden_or_missing_values_and_is_seeded(regres
       baselines.cross_feature(values, observed, hidden, regressors=regressors))
   with pytest.raises(ValueError, match="3 regressors for 4 features"):
     baselines.cross_feature(values, observed, hidden, regressors=regressors[:3])
+
+
+def test_cross_feature_on_a_single_feature_export_falls_back_to_interpolation():
+  """A heart-rate-only export (Fitbit heartrate_seconds): no other feature is ever
+  observed beside HR, so there is nothing to regress on; lsm-eval crashed in
+  scikit-learn (`Found array with 0 feature(s)`) before this was handled."""
+  values, observed = related_windows(20, seed=5)
+  observed[..., 1:] = False
+  fitted = baselines.fit_cross_feature(values, observed, max_rows=500, max_iter=10)
+  columns, regressor = fitted[0]
+  assert columns.size == 0 and regressor is None
+  assert fitted[1:] == [None, None, None]
+  hidden = np.zeros_like(observed)
+  hidden[:, 10:25, 0] = True
+  predictions = baselines.cross_feature(values, observed, hidden, regressors=fitted)
+  line = baselines.linear_interpolation(values, observed, hidden)
+  np.testing.assert_array_equal(predictions[..., 0], line[..., 0])
