@@ -38,7 +38,7 @@ so the physical errors of a clipped feature are lower bounds (benchmarks/
 heavy_tail_transform.py measures what the clip costs).
 
 Default: tiny model, HR 1,000 steps and steps 400 of batch 32, 300 test windows,
-MICE max_iter 5: about 20 minutes on 2 otherwise idle CPU cores (2026-12-01, default
+MICE max_iter 5: about 15 minutes on 2 otherwise idle CPU cores (2026-12-01, default
 recipe: HR training 7.4 minutes, steps training 3.1, each evaluation about a minute). --quick: about 6 minutes,
 plumbing only. A stage is skipped when its output exists (the pipeline's manifest; lsm-eval's
 results for the trained step skip training and evaluation) and stage wall times
