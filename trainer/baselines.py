@@ -182,8 +182,8 @@ def fit_cross_feature(values: np.ndarray, observed: np.ndarray, *, max_rows: int
   with a probability drawn per row from U(0, 1): the regressor learns to predict from
   any subset of visible features, down to none (then it gives about the training
   mean); without it MAE was 0.627 instead of 0.569 on random_imputation_80 and 0.499
-  instead of 0.459 on sensor_imputation_12 (the generative benchmark's data). Per
-  feature, max_rows minutes where it was observed are drawn (seeded); a feature never
+  instead of 0.459 on sensor_imputation_12 (the generative benchmark's earlier 24 x 6
+  cohort). Per feature, max_rows minutes where it was observed are drawn (seeded); a feature never
   observed gets no regressor (None: its prediction is 0, the training
   mean in normalised units), and one with no other feature observed beside it (e.g. a
   heart-rate-only export) gets (empty indices, None): cross_feature leaves it to the
@@ -231,10 +231,10 @@ def cross_feature(values: np.ndarray, observed: np.ndarray, hidden: np.ndarray, 
 
   At a minute where no feature is visible (an interpolation or extrapolation gap) the
   regressor could only give about the training mean, so the window's own linear
-  interpolation in time fills it instead. Measured on the generative benchmark's data
-  (benchmarks/README.md, "Baseline quality"): MAE 0.569 instead of 0.606 with the
-  regressors' all-missing value on random_imputation_80, and linear interpolation's
-  0.544 instead of 0.722 on interpolation_30m. Shapes, dtypes and errors as every baseline (module docstring,
+  interpolation in time fills it instead. Measured on the generative benchmark's earlier
+  24 x 6 cohort (one-off runs): MAE 0.569 instead of 0.606 with the regressors'
+  all-missing value on random_imputation_80, and linear interpolation's 0.544 instead
+  of 0.722 on interpolation_30m. Shapes, dtypes and errors as every baseline (module docstring,
   visible_inputs); also ValueError when there is not one regressor per feature.
   """
   import threadpoolctl
