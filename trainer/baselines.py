@@ -183,11 +183,12 @@ def fit_cross_feature(values: np.ndarray, observed: np.ndarray, *, max_rows: int
   any subset of visible features, down to none (then it gives about the training
   mean); without it MAE was 0.627 instead of 0.569 on random_imputation_80 and 0.499
   instead of 0.459 on sensor_imputation_12 (the generative benchmark's earlier 24 x 6
-  cohort). Per feature, max_rows minutes where it was observed are drawn (seeded); a feature never
-  observed gets no regressor (None: its prediction is 0, the training
+  cohort). Per feature, max_rows minutes where it was observed are drawn (seeded); a
+  feature never observed gets no regressor (None: its prediction is 0, the training
   mean in normalised units), and one with no other feature observed beside it (e.g. a
   heart-rate-only export) gets (empty indices, None): cross_feature leaves it to the
-  window's own linear interpolation in time. One thread per fit: OpenMP threads on shared cores made
+  window's own linear interpolation in time. One thread per fit: OpenMP threads on
+  shared cores made
   a fit up to 40x slower (1.2 s with one thread, 44 s with two, on 2 loaded cores).
 
   values float32 [N, T, F] (normalised), observed bool [N, T, F]; returns a list of F
