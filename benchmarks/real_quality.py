@@ -163,13 +163,17 @@ def margin(model: float, baseline: float) -> float | None:
   return None if not baseline else (baseline - model) / baseline
 
 
-def run(stage: str, args: list[str], timings: dict[str, float]) -> None:
-  """Runs one stage as `python -m MODULE ...` with this checkout first on the path."""
+def run(stage: str, args: list[str], timings: dict[str, float], out: str) -> None:
+  """Runs one stage as `python -m MODULE ...` with this checkout first on the path,
+  and records its wall time in OUT/seconds.json at once (a later stage that fails
+  does not lose it)."""
   env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
   print(f"== {stage}: {' '.join(args)}", flush=True)
   started = time.perf_counter()
   subprocess.run([sys.executable, *args], check=True, env=env, cwd=REPO)
   timings[stage] = round(time.perf_counter() - started, 1)
+  with open(os.path.join(out, "seconds.json"), "w") as f:
+    json.dump(timings, f, indent=1)
 
 
 def pipeline_args(cohort: Cohort, folder: pathlib.Path, out: str, key_file: str,
@@ -278,22 +282,26 @@ def run_cohort(name: str, cohort: Cohort, data_root: pathlib.Path, out: str,
     f.write(KEY + "\n")
   if not os.path.exists(os.path.join(data, "manifest.json")):
     run(f"{name} pipeline", pipeline_args(cohort, data_root / cohort.folder, data, key,
-                                          profile["stride"]), timings)
+                                          profile["stride"]), timings, out)
   feature = FEATURE_NAMES.index(cohort.feature)
   splits = check_split(*split_windows(data, feature))
   steps = profile["steps"][name]
   results = _results(work)
   if results is None or results["meta"]["checkpoint_step"] != steps:
-    run(f"{name} train", ["-m", "trainer", "--config",
-                          f"trainer/configs/mae.py:{profile['size']}", "--workdir", work,
-                          f"--config.data_dir={data}", f"--config.num_train_steps={steps}",
-                          f"--config.batch_size={profile['batch']}",
-                          f"--config.seed={seed}", "--config.progress_bar=False"], timings)
+    # A finished training stage (its last checkpoint written) is not rerun, so its
+    # recorded time stays that of the run that trained.
+    if not os.path.isdir(os.path.join(work, "checkpoints", str(steps))):
+      run(f"{name} train", ["-m", "trainer", "--config",
+                            f"trainer/configs/mae.py:{profile['size']}", "--workdir", work,
+                            f"--config.data_dir={data}", f"--config.num_train_steps={steps}",
+                            f"--config.batch_size={profile['batch']}",
+                            f"--config.seed={seed}", "--config.progress_bar=False"],
+          timings, out)
     run(f"{name} eval", ["-m", "trainer.evaluate", f"--workdir={work}", f"--data={data}",
                          f"--tasks={','.join(TASKS)}",
                          f"--max_windows={profile['max_windows']}",
                          f"--mice_max_iter={profile['mice_max_iter']}", f"--seed={seed}",
-                         "--step=latest"], timings)
+                         "--step=latest"], timings, out)
     results = _results(work)
   with open(os.path.join(data, "manifest.json")) as f:
     manifest = json.load(f)
@@ -346,8 +354,6 @@ def main() -> None:
   for name in args.only or COHORTS:
     cohorts[name] = run_cohort(name, COHORTS[name], data_root, out, profile, args.seed,
                                timings)
-    with open(timings_path, "w") as f:
-      json.dump(timings, f, indent=1)
     for task, row in cohorts[name]["tasks"].items():
       m = row["methods"]
       unit = f"mae_{cohorts[name]['unit']}"
