@@ -203,6 +203,20 @@ def mask_kwargs(mask_config: ml_collections.ConfigDict, patch: Sequence[int]) ->
   return kwargs
 
 
+def check_mask(config: ml_collections.ConfigDict) -> None:
+  """Draws one mask of every strategy config.mask trains with, so that a setting no
+  mask can be drawn with (a ratio above 1, a minimum gap above the longest, an unknown
+  mixture name) stops the run before anything compiles, not at the first batch that
+  draws it. Raises masking.MaskConfigError naming the setting."""
+  kwargs = mask_kwargs(config.mask, config.model.patch)
+  weights = kwargs.pop("weights", None)
+  names = (list(masking.parse_weights(weights)) if config.mask.strategy == "mixture"
+           else [config.mask.strategy])
+  rng = np.random.default_rng(0)
+  for name in names:
+    masking.make(name, rng, **kwargs)
+
+
 def num_tokens(config: ml_collections.ConfigDict, window: Sequence[int] = WINDOW) -> int:
   """Tokens of a whole window (180 for 300 x 26 in 10 x 5 patches)."""
   nt, nf = patching.grid(window, config.model.patch)

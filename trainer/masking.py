@@ -43,6 +43,11 @@ SHAPE = (WINDOW_MINUTES, NUM_FEATURES)
 PATCH = (PATCH_MINUTES, PATCH_FEATURES)
 
 
+class MaskConfigError(ValueError):
+  """A masking setting no mask can be drawn with: a config error, reported by the
+  commands as one line (trainer/cli.py)."""
+
+
 def random_patches(rng: np.random.Generator, ratio: float = 0.8,
                    patch: Sequence[int] = PATCH,
                    shape: Sequence[int] = SHAPE) -> np.ndarray:
@@ -52,7 +57,7 @@ def random_patches(rng: np.random.Generator, ratio: float = 0.8,
   Returns bool [T, F], True = hidden. Raises ValueError when ratio is outside [0, 1].
   """
   if not 0.0 <= ratio <= 1.0:
-    raise ValueError(f"mask ratio must be in [0, 1], got {ratio}")
+    raise MaskConfigError(f"mask ratio must be in [0, 1], got {ratio}")
   nt, nf = patching.grid(shape, patch)
   n = nt * nf
   hidden_tokens = np.zeros(n, dtype=bool)
@@ -61,12 +66,17 @@ def random_patches(rng: np.random.Generator, ratio: float = 0.8,
 
 
 def draw_length(rng: np.random.Generator, length: int, min_length: int | None) -> int:
-  """`length`, or (when min_length is given and smaller) a length drawn uniformly from
-  [min_length, length] minutes: one strategy then trains on short and long gaps alike."""
-  if min_length is None or min_length >= length:
+  """`length`, or (when min_length is given) a length drawn uniformly from
+  [min_length, length] minutes: one strategy then trains on short and long gaps alike.
+  Raises MaskConfigError when min_length is below 1 or above length."""
+  if min_length is not None and min_length > length:
+    raise MaskConfigError(f"minimum length {min_length} minutes exceeds the longest, "
+                          f"{length} minutes (config.mask.min_gap_minutes / "
+                          "min_span_minutes must not exceed gap_minutes / span_minutes)")
+  if min_length is None or min_length == length:
     return int(length)
   if min_length < 1:
-    raise ValueError(f"minimum length {min_length} minutes needs to be at least 1")
+    raise MaskConfigError(f"minimum length {min_length} minutes needs to be at least 1")
   return int(rng.integers(min_length, length + 1))
 
 
@@ -84,7 +94,7 @@ def interpolation(rng: np.random.Generator, gap_minutes: int = 60,
   t, f = shape
   gap_minutes = draw_length(rng, gap_minutes, min_gap_minutes)
   if not 1 <= gap_minutes <= t - 2:
-    raise ValueError(f"interpolation gap of {gap_minutes} minutes does not fit strictly "
+    raise MaskConfigError(f"interpolation gap of {gap_minutes} minutes does not fit strictly "
                      f"inside a {t}-minute window")
   start = int(rng.integers(1, t - gap_minutes))  # start in [1, t - gap - 1]
   hidden = np.zeros((t, f), dtype=bool)
@@ -105,7 +115,7 @@ def extrapolation(gap_minutes: int = 60, shape: Sequence[int] = SHAPE,
   if min_gap_minutes is not None:
     gap_minutes = draw_length(rng, gap_minutes, min_gap_minutes)
   if not 1 <= gap_minutes <= t - 1:
-    raise ValueError(f"extrapolation gap of {gap_minutes} minutes needs 1..{t - 1}")
+    raise MaskConfigError(f"extrapolation gap of {gap_minutes} minutes needs 1..{t - 1}")
   hidden = np.zeros((t, f), dtype=bool)
   hidden[t - gap_minutes:] = True
   return hidden
@@ -127,11 +137,11 @@ def sensor_imputation(rng: np.random.Generator, num_features: int = 6,
   t, f = shape
   if features is None:
     if not 1 <= num_features <= f:
-      raise ValueError(f"sensor imputation of {num_features} features needs 1..{f}")
+      raise MaskConfigError(f"sensor imputation of {num_features} features needs 1..{f}")
     features = rng.choice(f, size=num_features, replace=False)
   span = draw_length(rng, t if span_minutes is None else int(span_minutes), min_span_minutes)
   if not 1 <= span <= t:
-    raise ValueError(f"sensor imputation span {span} minutes needs 1..{t}")
+    raise MaskConfigError(f"sensor imputation span {span} minutes needs 1..{t}")
   start = int(rng.integers(0, t - span + 1))
   hidden = np.zeros((t, f), dtype=bool)
   hidden[start:start + span, np.asarray(features, dtype=int)] = True
@@ -169,12 +179,16 @@ def parse_weights(weights: Mapping[str, float] | str) -> dict[str, float]:
     try:
       weights = {name.strip(): float(w) for name, w in items}
     except ValueError:
-      raise ValueError(f"mixture weights {weights!r}: expected 'name:weight,...'") from None
+      raise MaskConfigError(f"mixture weights {weights!r}: expected 'name:weight,...'") from None
   weights = dict(weights)
-  unknown = set(weights) - set(STRATEGIES) | ({"mixture"} & set(weights))
-  if unknown or not weights or min(weights.values()) < 0 or sum(weights.values()) <= 0:
-    raise ValueError(f"mixture weights {weights}: need non-negative weights over "
-                     f"{sorted(set(STRATEGIES) - {'mixture'})}")
+  names = sorted(set(STRATEGIES) - {"mixture"})
+  unknown = sorted(set(weights) - set(names))
+  if unknown:
+    raise MaskConfigError(f"mixture weights {weights}: unknown strategy {unknown}; "
+                          f"expected names from {names}")
+  if not weights or min(weights.values()) < 0 or sum(weights.values()) <= 0:
+    raise MaskConfigError(f"mixture weights {weights}: need non-negative weights with a "
+                          f"positive sum over {names}")
   return weights
 
 
@@ -196,7 +210,7 @@ def make(strategy: str, rng: np.random.Generator, **kwargs: Any) -> np.ndarray:
   try:
     fn = STRATEGIES[strategy]
   except KeyError:
-    raise ValueError(f"unknown masking strategy {strategy!r}; "
+    raise MaskConfigError(f"unknown masking strategy {strategy!r}; "
                      f"expected one of {sorted(STRATEGIES)}") from None
   params = inspect.signature(fn).parameters
   if "kwargs" in params:

@@ -284,6 +284,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   maybe_initialise_distributed(config)
   if not config.data_dir:
     raise ValueError("config.data_dir is empty: pass --config.data_dir=PIPELINE_OUTPUT_DIR")
+  input_pipeline.check_mask(config)
   paths.makedirs(workdir)
   lead = jax.process_index() == 0
   if lead:

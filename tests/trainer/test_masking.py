@@ -148,3 +148,22 @@ def test_choose_draws_only_the_weighted_names_in_their_proportions():
            for s in range(400)]
   assert set(names) == {"random", "interpolation"}
   assert 0.65 < names.count("random") / 400 < 0.85
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"mask.ratio": 1.5}, r"mask ratio must be in \[0, 1\]"),
+    ({"mask.min_gap_minutes": 999}, "minimum length 999 minutes exceeds the longest, 60"),
+    ({"mask.weights": "rand:1"}, r"unknown strategy \['rand'\]"),
+    ({"mask.weights": "random:0,interpolation:0"}, "positive sum"),
+    ({"mask.weights": "random:abc"}, "expected 'name:weight,...'"),
+])
+def test_a_bad_mask_setting_is_refused_before_training(override, message):
+  """Found by a review: mask.ratio=1.5 trained and checkpointed until the first random
+  batch, and min_gap_minutes above gap_minutes was silently ignored."""
+  from trainer import input_pipeline
+  from trainer.configs import mae
+  config = mae.get_config("nano")
+  config.update_from_flattened_dict(override)
+  with pytest.raises(masking.MaskConfigError, match=message):
+    input_pipeline.check_mask(config)
+  input_pipeline.check_mask(mae.get_config("nano"))  # the default draws every strategy
