@@ -39,8 +39,8 @@ heavy_tail_transform.py measures what the clip costs).
 
 Default: tiny model, HR 1,000 steps and steps 400 of batch 32, 300 test windows,
 MICE max_iter 5: about 15 minutes on 2 otherwise idle CPU cores (2026-12-01, default
-recipe: HR training 7.4 minutes, steps training 3.1, each evaluation about a minute). --quick: about 6 minutes,
-plumbing only. A stage is skipped when its output exists (the pipeline's manifest; lsm-eval's
+recipe: HR training 7.4 minutes, steps training 3.1, each evaluation about a minute).
+--quick: about 6 minutes, plumbing only. A stage is skipped when its output exists (the pipeline's manifest; lsm-eval's
 results for the trained step skip training and evaluation) and stage wall times
 persist in OUT/seconds.json, so a rerun, e.g. without --only to gather both
 cohorts in one file, repeats no work; --fresh starts over.

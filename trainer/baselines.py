@@ -188,7 +188,8 @@ def fit_cross_feature(values: np.ndarray, observed: np.ndarray, *, max_rows: int
   mean in normalised units), and one with no other feature observed beside it (e.g. a
   heart-rate-only export) gets (empty indices, None): cross_feature leaves it to the
   window's own linear interpolation in time. One thread per fit: OpenMP threads on
-  shared cores made a fit up to 40x slower (1.2 s with one thread, 44 s with two, on 2 loaded cores).
+  shared cores made a fit up to 40x slower (1.2 s with one thread, 44 s with two, on
+  2 loaded cores).
 
   values float32 [N, T, F] (normalised), observed bool [N, T, F]; returns a list of F
   entries, (input feature indices, fitted regressor) or None. Raises ValueError on

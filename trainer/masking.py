@@ -94,8 +94,8 @@ def interpolation(rng: np.random.Generator, gap_minutes: int = 60,
   t, f = shape
   gap_minutes = draw_length(rng, gap_minutes, min_gap_minutes)
   if not 1 <= gap_minutes <= t - 2:
-    raise MaskConfigError(f"interpolation gap of {gap_minutes} minutes does not fit strictly "
-                     f"inside a {t}-minute window")
+    raise MaskConfigError(f"interpolation gap of {gap_minutes} minutes does not fit "
+                          f"strictly inside a {t}-minute window")
   start = int(rng.integers(1, t - gap_minutes))  # start in [1, t - gap - 1]
   hidden = np.zeros((t, f), dtype=bool)
   hidden[start:start + gap_minutes] = True
@@ -179,7 +179,8 @@ def parse_weights(weights: Mapping[str, float] | str) -> dict[str, float]:
     try:
       weights = {name.strip(): float(w) for name, w in items}
     except ValueError:
-      raise MaskConfigError(f"mixture weights {weights!r}: expected 'name:weight,...'") from None
+      raise MaskConfigError(
+          f"mixture weights {weights!r}: expected 'name:weight,...'") from None
   weights = dict(weights)
   names = sorted(set(STRATEGIES) - {"mixture"})
   unknown = sorted(set(weights) - set(names))
@@ -211,7 +212,7 @@ def make(strategy: str, rng: np.random.Generator, **kwargs: Any) -> np.ndarray:
     fn = STRATEGIES[strategy]
   except KeyError:
     raise MaskConfigError(f"unknown masking strategy {strategy!r}; "
-                     f"expected one of {sorted(STRATEGIES)}") from None
+                          f"expected one of {sorted(STRATEGIES)}") from None
   params = inspect.signature(fn).parameters
   if "kwargs" in params:
     return fn(rng=rng, **kwargs)
