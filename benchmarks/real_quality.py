@@ -27,7 +27,8 @@ cohort's feature in MIN_SUBJECT_WINDOWS windows or more. Windows overlap (stride
 minutes, the generative benchmark's) so the train split has ~5x more windows than
 its non-overlapping days; the evaluation samples max_windows of the test windows.
 
-Writes benchmarks/results/real_quality.json (quick: real_quality_quick.json): per
+Writes benchmarks/results/real_quality.json (quick: real_quality_quick.json; with
+--out, the file goes inside that folder, so a trial never overwrites the committed one): per
 cohort and task, each method's MAE in normalised units and in the feature's physical
 unit (bpm, steps/min), de-normalised here from the manifest's train_statistics
 (x = z * std + mean; the checks compare it with lsm-eval's own physical numbers),
@@ -326,10 +327,13 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="minutes: plumbing only")
   parser.add_argument("--data", default=str(DEFAULT_DATA), help="the real-data folder")
-  parser.add_argument("--out", default=str(REPO / "runs" / "bench_real"))
+  parser.add_argument("--out", default=None,
+                      help="work folder (default runs/bench_real, --quick: bench_real_quick)")
   parser.add_argument("--fresh", action="store_true", help="delete --out first")
   parser.add_argument("--only", action="append", choices=sorted(COHORTS))
-  parser.add_argument("--result", default=None)
+  parser.add_argument("--result", default=None,
+                      help="result file (default: benchmarks/results/real_quality[_quick]"
+                           ".json, or inside --out when --out is given)")
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args()
   data_root = pathlib.Path(args.data)
@@ -339,7 +343,9 @@ def main() -> None:
     return
   profile_name = "quick" if args.quick else "default"
   profile = PROFILES[profile_name]
-  out = os.path.abspath(args.out + ("_quick" if args.quick else ""))
+  name = f"real_quality{'_quick' if args.quick else ''}.json"
+  out = os.path.abspath(args.out or str(REPO / "runs" / (
+      "bench_real_quick" if args.quick else "bench_real")))
   if args.fresh and os.path.exists(out):
     shutil.rmtree(out)
   os.makedirs(out, exist_ok=True)
@@ -363,14 +369,16 @@ def main() -> None:
             f"{100 * row['margin_vs_linear_interpolation']:+.1f}%, vs best "
             f"({row['best_baseline']}) {100 * row['margin_vs_best_baseline']:+.1f}%",
             flush=True)
-  result = args.result or str(REPO / "benchmarks" / "results" /
-                              f"real_quality{'_quick' if args.quick else ''}.json")
+  # A run in a folder of the caller's choosing never overwrites the committed results.
+  result = args.result or (os.path.join(out, name) if args.out else
+                           str(REPO / "benchmarks" / "results" / name))
   results_file.write({
       "benchmark": "real_quality", "profile": profile_name, "data": str(data_root),
       "settings": {**profile, "seed": args.seed, "tasks": list(TASKS),
                    "config": f"trainer/configs/mae.py:{profile['size']} defaults"},
       "cohorts": cohorts, "seconds": timings,
       "note": "shared 2-core machine, every stage under the caller's nice"}, result)
+  print(f"real_quality: wrote {result}")
 
 
 if __name__ == "__main__":

@@ -129,6 +129,23 @@ def _extension_format(path: str) -> str | None:
     return None
 
 
+def check_id_columns(path: str, columns: list[str] | None) -> None:
+  """Raises UnreadableFileError naming the file and the missing column when a canonical
+  table has no subject_id or no timestamp column (aliases count): without them every
+  row would be dead-lettered. --subject_id names the person of a device export; a
+  canonical table says whose each row is itself."""
+  if columns is None:
+    return
+  names = {normalise_alias(c) for c in columns}
+  missing = [c for c in ("subject_id", "timestamp") if c not in names]
+  if missing:
+    shown = ", ".join(columns[:8]) + (", ..." if len(columns) > 8 else "")
+    raise read.UnreadableFileError(
+        f"{path}: a canonical table needs a {' and a '.join(missing)} column; its columns "
+        f"are {shown}. Add {'them' if len(missing) > 1 else 'it'} (schemas/raw.py; "
+        "--subject_id names the person of a device export, not of a table's rows)")
+
+
 def plan_inputs(paths: list[str], forced: str = "auto", rule: TimeRule = TimeRule(),
                 delimiter: str = ",") -> Plan:
   """Says which reader takes each file; fails naming a file before anything is written:
@@ -160,6 +177,8 @@ def plan_inputs(paths: list[str], forced: str = "auto", rule: TimeRule = TimeRul
         "every input is an empty file: " + ", ".join(e["path"] for e in entries))
   file_format = forced if forced in read.READERS else "auto"
   for path in canonical:  # fail fast on an unknown extension or unreadable timestamps
+    check_id_columns(path, read.head_columns(path, read.file_format(path, file_format),
+                                             delimiter=delimiter))
     head = read.head_timestamps(path, read.file_format(path, file_format),
                                 delimiter=delimiter)
     if head:

@@ -434,6 +434,24 @@ def head_timestamps(path: str, fmt: str, n: int = 32,
   return (name, pa.array(cells, pa.string())) if name and cells else None
 
 
+def head_columns(path: str, fmt: str, n: int = 32, delimiter: str = ",") -> list[str] | None:
+  """A canonical file's column names (a JSON lines file's: the keys of its first n
+  records), for the plan's check that it names subject_id and timestamp; None when the
+  head cannot be read (the reader then names the problem)."""
+  try:
+    if fmt == "parquet":
+      with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        return list(pq.ParquetFile(f).schema_arrow.names)
+    with _open(path) as f:
+      lines = [f.readline().decode("utf-8-sig", errors="replace")
+               for _ in range(n if fmt == "jsonl" else 1)]
+  except (OSError, EOFError, ValueError):
+    return None
+  if fmt == "jsonl":
+    return list(dict.fromkeys(k for r in map(_json_object, lines) if r is not None for k in r))
+  return next(csv.reader([lines[0].rstrip("\r\n")], delimiter=delimiter), None) or None
+
+
 def _timestamp_name(columns) -> str | None:
   """The column parse_batch reads timestamps from: the first whose alias is timestamp."""
   return next((c for c in columns if normalise_alias(c) == "timestamp"), None)

@@ -6,6 +6,13 @@ with different numbers of visible tokens: trainer/masking.py's per-strategy budg
 lighter decoder sees every token (encoder outputs scattered back, a learned mask
 token elsewhere) and predicts every patch. See trainer/masking.py for how a
 [T, F] hidden mask maps to tokens; the model never receives a hidden value.
+
+With `prior="linear"` (the default recipe's departure from LSM) the decoder also
+receives, per token, the straight line in time between the visible values either side
+of each gap (linear_fill: the linear-interpolation baseline, computed from visible
+values only) and predicts the residual over it: the model starts where the strongest
+classical baseline on short gaps ends and learns what the line misses
+(benchmarks/README.md, "Generative quality").
 """
 
 from __future__ import annotations
@@ -22,6 +29,9 @@ from schemas.constants import NUM_FEATURES, WINDOW_MINUTES
 from trainer import patching
 
 
+PRIORS = ("none", "linear")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
   hidden: int
@@ -35,6 +45,11 @@ class ModelConfig:
   window: tuple[int, int] = (WINDOW_MINUTES, NUM_FEATURES)
   dtype: Any = jnp.float32  # compute dtype; parameters stay float32
   attention: str = "batched"  # "batched" (fast on CPU) or "flax" (the reference)
+  prior: str = "none"  # PRIORS: "none" (LSM's decoder) or "linear" (residual over linear_fill)
+
+  def __post_init__(self):
+    if self.prior not in PRIORS:
+      raise ValueError(f"unknown model.prior {self.prior!r}; expected one of {PRIORS}")
 
   @classmethod
   def from_config(cls, model: Any, window: Sequence[int] | None = None) -> ModelConfig:
@@ -44,7 +59,8 @@ class ModelConfig:
                decoder_heads=model.decoder_heads, patch=tuple(model.patch),
                window=tuple(window or (WINDOW_MINUTES, NUM_FEATURES)),
                dtype=jnp.dtype(model.get("dtype", "float32")),
-               attention=model.get("attention", "batched"))
+               attention=model.get("attention", "batched"),
+               prior=model.get("prior", "none"))
 
   @property
   def grid(self) -> tuple[int, int]:
@@ -98,6 +114,29 @@ def batched_attention(query, key, value, mask=None, dtype=jnp.float32):
 ATTENTION = {"batched": batched_attention, "flax": nn.dot_product_attention}
 
 
+def linear_fill(values, visible):
+  """Straight line in time between the visible values either side of each gap.
+
+  values float [B, T, F], visible bool [B, T, F] -> float32 [B, T, F]. Before the
+  first and after the last visible value the nearest one is held; a feature with no
+  visible value in the window is 0 (the training mean in normalised units). The same
+  numbers as trainer/baselines.py's linear_interpolation (a test holds them equal), in
+  jax so it runs inside the jitted step; reads values only where visible.
+  """
+  t = values.shape[1]
+  x = jnp.where(visible, values, 0.0).astype(jnp.float32)
+  minutes = jnp.arange(t)[None, :, None]
+  previous = jax.lax.cummax(jnp.where(visible, minutes, -1), axis=1)
+  following = jax.lax.cummin(jnp.where(visible, minutes, t), axis=1, reverse=True)
+  before = jnp.take_along_axis(x, jnp.clip(previous, 0, t - 1), axis=1)
+  after = jnp.take_along_axis(x, jnp.clip(following, 0, t - 1), axis=1)
+  has_previous, has_following = previous >= 0, following < t
+  span = jnp.maximum(following - previous, 1)
+  line = before + (after - before) * ((minutes - previous) / span).astype(jnp.float32)
+  held = jnp.where(has_previous, before, jnp.where(has_following, after, 0.0))
+  return jnp.where(has_previous & has_following, line, held)
+
+
 class Block(nn.Module):
   """Pre-norm transformer block."""
   heads: int
@@ -136,6 +175,8 @@ class MAE(nn.Module):
                     for i in range(c.decoder_layers)]
     self.decoder_norm = nn.LayerNorm(dtype=c.dtype)
     self.predict = nn.Dense(c.patch[0] * c.patch[1], dtype=c.dtype)
+    if c.prior == "linear":
+      self.prior_embed = nn.Dense(c.decoder_hidden, dtype=c.dtype, name="prior_embedding")
 
   def tokens(self, values, visible):
     """[B, T, F] values and visible mask -> [B, N, 2 * ph * pw] inputs, [B, N] token visible.
@@ -169,8 +210,12 @@ class MAE(nn.Module):
       x = block(x, attn_mask)
     return self.encoder_norm(x), index, kept
 
-  def decode(self, latent, index, kept):
-    """Per-position reconstruction [B, T, F] from the encoder outputs."""
+  def decode(self, latent, index, kept, prior=None):
+    """Per-position reconstruction [B, T, F] from the encoder outputs.
+
+    prior: None, or float32 [B, T, F] (linear_fill of the visible values) that every
+    decoder token also embeds and the prediction is a residual over.
+    """
     c = self.config
     b = latent.shape[0]
     y = self.decoder_embed(latent)
@@ -179,15 +224,21 @@ class MAE(nn.Module):
     full = jnp.broadcast_to(mask_token, (b, c.num_tokens, c.decoder_hidden))
     full = full.at[jnp.arange(b)[:, None], index].set(y)
     full = full + jnp.asarray(sincos_2d(c.grid, c.decoder_hidden)).astype(c.dtype)
+    if prior is not None:
+      prior = patching.patchify(patching.pad(prior), c.patch)
+      full = full + self.prior_embed(prior.astype(c.dtype))
     for block in self.decoder:
       full = block(full)
     patches = self.predict(self.decoder_norm(full)).astype(jnp.float32)
+    if prior is not None:
+      patches = patches + prior
     padded = patching.unpatchify(patches, c.patch,
                                  (c.window[0], patching.padded_features(c.window[1])))
     return patching.unpad(padded)
 
   def __call__(self, values, visible, max_tokens: int | None = None):
-    return self.decode(*self.encode(values, visible, max_tokens))
+    prior = linear_fill(values, visible) if self.config.prior == "linear" else None
+    return self.decode(*self.encode(values, visible, max_tokens), prior)
 
   def embed(self, values, visible):
     """Mean over the visible tokens' encoder outputs: [B, D] (linear-probe features)."""

@@ -7,16 +7,19 @@ results.json (RESULTS_VERSION 1):
       "macro_f1_std", "map_std", "runs"}  (mean and spread over seeds)
   improvement["generative"][task] = metrics.relative_improvement of the model's MAE
       over the best baseline (every generative method other than the model and the
-      REFERENCES, e.g. the synthetic oracle: ceilings, not baselines);
+      REFERENCES, e.g. the synthetic oracle: ceilings, not baselines); a task none of
+      whose windows leaves anything visible (data[GENERATIVE_BASIS]) has no entry:
+      every method can only guess a constant there, so a margin would say nothing;
   improvement["discriminative"][task][method] = the same on accuracy, for every
       method that is not a discriminative baseline, against the best baseline;
   scaling (optional): scaling_law.fit_sweep's output;
   budget_note: the caller's plain statement of the compute/data budget;
   data: the caller's summary of the data the numbers rest on ({name: number, text or
       a flat/nested mapping}, e.g. windows per split, subjects, dead-lettered rows);
-      data[GENERATIVE_BASIS][task] (lsm-eval) = {"windows", "subjects",
-      "features_scored", "features", "features_without_scores",
-      "scored_positions_per_feature"}: what that task's numbers rest on;
+      data[GENERATIVE_BASIS][task] (lsm-eval) = {"windows",
+      "windows_without_visible_input", "subjects", "features_scored", "features",
+      "features_without_scores", "scored_positions_per_feature"}: what that task's
+      numbers rest on;
   meta: whatever the caller records (model config, data dir, seeds, commit);
   figures: {caption: path relative to RUN/eval}.
 Task names: generative tasks are those of trainer/evaluators (interpolation_30m,
@@ -49,8 +52,9 @@ GENERATIVE_BASELINES = ("mean_fill", "linear_interpolation", "nearest", "mice",
 GENERATIVE_BASIS = "generative tasks rest on"
 # Where the model's quality at a benchmark's budget is measured (the report points
 # there when this run's model loses).
-BENCHMARK = ('benchmarks/README.md, section "Generative quality" '
-             "(benchmarks/results/generative_quality.json)")
+BENCHMARK = ('benchmarks/README.md, sections "Generative quality" (synthetic cohort, '
+             'benchmarks/results/generative_quality.json) and "Real recordings: model vs '
+             'baselines" (Fitbit exports, benchmarks/results/real_quality.json)')
 # Generative methods that are neither the model nor baselines: reported beside them,
 # never the best baseline (lsm-eval --oracle's noise-free signal).
 REFERENCES = ("oracle", "oracle_smooth")
@@ -91,6 +95,13 @@ def _check_entries(section: str, tasks: Mapping[str, Mapping[str, Mapping[str, A
         raise ValueError(f"{section}[{task!r}][{method!r}] lacks {missing}")
 
 
+def blind(data: Mapping[str, Any] | None, task: str) -> bool:
+  """Whether every window a generative task scores left nothing visible (lsm-eval's
+  basis), e.g. sensor imputation of a one-feature export: no method has an input."""
+  b = (data or {}).get(GENERATIVE_BASIS, {}).get(task, {})
+  return bool(b.get("windows")) and b.get("windows_without_visible_input") == b["windows"]
+
+
 def build_results(generative: Mapping[str, Mapping[str, Mapping[str, Any]]],
                   discriminative: Mapping[str, Mapping[str, Mapping[str, Any]]], *,
                   budget_note: str, meta: Mapping[str, Any] | None = None,
@@ -109,7 +120,7 @@ def build_results(generative: Mapping[str, Mapping[str, Mapping[str, Any]]],
   for task, methods in generative.items():
     baselines = {m: e["mae"] for m, e in methods.items()
                  if m != MODEL and m not in REFERENCES}
-    if MODEL in methods and baselines:
+    if MODEL in methods and baselines and not blind(data, task):
       improvement["generative"][task] = {
           "metric": "mae", **relative_improvement(methods[MODEL]["mae"], baselines)}
   for task, methods in discriminative.items():
@@ -162,15 +173,52 @@ def _data_section(results: Mapping[str, Any]) -> list[str]:
                              if name != GENERATIVE_BASIS] + [""])
 
 
+# Why two baselines can give the same numbers (trainer/baselines.py's fallbacks).
+FALLBACKS = (
+    "cross_feature predicts from the other features visible at the same minute; "
+    "where none is (whole minutes hidden, or an export with one feature) it is linear "
+    "interpolation in time. mice regresses features on each other within the window; "
+    "with one feature it has nothing to regress on and is mean fill.")
+
+
+def _identical_lines(tasks: Mapping[str, Mapping[str, Any]]) -> list[str]:
+  """Names the baselines that scored exactly alike on a task and says why they can."""
+  same = []
+  for task, entries in tasks.items():
+    groups: dict[Any, list[str]] = {}
+    for m in GENERATIVE_BASELINES:
+      if m in entries and entries[m]["mae"] is not None:
+        groups.setdefault((entries[m]["mae"], entries[m]["mse"]), []).append(m)
+    same += [f"{task} ({' = '.join(g)})" for g in groups.values() if len(g) > 1]
+  if not same:
+    return []
+  return [f"Identical baseline columns: {'; '.join(same)}. {FALLBACKS}", ""]
+
+
+def _run_lines(meta: Mapping[str, Any]) -> list[str]:
+  """One bullet per meta entry; a mapping (lsm-eval's notes, seconds by phase) gets one
+  indented bullet per key instead of a pasted dict."""
+  lines = []
+  for k, v in meta.items():
+    if isinstance(v, Mapping):
+      lines += [f"- {k}:"] + [f"  - {kk}: {_inline(vv)}" for kk, vv in v.items()]
+    else:
+      lines.append(f"- {k}: {_inline(v)}")
+  return lines
+
+
 def _basis_lines(basis: Mapping[str, Mapping[str, Any]]) -> list[str]:
   """One line per generative task: the windows, subjects and features it rests on."""
   lines = []
   for task, b in basis.items():
     missing = b["features_without_scores"]
+    nothing = b.get("windows_without_visible_input", 0)
     lines.append(f"- {task}: rests on {b['windows']} windows of {b['subjects']} subject"
                  f"{'' if b['subjects'] == 1 else 's'}; {b['features_scored']} of "
                  f"{b['features']} features scored"
-                 + (f" (none for {', '.join(missing)})" if missing else ""))
+                 + (f" (none for {', '.join(missing)})" if missing else "")
+                 + (f"; {nothing} of the windows had nothing visible to any method"
+                    if nothing else ""))
   return ["### What each number rests on", "",
           "Windows and distinct subjects with at least one scored position (hidden and "
           "observed); a feature with none is not judged by that task.", ""] + lines + [""]
@@ -202,7 +250,8 @@ def _generative_section(results: Mapping[str, Any]) -> list[str]:
       if metric == "mae":
         gain = results["improvement"]["generative"].get(task)
         row.append(f"{_percent(gain['relative_improvement'])} vs {gain['best_baseline']}"
-                   if gain else "n/a")
+                   if gain else "not judged: nothing visible" if blind(results["data"], task)
+                   else "n/a")
       rows.append(row)
     header = ["task"] + methods + (["model vs best baseline"] if metric == "mae" else [])
     lines += [f"### {metric.upper()}", ""] + _table(header, rows) + [""]
@@ -214,6 +263,11 @@ def _generative_section(results: Mapping[str, Any]) -> list[str]:
       lines += [f"At this run's budget the model loses to the best baseline on "
                 f"{len(gains) - wins} of {len(gains)} tasks; how the default recipe "
                 f"compares at the benchmark's budget is in {BENCHMARK}.", ""]
+  lines += _identical_lines(tasks)
+  unjudged = [t for t in tasks if blind(results["data"], t)]
+  if unjudged:
+    lines += [f"Not judged: {', '.join(unjudged)}. Every scored window hid all it "
+              "observed, so every method could only guess a constant.", ""]
   if results["data"].get(GENERATIVE_BASIS):
     lines += _basis_lines(results["data"][GENERATIVE_BASIS])
   if any(m in REFERENCES for m in methods):
@@ -298,7 +352,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
   if results["data"]:
     lines += _data_section(results)
   if results["meta"]:
-    lines += ["## Run", ""] + [f"- {k}: {v}" for k, v in results["meta"].items()] + [""]
+    lines += ["## Run", ""] + _run_lines(results["meta"]) + [""]
   training = figures("training")
   if training:
     lines += ["## Training", ""] + training

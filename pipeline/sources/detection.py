@@ -114,6 +114,10 @@ def _advice(found: registry.Sniff) -> str:
   hint = delimiter_hint(found.lines[0]) if found.lines else ""
   if hint:
     return f"It splits on another separator: {hint}"
+  names = {normalise_alias(c) for c in found.lines[0].split(",")} if found.lines else set()
+  if "timestamp" in names and "subject_id" not in names:
+    return ("Its header has a timestamp column but no subject_id column: a canonical "
+            "table needs one (schemas/raw.py), one id per row")
   return "Convert it to the canonical long format (schemas/raw.py) or pass --format"
 
 

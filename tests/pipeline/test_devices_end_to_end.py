@@ -361,8 +361,12 @@ def test_unknown_file_fails_naming_it_before_anything_is_written(tmp_path, raw):
 def test_forced_format_skips_detection():
   plan = devices.plan_inputs([f"{DATA}/garmin/data.csv"], "garmin")
   assert plan.exports == [("garmin", f"{DATA}/garmin", (f"{DATA}/garmin/data.csv",))]
-  assert devices.plan_inputs([f"{DATA}/garmin/data.csv"], "csv").canonical == [
-      f"{DATA}/garmin/data.csv"]
+  # Forced to the canonical reader, a file without subject_id and timestamp columns is
+  # refused by the plan, naming them (it used to dead-letter every row when run).
+  with pytest.raises(read.UnreadableFileError,
+                     match="garmin/data.csv: a canonical table needs a subject_id and a "
+                           "timestamp column"):
+    devices.plan_inputs([f"{DATA}/garmin/data.csv"], "csv")
 
 
 # ------------------------------------------- issue 13: identity, order, provenance

@@ -217,3 +217,30 @@ def test_a_json_document_is_refused_before_the_run_not_read_as_json_lines(tmp_pa
   lines = tmp_path / "ok.jsonl"
   lines.write_text('\n{"subject_id": "s1", "timestamp": "2024-03-01T08:00Z", "HR": 60}\n')
   assert devices.plan_inputs([str(lines)]).canonical == [str(lines)]
+
+
+@pytest.mark.parametrize("suffix", ["csv", "jsonl", "parquet"])
+def test_a_canonical_table_without_subject_id_is_refused_naming_the_column(tmp_path, suffix):
+  """A one-person wide file without subject_id used to dead-letter every row as
+  malformed_row under --format; now the plan names the file and the column."""
+  path = tmp_path / f"me.{suffix}"
+  rows = [{"timestamp": f"2024-03-01T00:0{i}:00Z", "heart_rate": 60 + i} for i in range(3)]
+  if suffix == "csv":
+    path.write_text("timestamp,heart_rate\n" + "".join(
+        f"{r['timestamp']},{r['heart_rate']}\n" for r in rows))
+  elif suffix == "jsonl":
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  else:
+    import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+    pq.write_table(pa.Table.from_pylist(rows), str(path))
+  expected = rf"me\.{suffix}: a canonical table needs a subject_id column; its columns are " \
+             r"timestamp, heart_rate"
+  forced = {"csv": "canonical_wide", "jsonl": "jsonl", "parquet": "parquet"}[suffix]
+  with pytest.raises(UnreadableFileError, match=expected):
+    devices.plan_inputs([str(path)], forced)
+  if suffix == "csv":  # auto-detection: an unknown format whose advice names the column
+    with pytest.raises(UnreadableFileError, match="timestamp column but no subject_id"):
+      devices.plan_inputs([str(path)])
+  else:
+    with pytest.raises(UnreadableFileError, match=expected):
+      devices.plan_inputs([str(path)])

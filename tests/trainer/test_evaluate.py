@@ -292,9 +292,13 @@ def test_basis_counts_the_windows_subjects_and_features_behind_a_task():
   hidden = np.zeros_like(observed)
   hidden[:, 2:5, 1:] = True
   basis = generative.basis(windows, hidden, ["f0", "f1", "f2", "f3"])
-  assert basis == {"windows": 2, "subjects": 1, "features_scored": 2, "features": 4,
+  assert basis == {"windows": 2, "windows_without_visible_input": 0, "subjects": 1,
+                   "features_scored": 2, "features": 4,
                    "features_without_scores": ["f0", "f3"],
                    "scored_positions_per_feature": {"f0": 0, "f1": 6, "f2": 6, "f3": 0}}
+  hidden[1] = observed[1]  # window 1: everything observed is hidden
+  assert generative.basis(windows, hidden, ["f0", "f1", "f2", "f3"])[
+      "windows_without_visible_input"] == 1
 
 
 def _oracle_file(path, windows, order, **extra):

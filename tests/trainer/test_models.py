@@ -1,4 +1,5 @@
 """Model shape, parameter counts (LSM's table), patching, loss and leakage."""
+import dataclasses
 
 import flax.linen as nn
 import jax
@@ -6,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from trainer import masking, models, patching
+from trainer import baselines, masking, models, patching
 from trainer.configs import mae
 
 
@@ -129,3 +130,39 @@ def test_a_mixed_budget_batch_reconstructs_and_scores_like_each_window_alone():
                                       observed[i:i + 1]) for i in range(2)]
   np.testing.assert_allclose(float(loss[0]), float(sum(p[1] for p in parts))
                              / float(sum(p[2] for p in parts)), rtol=1e-5)
+
+
+@pytest.mark.parametrize("ratio", [0.05, 0.5, 0.8, 1.0])
+def test_linear_fill_equals_the_linear_interpolation_baseline(ratio):
+  r = np.random.default_rng(2)
+  values = r.normal(size=(3, 300, 26)).astype(np.float32)
+  observed = r.random(values.shape) > 0.1
+  hidden = r.random(values.shape) < ratio
+  hidden[0, :, 4] = True            # a feature with nothing visible: 0, the mean
+  hidden[1, 100:160] = True         # a gap across every feature
+  hidden[2, 240:] = True            # extrapolation: the last value held
+  np.testing.assert_array_equal(
+      np.asarray(models.linear_fill(jnp.asarray(values), jnp.asarray(observed & ~hidden))),
+      baselines.linear_interpolation(values, observed, hidden))
+
+
+def test_the_linear_prior_decoder_predicts_a_residual_over_linear_interpolation():
+  """With its output layer zeroed the model is exactly linear interpolation; without
+  the prior it is 0 everywhere (LSM's decoder)."""
+  r = np.random.default_rng(3)
+  values = r.normal(size=(2, 300, 26)).astype(np.float32)
+  observed = r.random(values.shape) > 0.2
+  hidden = np.stack([masking.interpolation(r, 45), masking.random_patches(r)])
+  visible = observed & ~hidden
+  for prior, expected in (("linear", baselines.linear_interpolation(values, observed, hidden)),
+                          ("none", np.zeros_like(values))):
+    config = dataclasses.replace(model_config("nano"), prior=prior)
+    model = models.MAE(config)
+    params = model.init(jax.random.key(0), values, visible)
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, x: jnp.zeros_like(x) if "predict" in jax.tree_util.keystr(path) else x,
+        params)
+    np.testing.assert_allclose(np.asarray(model.apply(params, values, visible)), expected,
+                               atol=1e-6)
+  with pytest.raises(ValueError, match="model.prior"):
+    dataclasses.replace(model_config("nano"), prior="cubic")

@@ -167,8 +167,9 @@ def test_a_losing_model_is_pointed_at_the_benchmark(tmp_path):
   text = open(report_path).read()
   assert ("At this run's budget the model loses to the best baseline on 1 of 2 tasks; "
           "how the default recipe compares at the benchmark's budget is in "
-          'benchmarks/README.md, section "Generative quality" '
-          "(benchmarks/results/generative_quality.json).") in text
+          'benchmarks/README.md, sections "Generative quality" (synthetic cohort, '
+          'benchmarks/results/generative_quality.json) and "Real recordings: model vs '
+          'baselines" (Fitbit exports, benchmarks/results/real_quality.json).') in text
   del generative["extrapolation_60m"]
   _, report_path = report.write_report(str(tmp_path), generative, {}, budget_note="demo")
   assert "loses to the best baseline" not in open(report_path).read()
@@ -190,3 +191,48 @@ def test_oracle_is_reported_but_never_the_best_baseline(tmp_path):
   assert "**0.5**" in row and "**0.25**" not in row and "0.25" in row   # model bold
   assert "0.375" in row and "**0.375**" not in row
   assert "Ceilings, never bold" in text
+
+
+def test_a_task_with_nothing_visible_is_not_judged(tmp_path):
+  """Sensor imputation of a one-feature export hides everything: the model's constant
+  must not count as a win over mean fill."""
+  generative, _ = inputs()
+  generative["sensor_imputation_6"] = {"model": generative_entry(0.5),
+                                       "mean_fill": generative_entry(0.7)}
+  basis = {task: {"windows": 10, "windows_without_visible_input": 10 if "sensor" in task
+                  else 3, "subjects": 2, "features_scored": 1, "features": 26,
+                  "features_without_scores": [], "scored_positions_per_feature": {}}
+           for task in generative}
+  results_path, report_path = report.write_report(
+      str(tmp_path), generative, {}, budget_note="unit test",
+      data={report.GENERATIVE_BASIS: basis})
+  with open(results_path) as f:
+    assert set(json.load(f)["improvement"]["generative"]) == {"interpolation_30m",
+                                                              "extrapolation_60m"}
+  text = open(report_path).read()
+  assert "| not judged: nothing visible |" in text
+  assert "The model's MAE beats the best baseline on 1 of 2 tasks." in text
+  assert "Not judged: sensor_imputation_6." in text
+  assert "3 of the windows had nothing visible to any method" in text
+
+
+def test_identical_baseline_columns_are_named_and_explained(tmp_path):
+  generative, _ = inputs()
+  generative["interpolation_30m"]["cross_feature"] = generative_entry(0.625)
+  _, report_path = report.write_report(str(tmp_path), generative, {}, budget_note="unit test")
+  text = open(report_path).read()
+  assert ("Identical baseline columns: interpolation_30m "
+          "(linear_interpolation = cross_feature). " + report.FALLBACKS) in text
+  del generative["interpolation_30m"]["cross_feature"]
+  _, report_path = report.write_report(str(tmp_path), generative, {}, budget_note="unit test")
+  assert "Identical baseline columns" not in open(report_path).read()
+
+
+def test_the_run_section_lists_nested_notes_one_per_line(tmp_path):
+  generative, _ = inputs()
+  _, report_path = report.write_report(
+      str(tmp_path), generative, {}, budget_note="unit test",
+      meta={"seed": 0, "notes": {"generative_split": "test", "generative_windows": 12}})
+  text = open(report_path).read()
+  assert "- seed: 0\n- notes:\n  - generative_split: test\n  - generative_windows: 12\n" in text
+  assert "{" not in text.split("## Run")[1]

@@ -89,11 +89,15 @@ def basis(windows, hidden: np.ndarray,
   """What one task's numbers rest on: the windows and distinct subjects with at least
   one scored position (hidden and observed), the scored positions per feature and the
   features with none (a feature that is never observed in these windows cannot be
-  judged, whatever a method predicts for it)."""
+  judged, whatever a method predicts for it), and how many of those windows leave a
+  method nothing visible at all (e.g. sensor imputation of a one-feature export: every
+  method can only guess a constant there, so a margin says nothing)."""
   scored = hidden & windows["observed"]
   used = scored.any(axis=(1, 2))
+  blind = used & ~(windows["observed"] & ~hidden).any(axis=(1, 2))
   per_feature = scored.sum(axis=(0, 1))
   return {"windows": int(used.sum()),
+          "windows_without_visible_input": int(blind.sum()),
           "subjects": int(np.unique(windows["subject"][used]).size),
           "features_scored": int((per_feature > 0).sum()),
           "features": len(feature_names),
