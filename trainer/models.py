@@ -247,15 +247,23 @@ class MAE(nn.Module):
     return (latent.astype(jnp.float32) * w).sum(1) / jnp.maximum(w.sum(1), 1.0)
 
 
-def reconstruction_loss(reconstruction, values, hidden, observed):
-  """MSE over positions hidden by the strategy and observed in the raw data.
+LOSSES = ("mse", "mae")
 
-  Returns (mean, sum of squared errors, count) so callers can average over hosts
-  or batches exactly.
+
+def reconstruction_loss(reconstruction, values, hidden, observed, kind: str = "mse"):
+  """MSE (LSM's) or MAE over positions hidden by the strategy and observed in the raw data.
+
+  kind: "mse" or "mae" (config.loss; the evaluation's headline metric is MAE, whose
+  minimiser is the conditional median: on zero-inflated features such as steps the
+  MSE's conditional mean costs MAE). Returns (mean, sum of errors, count) so callers
+  can average over hosts or batches exactly. Raises ValueError on another kind.
   """
+  if kind not in LOSSES:
+    raise ValueError(f"unknown loss {kind!r}; expected one of {LOSSES}")
   w = (hidden & observed).astype(jnp.float32)
-  sq = jnp.square(reconstruction.astype(jnp.float32) - values) * w
-  total, count = sq.sum(), w.sum()
+  error = reconstruction.astype(jnp.float32) - values
+  per_position = (jnp.square(error) if kind == "mse" else jnp.abs(error)) * w
+  total, count = per_position.sum(), w.sum()
   return total / jnp.maximum(count, 1.0), total, count
 
 

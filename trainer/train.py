@@ -115,36 +115,38 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P("data"))
 
 
-def make_train_step(model: models.MAE, tx, max_tokens: int, lr_schedule):
+def make_train_step(model: models.MAE, tx, max_tokens: int, lr_schedule, loss: str = "mse"):
   """The step at encoder size `max_tokens` (K): every window's visible tokens, at most K
-  (the batch's budget bucket), the empty slots masked out of attention."""
+  (the batch's budget bucket), the empty slots masked out of attention; `loss` is
+  models.reconstruction_loss's kind (config.loss)."""
 
   def train_step(state: TrainState, batch):
     visible = batch["observed"] & ~batch["hidden"]
 
     def loss_fn(params):
       recon = model.apply({"params": params}, batch["values"], visible, max_tokens)
-      loss, _, _ = models.reconstruction_loss(recon, batch["values"], batch["hidden"],
-                                              batch["observed"])
-      return loss
+      mean, _, _ = models.reconstruction_loss(recon, batch["values"], batch["hidden"],
+                                              batch["observed"], loss)
+      return mean
 
-    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    value, grads = jax.value_and_grad(loss_fn)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads),
+    metrics = {"loss": value, "grad_norm": optax.global_norm(grads),
                "learning_rate": lr_schedule(state.step)}
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   return train_step
 
 
-def make_eval_step(model: models.MAE):
+def make_eval_step(model: models.MAE, loss: str = "mse"):
+  """Validation: the training loss's sum and count over a batch, and the reconstruction."""
 
   def eval_step(params, batch):
     visible = batch["observed"] & ~batch["hidden"]
     recon = model.apply({"params": params}, batch["values"], visible)
     _, total, count = models.reconstruction_loss(recon, batch["values"], batch["hidden"],
-                                                 batch["observed"])
+                                                 batch["observed"], loss)
     return total, count, recon
 
   return eval_step
@@ -186,6 +188,9 @@ class Trainer:
     self.config = config
     self.model_config = models.ModelConfig.from_config(config.model)
     self.model = models.MAE(self.model_config)
+    self.loss = config.get("loss", "mse")
+    if self.loss not in models.LOSSES:
+      raise ValueError(f"unknown config.loss {self.loss!r}; expected one of {models.LOSSES}")
     self.mesh = make_mesh(config.batch_size)
     self.tx = optimizer(config)
     self.lr_schedule = schedule(config)
@@ -200,7 +205,7 @@ class Trainer:
     self.steps: dict[int, Any] = {}   # bucket -> compiled train step (lazily)
     self.flops: dict[int, float] = {}  # bucket -> FLOPs per step, over the devices
     self.eval_step = jax.jit(
-        make_eval_step(self.model),
+        make_eval_step(self.model, self.loss),
         in_shardings=(self.state_sharding.params, self.batch_sharding),
         out_shardings=(self.replicated, self.replicated, self.batch_sharding))
 
@@ -235,7 +240,7 @@ class Trainer:
     device's partition of the program)."""
     k = self.budget(batch) if k is None else k
     if k not in self.steps:
-      step = jax.jit(make_train_step(self.model, self.tx, k, self.lr_schedule),
+      step = jax.jit(make_train_step(self.model, self.tx, k, self.lr_schedule, self.loss),
                      in_shardings=(self.state_sharding, self.batch_sharding),
                      out_shardings=(self.state_sharding, self.replicated), donate_argnums=0)
       self.steps[k] = step.lower(self.state, batch).compile()

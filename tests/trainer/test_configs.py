@@ -53,7 +53,7 @@ def test_hardware_configs_load_and_override_only_what_they_say():
   tpu = load("trainer/configs/tpu_v5e.py:b")
   base = mae.get_config("b")
   common = {"model.dtype": ("float32", "bfloat16"), "batch_size": (32, 4096),
-            "num_train_steps": (2000, 50_000), "workers": (0, 16),
+            "num_train_steps": (3500, 50_000), "workers": (0, 16),
             "learning_rate": (1e-3, 0.0)}  # 0: LSM's 5e-3 x batch / 4096
   for config in (gpu, tpu):
     changed = differences(base, config)

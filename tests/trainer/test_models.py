@@ -60,6 +60,11 @@ def test_loss_is_zero_for_a_model_that_reproduces_its_input():
   # ... errors at hidden observed positions do, as a mean over those positions.
   off = np.where(hidden & observed, values + 2.0, values)
   assert float(models.reconstruction_loss(off, values, hidden, observed)[0]) == pytest.approx(4.0)
+  # The MAE loss (the default config's) averages absolute errors instead.
+  assert float(models.reconstruction_loss(off, values, hidden, observed, "mae")[0]) == \
+      pytest.approx(2.0)
+  with pytest.raises(ValueError, match="unknown loss 'huber'"):
+    models.reconstruction_loss(off, values, hidden, observed, "huber")
 
 
 def test_model_never_sees_hidden_or_missing_values():

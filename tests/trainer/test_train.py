@@ -315,7 +315,7 @@ def test_the_train_step_is_compiled_once_per_token_bucket(data_dir, make_config,
   built = []
   make_step = train.make_train_step
   monkeypatch.setattr(train, "make_train_step",
-                      lambda model, tx, k, lr: built.append(k) or make_step(model, tx, k, lr))
+                      lambda model, tx, k, *a: built.append(k) or make_step(model, tx, k, *a))
   trainer = train.Trainer(config)
   assert trainer.buckets == (36, 72, 108, 144, 180)
   iterator = ip.train_iterator(config)

@@ -51,7 +51,12 @@ def get_config(size: str = "tiny") -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict(dict(
       **SIZES[size], patch=(10, 5),
       dtype="float32",       # "bfloat16" computes in bf16 (parameters stay float32)
-      attention="batched"))  # models.ATTENTION: "flax" is the reference implementation
+      attention="batched",   # models.ATTENTION: "flax" is the reference implementation
+      # Departs from LSM (prior "none"): the decoder predicts the residual over the
+      # linear interpolation of the visible values (models.linear_fill). Why: without
+      # it the model lost short gaps to linear interpolation, on real recordings by
+      # 49% at 10 minutes (benchmarks/README.md, "Generative quality").
+      prior="linear"))
 
   # The default recipe departs from LSM's in its masking (LSM: random 80% for every
   # window, one encoder budget of 36 tokens): a mixture covering every evaluation task,
@@ -67,7 +72,7 @@ def get_config(size: str = "tiny") -> ml_collections.ConfigDict:
       num_features=6,        # sensor_imputation
       span_minutes=0,        # sensor_imputation span; 0 = the whole window
       min_span_minutes=60,   # > 0: each span drawn in [min, span_minutes or the window]
-      weights="random:0.4,interpolation:0.3,extrapolation:0.15,sensor_imputation:0.15",
+      weights="random:0.35,interpolation:0.25,extrapolation:0.15,sensor_imputation:0.25",
       encoder_tokens=0,      # random strategy's encoder budget; 0 = (1 - ratio) of the tokens
       adaptive_budget=True,  # other strategies keep every visible token (False: all get
                              # encoder_tokens, LSM-1's fixed budget)
@@ -79,14 +84,22 @@ def get_config(size: str = "tiny") -> ml_collections.ConfigDict:
   config.augment = ml_collections.ConfigDict(dict(
       enabled=True, p=0.5, max_stretch=1.5, max_noise_sigma=0.5))
 
+  # Departs from LSM (MSE): the loss is the mean absolute error over hidden, observed
+  # positions, the evaluation's headline metric. MSE's minimiser is the conditional
+  # mean, which costs MAE on skewed, zero-inflated features (steps): at 2,000 steps of
+  # the MSE recipe the model's MSE margin over the best baseline was 2-4x its MAE
+  # margin (benchmarks/README.md, "Generative quality"). "mse" is LSM's.
+  config.loss = "mae"
+
   config.seed = 0
   config.batch_size = 32                # global batch
   # Sized for the generative benchmark's hour on 2 CPU cores (tiny, batch 32): with one
   # strategy per batch, ~40% of steps run at 36 encoder tokens and ~60% at 144-180 (a
   # 180-token step takes 2.6x a 36-token one: 1.02 s vs 0.39 s for tiny on 2 quiet cores),
-  # about 1.9x LSM's step on average, so 2,000 steps train in ~25 minutes
+  # about 1.9x LSM's step on average, so 2,000 steps trained in ~27 minutes and 3,500 fit
+  # the hour with the evaluation; validation loss was still falling at 2,000
   # (benchmarks/README.md, "Generative quality").
-  config.num_train_steps = 2000
+  config.num_train_steps = 3500
   # Departs from LSM: LSM's rule (learning_rate 0: 5e-3 scaled by batch_size / 4096)
   # gives 3.9e-5 at the CPU batch of 32, far too slow for a run of a few thousand
   # steps; 1e-3 is the rate the generative benchmark was calibrated with. The
