@@ -17,8 +17,8 @@ and the best baseline, and the ceiling: the oracle's MAE, the largest margin any
 could reach over the best baseline and the share of the baseline-to-oracle gap the
 model closes.
 
-Default: about 40 minutes on 2 quiet CPU cores (tiny model, the config's 2,000 steps of batch
-32: training 27 minutes, evaluation 4, on 2026-12-01).
+Default: about 55 minutes on 2 quiet CPU cores (tiny model, the config's 3,500 steps of
+batch 32: training 50.5 minutes, evaluation 4, on 2026-12-01).
 --quick is a few minutes (nano, 150 steps of batch 16, 64 test windows): it checks the
 plumbing, its numbers say little. Each stage is skipped when its output exists
 (re-running resumes); --fresh starts over.
