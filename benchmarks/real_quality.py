@@ -323,6 +323,15 @@ def run_cohort(name: str, cohort: Cohort, data_root: pathlib.Path, out: str,
   }
 
 
+def result_path(result: str | None, given_out: str | None, out: str, quick: bool) -> str:
+  """Where the result goes: --result; else inside --out when the caller chose the folder
+  (a trial never overwrites the committed results); else benchmarks/results/."""
+  name = f"real_quality{'_quick' if quick else ''}.json"
+  if result:
+    return result
+  return os.path.join(out, name) if given_out else str(REPO / "benchmarks" / "results" / name)
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="minutes: plumbing only")
@@ -343,7 +352,6 @@ def main() -> None:
     return
   profile_name = "quick" if args.quick else "default"
   profile = PROFILES[profile_name]
-  name = f"real_quality{'_quick' if args.quick else ''}.json"
   out = os.path.abspath(args.out or str(REPO / "runs" / (
       "bench_real_quick" if args.quick else "bench_real")))
   if args.fresh and os.path.exists(out):
@@ -369,9 +377,7 @@ def main() -> None:
             f"{100 * row['margin_vs_linear_interpolation']:+.1f}%, vs best "
             f"({row['best_baseline']}) {100 * row['margin_vs_best_baseline']:+.1f}%",
             flush=True)
-  # A run in a folder of the caller's choosing never overwrites the committed results.
-  result = args.result or (os.path.join(out, name) if args.out else
-                           str(REPO / "benchmarks" / "results" / name))
+  result = result_path(args.result, args.out, out, args.quick)
   results_file.write({
       "benchmark": "real_quality", "profile": profile_name, "data": str(data_root),
       "settings": {**profile, "seed": args.seed, "tasks": list(TASKS),

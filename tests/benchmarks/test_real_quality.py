@@ -103,3 +103,13 @@ def test_cut_windows_keeps_windows_at_most_half_missing():
   windows = heavy_tail_transform.cut_windows(series)
   assert windows.shape == (2, heavy_tail_transform.WINDOW)
   assert np.isnan(windows[0]).sum() == 150 and not np.isnan(windows[1]).any()
+
+
+def test_a_run_in_a_chosen_folder_keeps_its_result_there():
+  committed = str(real_quality.REPO / "benchmarks" / "results")
+  assert real_quality.result_path(None, None, "/x", False) == committed + "/real_quality.json"
+  assert real_quality.result_path(None, None, "/x", True) == \
+      committed + "/real_quality_quick.json"
+  assert real_quality.result_path(None, "/tmp/t", "/tmp/t", True) == \
+      "/tmp/t/real_quality_quick.json"
+  assert real_quality.result_path("/r.json", "/tmp/t", "/tmp/t", False) == "/r.json"
