@@ -13,7 +13,7 @@ import jax
 
 from schemas import manifest as manifest_lib
 from schemas import record as record_lib
-from trainer import masking
+from trainer import masking, models
 
 # Libraries whose INFO lines drown the trainer's own: Orbax logs a dozen lines per
 # checkpoint save or restore (handlers, paths, throughput).
@@ -27,7 +27,7 @@ class CommandError(Exception):
 # Bad data directories, records and checkpoints: the message names the file and what
 # is wrong, so the commands print it as one line and exit 1.
 USER_ERRORS = (manifest_lib.ManifestError, record_lib.RecordError, CommandError,
-               masking.MaskConfigError)
+               masking.MaskConfigError, models.ModelConfigError)
 
 
 class QuietLibraries(logging.Filter):

@@ -30,6 +30,11 @@ from trainer import patching
 
 
 PRIORS = ("none", "linear")
+LOSSES = ("mse", "mae")
+
+
+class ModelConfigError(ValueError):
+  """A config.model or config.loss setting the model cannot be built or trained with."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +54,7 @@ class ModelConfig:
 
   def __post_init__(self):
     if self.prior not in PRIORS:
-      raise ValueError(f"unknown model.prior {self.prior!r}; expected one of {PRIORS}")
+      raise ModelConfigError(f"unknown model.prior {self.prior!r}; expected one of {PRIORS}")
 
   @classmethod
   def from_config(cls, model: Any, window: Sequence[int] | None = None) -> ModelConfig:
@@ -247,19 +252,16 @@ class MAE(nn.Module):
     return (latent.astype(jnp.float32) * w).sum(1) / jnp.maximum(w.sum(1), 1.0)
 
 
-LOSSES = ("mse", "mae")
-
-
 def reconstruction_loss(reconstruction, values, hidden, observed, kind: str = "mse"):
   """MSE (LSM's) or MAE over positions hidden by the strategy and observed in the raw data.
 
   kind: "mse" or "mae" (config.loss; the evaluation's headline metric is MAE, whose
   minimiser is the conditional median: on zero-inflated features such as steps the
   MSE's conditional mean costs MAE). Returns (mean, sum of errors, count) so callers
-  can average over hosts or batches exactly. Raises ValueError on another kind.
+  can average over hosts or batches exactly. Raises ModelConfigError on another kind.
   """
   if kind not in LOSSES:
-    raise ValueError(f"unknown loss {kind!r}; expected one of {LOSSES}")
+    raise ModelConfigError(f"unknown loss {kind!r}; expected one of {LOSSES}")
   w = (hidden & observed).astype(jnp.float32)
   error = reconstruction.astype(jnp.float32) - values
   per_position = (jnp.square(error) if kind == "mse" else jnp.abs(error)) * w

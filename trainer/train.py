@@ -189,8 +189,6 @@ class Trainer:
     self.model_config = models.ModelConfig.from_config(config.model)
     self.model = models.MAE(self.model_config)
     self.loss = config.get("loss", "mse")
-    if self.loss not in models.LOSSES:
-      raise ValueError(f"unknown config.loss {self.loss!r}; expected one of {models.LOSSES}")
     self.mesh = make_mesh(config.batch_size)
     self.tx = optimizer(config)
     self.lr_schedule = schedule(config)
@@ -284,12 +282,22 @@ def validation_batches(config) -> list[dict[str, np.ndarray]] | None:
   return [input_pipeline.pad_batch(ds[i], size) for i in range(n)]
 
 
+def check_model(config: ml_collections.ConfigDict) -> None:
+  """Stops before anything is written or compiled on a model or loss setting that
+  cannot be used (an unknown model.prior or loss). Raises models.ModelConfigError."""
+  models.ModelConfig.from_config(config.model)
+  if config.get("loss", "mse") not in models.LOSSES:
+    raise models.ModelConfigError(f"unknown config.loss {config.loss!r}; expected one of "
+                                  f"{models.LOSSES}")
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains (resuming from workdir's checkpoints) and returns the final metrics."""
   maybe_initialise_distributed(config)
   if not config.data_dir:
     raise ValueError("config.data_dir is empty: pass --config.data_dir=PIPELINE_OUTPUT_DIR")
   input_pipeline.check_mask(config)
+  check_model(config)
   paths.makedirs(workdir)
   lead = jax.process_index() == 0
   if lead:

@@ -171,3 +171,18 @@ def test_the_linear_prior_decoder_predicts_a_residual_over_linear_interpolation(
                                atol=1e-6)
   with pytest.raises(ValueError, match="model.prior"):
     dataclasses.replace(model_config("nano"), prior="cubic")
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"model.prior": "cubic"}, r"unknown model.prior 'cubic'; expected one of \('none', 'linear'\)"),
+    ({"loss": "huber"}, r"unknown config.loss 'huber'; expected one of \('mse', 'mae'\)"),
+])
+def test_a_bad_model_setting_is_refused_before_the_workdir_is_made(tmp_path, override, message):
+  from trainer import cli, train  # pylint: disable=g-import-not-at-top
+  config = mae.get_config("nano")
+  config.data_dir = str(tmp_path / "data")
+  config.update_from_flattened_dict(override)
+  with pytest.raises(models.ModelConfigError, match=message):
+    train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
+  assert issubclass(models.ModelConfigError, cli.USER_ERRORS)  # one line, no traceback
