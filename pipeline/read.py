@@ -34,7 +34,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline import exchange, gcs
 from pipeline.sources import common, detection, registry
-from schemas.features import normalise_alias
+from schemas.features import canonical_name, normalise_alias
 
 BATCH_ROWS = 65_536
 
@@ -207,7 +207,24 @@ def _header(path: str, line: bytes, delimiter: str) -> list[str]:
       raise UnreadableFileError(f"{path}: the header {header[:120]!r} is one column "
                                 f"when split on {delimiter!r}; {hint}")
   check_columns(path, columns)
+  warn_alias_columns(path, columns)
   return columns
+
+
+def warn_alias_columns(path: str, columns) -> None:
+  """Warns, naming the columns, when two columns hold one LSM feature under different
+  aliases ('heart_rate' and 'HR'): allowed (check_columns), but where a row has both,
+  the second column's reading is dead-lettered as a duplicate, so the user should know
+  which column wins."""
+  first: dict[str, str] = {}
+  for name in columns:
+    feature = canonical_name(name)
+    if feature and feature in first:
+      logging.warning("%s: columns %r and %r both hold %s; where a row has both, %r is "
+                      "read and %r is dead-lettered as duplicate", path, first[feature],
+                      name, feature, first[feature], name)
+    elif feature:
+      first[feature] = name
 
 
 def check_columns(path: str, columns) -> None:

@@ -169,9 +169,11 @@ def evaluate(workdir: str, data_dir: str, tasks: Sequence[str] = ("generative",
   meta = {"workdir": os.path.abspath(workdir), "data": os.path.abspath(data_dir),
           "checkpoint_step": model.step, "model_size": model.config.size,
           "parameters": params, "seed": seed, "max_windows": max_windows,
-          "generative_windows": generative_windows,
+          "generative_windows_requested": generative_windows or "all (up to max_windows)",
           **({"seeds": list(seeds), "shots": list(shots)} if discriminative else {}),
-          "notes": notes, "embeddings": embeddings_path, "seconds": round(time.perf_counter() - started, 1),
+          # The basis is rendered in the generative section (data[GENERATIVE_BASIS]).
+          "notes": {k: v for k, v in notes.items() if k != "generative_basis"},
+          **({"embeddings": embeddings_path} if embeddings_path else {}), "seconds": round(time.perf_counter() - started, 1),
           "seconds_by_phase": seconds}
   report.write_report(workdir, generative, discriminative, budget_note=budget_note,
                       meta=meta, figures=figures,
@@ -207,6 +209,10 @@ def read_data(context, data_dir: str, max_windows: int, generative_windows: int)
 def _main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  try:  # a misspelt task stops with one line, before any data is read
+    evaluators.resolve_tasks(FLAGS.tasks)
+  except ValueError as e:
+    raise cli.CommandError(f"--tasks: {e}") from None
   results = evaluate(
       FLAGS.workdir, FLAGS.data, FLAGS.tasks, export=FLAGS.export_embeddings,
       max_windows=FLAGS.max_windows, generative_windows=FLAGS.generative_windows,

@@ -216,7 +216,8 @@ def _basis_lines(basis: Mapping[str, Mapping[str, Any]]) -> list[str]:
     lines.append(f"- {task}: rests on {b['windows']} windows of {b['subjects']} subject"
                  f"{'' if b['subjects'] == 1 else 's'}; {b['features_scored']} of "
                  f"{b['features']} features scored"
-                 + (f" (none for {', '.join(missing)})" if missing else "")
+                 + (f" (none for {', '.join(missing)})" if 0 < len(missing) <= 8 else
+                    f" (none for the other {len(missing)})" if missing else "")
                  + (f"; {nothing} of the windows had nothing visible to any method"
                     if nothing else ""))
   return ["### What each number rests on", "",
@@ -243,8 +244,8 @@ def _generative_section(results: Mapping[str, Any]) -> list[str]:
     rows = []
     for task, entries in tasks.items():
       values = {m: entries[m][metric] for m in methods if m in entries}
-      best = min((v for m, v in values.items() if v is not None and m not in REFERENCES),
-                 default=None)
+      best = None if blind(results["data"], task) else min(
+          (v for m, v in values.items() if v is not None and m not in REFERENCES), default=None)
       row = [task] + [("**%s**" if values.get(m) == best else "%s") % _number(values.get(m))
                       if m in values else "" for m in methods]
       if metric == "mae":
@@ -279,12 +280,17 @@ def _generative_section(results: Mapping[str, Any]) -> list[str]:
   model_tasks = [t for t, e in tasks.items() if "per_feature" in e.get(MODEL, {})]
   if model_tasks:
     features = list(tasks[model_tasks[0]][MODEL]["per_feature"])
+    scored = [name for name in features
+              if any(tasks[t][MODEL]["per_feature"][name]["mae"] is not None
+                     for t in model_tasks)]
     rows = [[name, _UNITS.get(name, "")]
             + [_number(tasks[t][MODEL]["per_feature"][name]["mae"], 3) for t in model_tasks]
-            for name in features]
+            for name in scored]
     lines += ["### Model MAE per feature, physical units", "",
               "Inverted with the pipeline's training statistics (x = z * std + mean); "
-              "n/a where the task scored nothing for that feature.", ""]
+              "n/a where the task scored nothing for that feature"
+              + (f"; left out: {len(features) - len(scored)} feature(s) no task scored"
+                 if len(scored) < len(features) else "") + ".", ""]
     lines += _table(["feature", "unit"] + model_tasks, rows) + [""]
   return lines
 

@@ -244,3 +244,13 @@ def test_a_canonical_table_without_subject_id_is_refused_naming_the_column(tmp_p
   else:
     with pytest.raises(UnreadableFileError, match=expected):
       devices.plan_inputs([str(path)])
+
+
+def test_two_alias_columns_of_one_feature_are_named_in_a_warning(tmp_path, caplog):
+  path = tmp_path / "wide.csv"
+  path.write_text("subject_id,timestamp,heart_rate,HR\n"
+                  "s1,2024-03-01T00:00:00Z,60,120\n")
+  with caplog.at_level("WARNING"):
+    list(read.read_csv(str(path)))
+  assert "columns 'heart_rate' and 'HR' both hold HR; where a row has both, 'heart_rate' " \
+         "is read and 'HR' is dead-lettered as duplicate" in caplog.text

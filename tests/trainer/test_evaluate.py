@@ -341,3 +341,14 @@ def test_oracle_is_scored_on_the_same_positions_as_every_method(labelled_data_di
     assert {e["count"] for e in methods.values()} == {count}
     assert methods["oracle"]["mae"] == 0 and methods["mean_fill"]["mae"] > 0
     assert methods["oracle_smooth"]["mae"] == pytest.approx(0.5)
+
+
+def test_lsm_eval_names_an_unknown_task_in_one_line(tmp_path, python, subprocess_env):
+  import subprocess
+  out = subprocess.run([python, "-c", "from trainer.evaluate import main; main()",
+                        f"--workdir={tmp_path / 'run'}", f"--data={tmp_path / 'data'}",
+                        "--tasks=interpolation_45m"],
+                       env=subprocess_env(), capture_output=True, text=True, timeout=300)
+  assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
+  assert out.stderr.strip().splitlines()[-1].startswith(
+      "lsm-eval: --tasks: unknown task 'interpolation_45m'; expected a group")

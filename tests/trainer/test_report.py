@@ -86,7 +86,9 @@ def test_report_files_hold_the_expected_keys(tmp_path):
   assert "- subjects per split: train 14, test 5" in text
   assert "- windows per split: pretrain (train 214, test 85)" in text
   assert "- mean missing ratio: 0.297" in text
-  assert "| steps | steps/min | n/a | n/a |" in text
+  # A feature no task scored (steps here) is left out of the per-feature table, and said so.
+  assert "| steps | steps/min |" not in text and "| HR | beats/min |" in text
+  assert "left out: 1 feature(s) no task scored." in text
   assert "0.9 ± 0.02 (3)" in text
   assert "not fitted: compute scaling" in text
   assert "![loss curve](figures/params.png)" in text
@@ -211,6 +213,8 @@ def test_a_task_with_nothing_visible_is_not_judged(tmp_path):
                                                               "extrapolation_60m"}
   text = open(report_path).read()
   assert "| not judged: nothing visible |" in text
+  row = next(line for line in text.splitlines() if line.startswith("| sensor_imputation_6 |"))
+  assert "**" not in row  # no method is best where none could see anything
   assert "The model's MAE beats the best baseline on 1 of 2 tasks." in text
   assert "Not judged: sensor_imputation_6." in text
   assert "3 of the windows had nothing visible to any method" in text
