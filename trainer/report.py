@@ -149,7 +149,11 @@ def _number(value: Any, digits: int = 4) -> str:
 
 
 def _percent(value: Any) -> str:
-  return "n/a" if value is None else f"{100 * value:+.1f}%"
+  """+12.3%; a margin under 0.05% gets two more digits, so a near tie that counts as a
+  loss never reads "-0.0%"."""
+  if value is None:
+    return "n/a"
+  return f"{100 * value:+.{3 if 0 < abs(value) < 5e-4 else 1}f}%"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

@@ -240,3 +240,11 @@ def test_the_run_section_lists_nested_notes_one_per_line(tmp_path):
   text = open(report_path).read()
   assert "- seed: 0\n- notes:\n  - generative_split: test\n  - generative_windows: 12\n" in text
   assert "{" not in text.split("## Run")[1]
+
+
+def test_a_near_tie_never_reads_minus_zero(tmp_path):
+  generative, _ = inputs()
+  generative["interpolation_30m"]["model"] = generative_entry(0.62505)  # linear: 0.625
+  _, report_path = report.write_report(str(tmp_path), generative, {}, budget_note="unit test")
+  text = open(report_path).read()
+  assert "-0.008% vs linear_interpolation" in text and "-0.0%" not in text
