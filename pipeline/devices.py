@@ -129,13 +129,11 @@ def _extension_format(path: str) -> str | None:
     return None
 
 
-def check_id_columns(path: str, columns: list[str] | None) -> None:
+def check_id_columns(path: str, columns: list[str]) -> None:
   """Raises UnreadableFileError naming the file and the missing column when a canonical
   table has no subject_id or no timestamp column (aliases count): without them every
   row would be dead-lettered. --subject_id names the person of a device export; a
   canonical table says whose each row is itself."""
-  if columns is None:
-    return
   names = {normalise_alias(c) for c in columns}
   missing = [c for c in ("subject_id", "timestamp") if c not in names]
   if missing:
@@ -176,13 +174,14 @@ def plan_inputs(paths: list[str], forced: str = "auto", rule: TimeRule = TimeRul
     raise read.UnreadableFileError(
         "every input is an empty file: " + ", ".join(e["path"] for e in entries))
   file_format = forced if forced in read.READERS else "auto"
-  for path in canonical:  # fail fast on an unknown extension or unreadable timestamps
-    check_id_columns(path, read.head_columns(path, read.file_format(path, file_format),
-                                             delimiter=delimiter))
-    head = read.head_timestamps(path, read.file_format(path, file_format),
-                                delimiter=delimiter)
-    if head:
-      check_times(path, *head, rule)
+  for path in canonical:  # fail fast on an unknown extension, id columns or timestamps
+    head = read.head_table(path, read.file_format(path, file_format), delimiter=delimiter)
+    if head is None:
+      continue
+    check_id_columns(path, head.column_names)
+    name = read.timestamp_name(head.column_names)
+    if head.num_rows:
+      check_times(path, name, head.column(head.column_names.index(name)), rule)
   exports = [(fmt, folder, tuple(p)) for (fmt, folder), p in sorted(grouped.items())]
   for fmt, folder, p in exports:
     logging.info("lsm-pipeline: %s export %s (%d files)", fmt, folder or ".", len(p))

@@ -416,60 +416,45 @@ def _json_cell(value):
   return json.dumps(value)
 
 
+def _json_table(records, columns) -> pa.Table:
+  """JSON records as a table of text cells, one column per name in `columns`."""
+  return pa.table({c: pa.array([_json_cell(r.get(c)) for r in records], pa.string())
+                   for c in columns})
+
+
 def _json_batch(path, records, rows, columns, malformed) -> RawBatch:
-  table = pa.table({c: pa.array([_json_cell(r.get(c)) for r in records], pa.string())
-                    for c in columns})
-  return RawBatch(path, layout(columns), table, np.asarray(rows, np.int64), malformed)
+  return RawBatch(path, layout(columns), _json_table(records, columns),
+                  np.asarray(rows, np.int64), malformed)
 
 
-def head_timestamps(path: str, fmt: str, n: int = 32,
-                    delimiter: str = ",") -> tuple[str, pa.Array] | None:
-  """(name, first n cells as the reader yields them) of a canonical file's timestamp
-  column, for pipeline.parse.check_times before the pipeline runs; None when the
-  head names no such column or cannot be read (the reader then names the problem).
-  delimiter: the CSV separator (--csv_delimiter)."""
+def head_table(path: str, fmt: str, n: int = 32, delimiter: str = ",") -> pa.Table | None:
+  """A canonical file's first n rows as the reader yields them (CSV and JSON lines:
+  text cells; a JSON lines file's columns are the keys of its first n records), for
+  the plan's checks before the pipeline runs (its id columns, pipeline.parse.check_times
+  on its timestamps); None when the head cannot be read (the reader then names the
+  problem). delimiter: the CSV separator (--csv_delimiter)."""
   try:
     if fmt == "parquet":
       with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
         parquet = pq.ParquetFile(f)
-        name = _timestamp_name(parquet.schema_arrow.names)
-        batch = name and next(parquet.iter_batches(batch_size=n, columns=[name]), None)
-        return (name, batch.column(0)) if batch else None
+        batch = next(parquet.iter_batches(batch_size=n), None)
+        return pa.Table.from_batches([batch] if batch else [], schema=parquet.schema_arrow)
     with _open(path) as f:
       lines = [f.readline().decode("utf-8-sig", errors="replace") for _ in range(n + 1)]
   except (OSError, EOFError, ValueError):
     return None
   if fmt == "jsonl":
     records = [r for r in map(_json_object, lines) if r is not None]
-    name = _timestamp_name(list(dict.fromkeys(k for r in records for k in r)))
-    cells = [_json_cell(r.get(name)) for r in records]
-  else:
-    rows = list(csv.reader((line for line in lines if line), delimiter=delimiter))
-    name = _timestamp_name(rows[0]) if rows else None
-    cells = [row[rows[0].index(name)] for row in rows[1:]
-             if name and len(row) == len(rows[0])]
-  return (name, pa.array(cells, pa.string())) if name and cells else None
-
-
-def head_columns(path: str, fmt: str, n: int = 32, delimiter: str = ",") -> list[str] | None:
-  """A canonical file's column names (a JSON lines file's: the keys of its first n
-  records), for the plan's check that it names subject_id and timestamp; None when the
-  head cannot be read (the reader then names the problem)."""
-  try:
-    if fmt == "parquet":
-      with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        return list(pq.ParquetFile(f).schema_arrow.names)
-    with _open(path) as f:
-      lines = [f.readline().decode("utf-8-sig", errors="replace")
-               for _ in range(n if fmt == "jsonl" else 1)]
-  except (OSError, EOFError, ValueError):
+    return _json_table(records, list(dict.fromkeys(k for r in records for k in r)))
+  rows = list(csv.reader((line for line in lines if line), delimiter=delimiter))
+  if not rows:
     return None
-  if fmt == "jsonl":
-    return list(dict.fromkeys(k for r in map(_json_object, lines) if r is not None for k in r))
-  return next(csv.reader([lines[0].rstrip("\r\n")], delimiter=delimiter), None) or None
+  full = [row for row in rows[1:] if len(row) == len(rows[0])]
+  return pa.Table.from_arrays([pa.array([row[i] for row in full], pa.string())
+                               for i in range(len(rows[0]))], names=rows[0])
 
 
-def _timestamp_name(columns) -> str | None:
+def timestamp_name(columns) -> str | None:
   """The column parse_batch reads timestamps from: the first whose alias is timestamp."""
   return next((c for c in columns if normalise_alias(c) == "timestamp"), None)
 

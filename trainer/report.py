@@ -239,6 +239,7 @@ def _method_order(tasks: Mapping[str, Mapping[str, Any]], first: Sequence[str]) 
 def _generative_section(results: Mapping[str, Any]) -> list[str]:
   tasks = results["generative"]
   methods = _method_order(tasks, (MODEL,) + GENERATIVE_BASELINES)
+  unjudged = [t for t in tasks if blind(results["data"], t)]
   lines = ["## Generative tasks", "",
            "Errors over the hidden positions that were observed in the raw data, in "
            "normalised units; every method saw the same masks. Lower is better; the "
@@ -248,15 +249,14 @@ def _generative_section(results: Mapping[str, Any]) -> list[str]:
     rows = []
     for task, entries in tasks.items():
       values = {m: entries[m][metric] for m in methods if m in entries}
-      best = None if blind(results["data"], task) else min(
+      best = None if task in unjudged else min(
           (v for m, v in values.items() if v is not None and m not in REFERENCES), default=None)
       row = [task] + [("**%s**" if values.get(m) == best else "%s") % _number(values.get(m))
                       if m in values else "" for m in methods]
       if metric == "mae":
         gain = results["improvement"]["generative"].get(task)
         row.append(f"{_percent(gain['relative_improvement'])} vs {gain['best_baseline']}"
-                   if gain else "not judged: nothing visible" if blind(results["data"], task)
-                   else "n/a")
+                   if gain else "not judged: nothing visible" if task in unjudged else "n/a")
       rows.append(row)
     header = ["task"] + methods + (["model vs best baseline"] if metric == "mae" else [])
     lines += [f"### {metric.upper()}", ""] + _table(header, rows) + [""]
@@ -269,7 +269,6 @@ def _generative_section(results: Mapping[str, Any]) -> list[str]:
                 f"{len(gains) - wins} of {len(gains)} tasks; how the default recipe "
                 f"compares at the benchmark's budget is in {BENCHMARK}.", ""]
   lines += _identical_lines(tasks)
-  unjudged = [t for t in tasks if blind(results["data"], t)]
   if unjudged:
     lines += [f"Not judged: {', '.join(unjudged)}. Every scored window hid all it "
               "observed, so every method could only guess a constant.", ""]
