@@ -1,5 +1,6 @@
 """Beam pipeline: raw per-minute wearable streams to normalised window shards."""
 
+import gc
 import importlib.abc
 import os
 import sys
@@ -30,3 +31,13 @@ class _NoJaxForTfLite(importlib.abc.MetaPathFinder):
 
 if not any(isinstance(f, _NoJaxForTfLite) for f in sys.meta_path):
   sys.meta_path.insert(0, _NoJaxForTfLite())
+
+# Python's cyclic collector by default runs a young-generation pass every 700
+# allocations. A pipeline process's start allocates millions of long-lived objects
+# (Beam, TensorFlow and tf.Transform's modules, ~300 transforms, traced graphs), so it
+# runs thousands of passes that find nothing to free: ~0.8 s of a small run's ~8 s
+# start-up in the launcher, and again in each worker process, which imports this
+# package when it unpickles the pipeline's functions (benchmarks/README.md, "Pipeline
+# throughput"). The pipeline's data lives in numpy and Arrow buffers, which the
+# collector does not track, so collecting 100x less often costs ~15 MB at start-up.
+gc.set_threshold(100_000, 50, 100)

@@ -50,14 +50,15 @@ def test_results_hold_every_task_and_method(results, trained):
     baselines = [methods[m]["mae"] for m in methods if m != "model"]
     assert all(abs(methods["model"]["mae"] - b) > 1e-9 for b in baselines), task
   for task in ("exercise_detection", "activity_recognition"):
-    assert set(results["discriminative"][task]) == {"linear_probe", "fine_tune", "supervised"}
+    assert set(results["discriminative"][task]) == {"linear_probe", "fine_tune", "supervised",
+                                                  "random_forest"}
     for entry in results["discriminative"][task].values():
       assert 0 <= entry["accuracy"] <= 1 and entry["runs"] == 2
       assert {"accuracy_std", "macro_f1_std", "map_std"} <= set(entry)
   # Few-shot: 5 per class exists (6 per class in the fixture) with spread over 2 seeds;
   # 10-shot is skipped for activity (too few examples), and the notes say why.
   few = results["discriminative"]["activity_recognition_5_shot"]
-  assert set(few) == {"linear_probe", "fine_tune", "supervised"}
+  assert set(few) == {"linear_probe", "fine_tune", "supervised", "random_forest"}
   assert few["linear_probe"]["runs"] == few["supervised"]["runs"] == 2
   assert few["linear_probe"]["accuracy_std"] >= 0
   assert "activity_recognition_10_shot" not in results["discriminative"]
@@ -138,9 +139,10 @@ def test_every_method_sees_identical_masks(labelled_data_dir, monkeypatch):
 
 def test_few_shot_methods_train_on_the_same_draws(labelled_data_dir, make_config,
                                                   monkeypatch):
-  """Pre-trained and from-scratch few-shot runs (and the probe) see, seed by seed,
-  the same k examples per class; no JAX training: the classifier is recorded."""
-  from trainer import probe
+  """Pre-trained and from-scratch few-shot runs, the probe and the random forest see,
+  seed by seed, the same k examples per class; no JAX training: the classifier is
+  recorded."""
+  from trainer import forest, probe
   train = eval_data.read_windows(labelled_data_dir, "labelled", "train")
   test = eval_data.read_windows(labelled_data_dir, "labelled", "test")
   pretrained = {"encoder": "checkpoint parameters"}
@@ -153,7 +155,8 @@ def test_few_shot_methods_train_on_the_same_draws(labelled_data_dir, make_config
                       pretrained=None, config=None, seed=0):
     classifier_calls.append({"scratch": pretrained is None, "steps": config.steps,
                              "seed": seed, "labels": labels.copy(),
-                             "embedding": values.mean(axis=1), "classes": num_classes})
+                             "embedding": values.mean(axis=1), "classes": num_classes,
+                             "statistics": forest.window_summary_statistics(values, observed)})
     return lambda v, o: np.full((len(v), num_classes), 1 / num_classes)
 
   real_probe = probe.linear_probe
@@ -162,14 +165,22 @@ def test_few_shot_methods_train_on_the_same_draws(labelled_data_dir, make_config
     probe_calls.append({"seed": seed, "embedding": train_x.copy(), "labels": train_y})
     return real_probe(train_x, train_y, *args, seed=seed, **kwargs)
 
+  forest_calls = []
+  real_forest = forest.random_forest
+
+  def recording_forest(train_x, train_y, *args, seed=0, **kwargs):
+    forest_calls.append({"seed": seed, "statistics": train_x.copy(), "labels": train_y})
+    return real_forest(train_x, train_y, *args, seed=seed, **kwargs)
+
   monkeypatch.setattr(finetune, "train_classifier", fake_classifier)
   monkeypatch.setattr(probe, "linear_probe", recording_probe)
+  monkeypatch.setattr(forest, "random_forest", recording_forest)
   full, few = finetune.FinetuneConfig(steps=3), finetune.FinetuneConfig(steps=2)
   results, _ = discriminative.run_discriminative(
       model, train, test, ["activity_recognition"], seeds=(0, 1), shots=(5, 10),
       finetune_config=full, few_shot_config=few)
   assert set(results["activity_recognition_5_shot"]) == {"linear_probe", "fine_tune",
-                                                         "supervised"}
+                                                         "supervised", "random_forest"}
   assert "activity_recognition_10_shot" not in results  # 6 per class: skipped
   assert results["activity_recognition_5_shot"]["supervised"]["runs"] == 2
   shot_runs = [c for c in classifier_calls if c["steps"] == 2]
@@ -183,6 +194,9 @@ def test_few_shot_methods_train_on_the_same_draws(labelled_data_dir, make_config
     assert np.bincount(pre["labels"], minlength=8).tolist() == [5] * 8
     probe_draw = next(c for c in probe_calls if c["seed"] == seed and len(c["labels"]) == 40)
     np.testing.assert_array_equal(probe_draw["embedding"], pre["embedding"])
+    forest_draw = next(c for c in forest_calls if c["seed"] == seed and len(c["labels"]) == 40)
+    np.testing.assert_array_equal(forest_draw["statistics"], pre["statistics"])
+    np.testing.assert_array_equal(forest_draw["labels"], pre["labels"])
     draws[seed] = pre["embedding"]
   assert not np.array_equal(draws[0], draws[1])  # a new draw per seed
   # Full-data runs: every training window, pre-trained and scratch.

@@ -2,8 +2,9 @@
 
 Run on the "labelled" dataset (windows centred on labelled sessions): a linear probe
 on mean-pooled embeddings, full fine-tuning, a supervised baseline (the same encoder
-from scratch) and few-shot probe / fine-tune / supervised runs over seeds, every
-method of a few-shot size training on the same k-per-class draws.
+from scratch), a random forest on window summary statistics (trainer.forest: the
+classical bar) and few-shot runs of all four over seeds, every method of a few-shot
+size training on the same k-per-class draws.
 
 To add a task over another record field, add one entry to TASKS.
 """
@@ -38,10 +39,14 @@ def run_discriminative(model, train_windows, test_windows, tasks, *, seeds: Sequ
                        shots: Sequence[int], finetune_config, few_shot_config
                        ) -> tuple[dict[str, Any], dict[str, Any]]:
   """(results' discriminative section, notes on what was skipped and why)."""
-  from trainer import finetune, metrics, models, probe  # pylint: disable=g-import-not-at-top
+  from trainer import finetune, forest, metrics, models, probe  # pylint: disable=g-import-not-at-top
   model_config = models.ModelConfig.from_config(model.config.model)
   train_embed = model.embed(train_windows["values"], train_windows["observed"])
   test_embed = model.embed(test_windows["values"], test_windows["observed"])
+  train_stats = forest.window_summary_statistics(train_windows["values"],
+                                                 train_windows["observed"])
+  test_stats = forest.window_summary_statistics(test_windows["values"],
+                                                test_windows["observed"])
   results: dict[str, Any] = {}
   notes: dict[str, Any] = {}
   for task in tasks:
@@ -76,11 +81,18 @@ def run_discriminative(model, train_windows, test_windows, tasks, *, seeds: Sequ
                    time.perf_counter() - started)
       return metrics.mean_and_spread(runs)
 
+    def forest_runs(pick_fn):
+      return metrics.mean_and_spread([
+          forest.random_forest(train_stats[tr][pick_fn(seed)], y_tr[pick_fn(seed)],
+                               test_stats[te], y_te, num_classes, seed=seed)
+          for seed in seeds])
+
     everything = lambda seed: slice(None)
     entry = {"linear_probe": probe.probe_over_seeds(train_embed[tr], y_tr, test_embed[te],
                                                     y_te, num_classes, seeds=seeds),
              "fine_tune": classifier_runs(model.params, everything, finetune_config),
-             "supervised": classifier_runs(None, everything, finetune_config)}
+             "supervised": classifier_runs(None, everything, finetune_config),
+             "random_forest": forest_runs(everything)}
     results[task] = entry
     for k in shots:
       name = f"{task}_{k}_shot"
@@ -92,7 +104,8 @@ def run_discriminative(model, train_windows, test_windows, tasks, *, seeds: Sequ
                    train_embed[tr], y_tr, test_embed[te], y_te, num_classes, seeds=seeds,
                    shots=k, class_names=names),
                "fine_tune": classifier_runs(model.params, pick, few_shot_config),
-               "supervised": classifier_runs(None, pick, few_shot_config)}
+               "supervised": classifier_runs(None, pick, few_shot_config),
+               "random_forest": forest_runs(pick)}
       except ValueError as e:  # a class with fewer than k examples: say so, go on
         notes[task][f"{k}_shot_skipped"] = str(e)
         continue
