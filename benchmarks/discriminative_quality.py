@@ -23,9 +23,9 @@ per task and method the accuracy, macro-F1 and mAP (mean and std over seeds), an
 two verdicts the issue asks for: pre-trained (the better of probe and fine-tune) vs
 from scratch at every shot count, and vs the forest with all labels.
 
-Default: about 45 minutes on 2 quiet CPU cores (tiny; 1,000 pre-training steps of batch
-32 are ~15 minutes; the fine-tune budgets below ~30). --quick checks the plumbing in a
-few minutes; its numbers say little. Each data stage is skipped when its output
+Default: about an hour on 2 quiet CPU cores (tiny; 1,000 pre-training steps of batch
+32 took 16 minutes, the evaluation's fine-tune budgets below 40 on 2026-12-01).
+--quick checks the plumbing in a few minutes; its numbers say little. Each data stage is skipped when its output
 exists; --fresh starts over.
 """
 
