@@ -206,6 +206,19 @@ def read_data(context, data_dir: str, max_windows: int, generative_windows: int)
   return context
 
 
+def int_list(flag: str, values: Sequence[str], minimum: int) -> list[int]:
+  """The flag's comma-separated integers, each >= minimum; CommandError (one line,
+  before any data is read) when empty or not so."""
+  try:
+    numbers = [int(v) for v in values]
+  except ValueError:
+    numbers = []
+  if not numbers or min(numbers) < minimum:
+    raise cli.CommandError(f"--{flag}={','.join(values)}: expected a comma-separated list "
+                           f"of integers >= {minimum}")
+  return numbers
+
+
 def _main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -213,13 +226,14 @@ def _main(argv) -> None:
     evaluators.resolve_tasks(FLAGS.tasks)
   except ValueError as e:
     raise cli.CommandError(f"--tasks: {e}") from None
+  seeds, shots = int_list("seeds", FLAGS.seeds, 0), int_list("shots", FLAGS.shots, 1)
   results = evaluate(
       FLAGS.workdir, FLAGS.data, FLAGS.tasks, export=FLAGS.export_embeddings,
       max_windows=FLAGS.max_windows, generative_windows=FLAGS.generative_windows,
       seed=FLAGS.seed, step=FLAGS.step,
       mice_max_iter=FLAGS.mice_max_iter, mice_jobs=FLAGS.mice_jobs,
       cross_feature_windows=FLAGS.cross_feature_windows,
-      seeds=[int(s) for s in FLAGS.seeds], shots=[int(s) for s in FLAGS.shots],
+      seeds=seeds, shots=shots,
       finetune_steps=FLAGS.finetune_steps,
       few_shot_finetune_steps=FLAGS.few_shot_finetune_steps,
       finetune_batch=FLAGS.finetune_batch, finetune_lr=FLAGS.finetune_lr,
@@ -228,7 +242,16 @@ def _main(argv) -> None:
     logging.info("%s: model MAE %.4f, best baseline %s %.4f (%+.1f%%)", task,
                  gain["model_value"], gain["best_baseline"], gain["best_value"],
                  100 * (gain["relative_improvement"] or 0))
-  print(os.path.join(FLAGS.workdir, "eval", "report.md"))
+  report_path = os.path.join(FLAGS.workdir, "eval", "report.md")
+  notes = results["meta"]["notes"]
+  skipped = {kind: notes[kind] for kind in ("generative", "discriminative")
+             if str(notes.get(kind, "")).startswith("skipped")}
+  for kind, why in skipped.items():
+    logging.warning("lsm-eval: %s tasks %s", kind, why)
+  if not results.get("generative") and not results.get("discriminative"):
+    raise cli.CommandError("nothing was evaluated: " + "; ".join(
+        f"{kind} tasks {why}" for kind, why in skipped.items()) + f" (see {report_path})")
+  print(report_path)
 
 
 def main() -> None:

@@ -366,3 +366,33 @@ def test_lsm_eval_names_an_unknown_task_in_one_line(tmp_path, python, subprocess
   assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
   assert out.stderr.strip().splitlines()[-1].startswith(
       "lsm-eval: --tasks: unknown task 'interpolation_45m'; expected a group")
+
+
+@pytest.mark.parametrize("flag", ["--seeds=", "--shots=-5", "--shots=0", "--seeds=a"])
+def test_lsm_eval_refuses_bad_seeds_and_shots_in_one_line(flag, tmp_path, python,
+                                                         subprocess_env):
+  import subprocess
+  out = subprocess.run([python, "-c", "from trainer.evaluate import main; main()",
+                        f"--workdir={tmp_path / 'run'}", f"--data={tmp_path / 'data'}", flag],
+                       env=subprocess_env(), capture_output=True, text=True, timeout=300)
+  assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
+  name = flag[2:].split("=")[0]
+  assert out.stderr.strip().splitlines()[-1].startswith(f"lsm-eval: --{name}="), out.stderr
+
+
+def test_lsm_eval_fails_when_nothing_could_be_evaluated(trained, data_dir, tmp_path, python,
+                                                        subprocess_env):
+  """Discriminative tasks asked of pipeline output without --labels: one line saying
+  why, exit 1 (the report is still written)."""
+  import shutil
+  import subprocess
+  run = str(tmp_path / "run")
+  shutil.copytree(trained, run)
+  out = subprocess.run([python, "-c", "from trainer.evaluate import main; main()",
+                        f"--workdir={run}", f"--data={data_dir}",
+                        "--tasks=activity_recognition"],
+                       env=subprocess_env(), capture_output=True, text=True, timeout=600)
+  assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
+  last = out.stderr.strip().splitlines()[-1]
+  assert last.startswith("lsm-eval: nothing was evaluated: discriminative tasks skipped"), last
+  assert "--labels" in last
