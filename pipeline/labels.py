@@ -38,8 +38,20 @@ def _minute(text: str, ceil: bool) -> int | None:
   return -(-ns // NS_PER_MINUTE) if ceil else ns // NS_PER_MINUTE
 
 
+# Why a label row is dead-lettered, beyond the raw rows' malformed_row, missing_subject
+# and bad_timestamp (schemas.raw.ROW_REASONS).
+LABEL_REASONS = (
+    "end_not_after_start",  # end <= start (swapped columns?)
+    "bad_exercise_flag",    # exercise is not 0 or 1
+    "missing_activity",     # empty activity
+    "unknown_activity",     # exercise = 1 with an activity not in ACTIVITY_CLASSES
+)
+
+
 def parse_session(row: dict):
-  """(reason, None) or (None, (subject id, start minute, end minute, class, exercise))."""
+  """(reason, None) or (None, (subject id, start minute, end minute, class, exercise));
+  reasons: malformed_row (a missing field), missing_subject, bad_timestamp and
+  LABEL_REASONS."""
   if any(row.get(c) is None for c in LABEL_COLUMNS):
     return "malformed_row", None
   subject = row["subject_id"].strip()
@@ -50,10 +62,14 @@ def parse_session(row: dict):
     return "bad_timestamp", None
   exercise = row["exercise"].strip()
   activity = row["activity"].strip().lower()
-  if exercise not in ("0", "1") or end <= start or not activity:
-    return "malformed_row", None
+  if end <= start:
+    return "end_not_after_start", None
+  if exercise not in ("0", "1"):
+    return "bad_exercise_flag", None
+  if not activity:
+    return "missing_activity", None
   if exercise == "1" and activity not in ACTIVITY_CLASSES:
-    return "malformed_row", None
+    return "unknown_activity", None
   label = ACTIVITY_CLASSES.index(activity) if activity in ACTIVITY_CLASSES else UNKNOWN_LABEL
   return None, (subject, start, end, label, int(exercise))
 

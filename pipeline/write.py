@@ -308,6 +308,8 @@ def _empty_warning(dataset: str, nested: dict, window: int, fractions: dict) -> 
             f"{sum(nested['rows']['dead_lettered'].values())} dead-lettered"
             f"{_reasons(nested['rows']['dead_lettered'])}; see the dead letters "
             "(--dead_letter_dir)")
+  if not cut and dataset == "labelled":
+    return _no_labelled_windows(nested.get("labels", {}))
   if not cut and nested.get("subjects_shorter_than_window"):
     return (f"dataset {dataset}: no window could be cut; "
             f"{nested['subjects_shorter_than_window']} subject(s) recorded less than one "
@@ -323,6 +325,21 @@ def _empty_warning(dataset: str, nested: dict, window: int, fractions: dict) -> 
                f"statistics; {N_OF_1}")
     return text
   return None
+
+
+def _no_labelled_windows(labels: dict) -> str:
+  """Why --labels gave no labelled window: its rows, dead letters and sessions that
+  named no subject with readings (manifest counts.labels)."""
+  dead = {k.split("/", 1)[1]: v for k, v in labels.items()
+          if k.startswith("rows_dead_letter/") and v}
+  text = (f"dataset labelled: no window could be cut from --labels: "
+          f"{labels.get('rows_read', 0)} label rows read, {labels.get('rows_parsed', 0)} "
+          f"parsed, {sum(dead.values())} dead-lettered{_reasons(dead)}")
+  without = labels.get("sessions_without_data", 0)
+  if without:
+    text += (f"; {without} session(s) name a subject_id with no readings in the input "
+             "(the labels must use the inputs' own subject ids)")
+  return text + ("; see the dead letters (--dead_letter_dir)" if dead else "")
 
 
 def _split_warnings(nested: dict, statistics: dict, fractions: dict) -> list[str]:

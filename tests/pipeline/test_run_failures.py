@@ -317,3 +317,26 @@ def test_a_feature_constant_in_train_is_scaled_by_the_population_std(tmp_path, r
   expected = np.clip((np.clip(np.arange(120.0), *f.clip_range) - 5.0) / population_std, -5, 5)
   np.testing.assert_allclose(z, expected, atol=1e-5)
   assert (np.abs(z) < 5).sum() > 90  # most are z-scores, not saturated as with a std of 0
+
+
+@pytest.mark.parametrize("flat, expected", [
+    ({"label_rows_read": 16, "label_rows_parsed": 0,
+      "label_rows_dead_letter/end_not_after_start": 16},
+     "dataset labelled: no window could be cut from --labels: 16 label rows read, 0 parsed, "
+     "16 dead-lettered (end_not_after_start 16); see the dead letters (--dead_letter_dir)"),
+    ({"label_rows_read": 16, "label_rows_parsed": 16, "label_sessions_without_data": 16},
+     "dataset labelled: no window could be cut from --labels: 16 label rows read, 16 "
+     "parsed, 0 dead-lettered; 16 session(s) name a subject_id with no readings in the "
+     "input (the labels must use the inputs' own subject ids)"),
+])
+def test_labels_that_give_no_window_say_why_not_blaming_the_split(flat, expected):
+  from pipeline.write import nest_counts, run_warnings
+  nested = nest_counts({"rows_read": 600, "rows_parsed": 600, "readings_read": 600,
+                        "readings_used": 600, "windows/pretrain/cut": 4, **flat},
+                       ["pretrain", "labelled"])
+  nested["windows"]["pretrain"]["written"] = {"train": 4, "valid": 0, "test": 0}
+  nested["windows"]["labelled"]["written"] = {"train": 0, "valid": 0, "test": 0}
+  options = {"split": {"train": 1.0, "valid": 0.0, "test": 0.0}, "max_gap_minutes": 10080}
+  warnings = run_warnings(nested, {}, options, ["pretrain", "labelled"], 300)
+  assert expected in warnings, warnings
+  assert not any("--split" in w for w in warnings if w.startswith("dataset labelled"))

@@ -41,7 +41,8 @@ def test_read_labels(tmp_path, make_pipeline):
                   "s1,2023-03-28T10:50:00+00:00,2023-03-28T10:52:00Z,sleep,0\n"
                   "s1,2023-03-28T10:50:00,2023-03-28T10:52:00Z,sleep,0\n"      # no offset
                   ",2023-03-28T10:50:00Z,2023-03-28T10:52:00Z,sleep,0\n"
-                  "s1,2023-03-28T10:50:00Z,2023-03-28T10:52:00Z,juggling,1\n")  # unknown class
+                  "s1,2023-03-28T10:50:00Z,2023-03-28T10:52:00Z,juggling,1\n"   # unknown class
+                  "s1,2023-03-28T10:52:00Z,2023-03-28T10:50:00Z,run,1\n")  # end before start
   start = int(np.datetime64("2023-03-28T10:40", "m").astype(np.int64))
   key = tmp_path / "key"
   key.write_text("k\n")
@@ -53,7 +54,8 @@ def test_read_labels(tmp_path, make_pipeline):
     reasons = out[counts.DEAD_LETTER] | beam.Map(lambda e: (json.loads(e)["row"],
                                                             json.loads(e)["reason"]))
     assert_that(reasons, equal_to([(4, "bad_timestamp"), (5, "missing_subject"),
-                                   (6, "malformed_row")]), label="letters")
+                                   (6, "unknown_activity"), (7, "end_not_after_start")]),
+                label="letters")
 
 
 def test_minute_labels_and_dominant():
