@@ -310,11 +310,12 @@ def _log_local_time(fmt: str, folder: str, result) -> None:
                                           "ambiguous_local_time", "n_rows"].sum())
   if notes.get("ambiguous_local_time_first") or unresolved:
     logging.info(
-        "lsm-pipeline: %s export %s: fall-back (repeated) hour: %d rows on its first "
-        "pass, %d on its second, %d dead-lettered as ambiguous_local_time (the row "
-        "order cannot tell the passes apart)", fmt, folder or ".",
+        "lsm-pipeline: %s export %s: fall-back (repeated) hour, told apart by the row "
+        "order: %d rows on its first pass, %d on its second%s", fmt, folder or ".",
         notes.get("ambiguous_local_time_first", 0),
-        notes.get("ambiguous_local_time_second", 0), unresolved)
+        notes.get("ambiguous_local_time_second", 0),
+        f"; {unresolved} dead-lettered as ambiguous_local_time (there the row order "
+        "cannot tell the passes apart)" if unresolved else "")
 
 
 class ReadDevices(beam.PTransform):
