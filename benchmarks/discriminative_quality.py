@@ -102,12 +102,7 @@ def evaluate(profile: dict, out: str, work: str, seed: int,
              timings: dict[str, float]) -> None:
   """The stages: data (skipped when there), pre-training (resumed), evaluation."""
   data = generative_quality.make_data(profile, out, seed, timings)
-  generative_quality.run("train", [
-      "-m", "trainer", "--config", f"trainer/configs/mae.py:{profile['size']}",
-      "--workdir", work, f"--config.data_dir={data}",
-      f"--config.num_train_steps={profile['steps']}",
-      f"--config.batch_size={profile['batch']}", "--config.progress_bar=False",
-      f"--config.seed={seed}"], timings)
+  generative_quality.pretrain(profile, work, data, seed, timings)
   generative_quality.run("eval", [
       "-m", "trainer.evaluate", f"--workdir={work}", f"--data={data}",
       f"--tasks={','.join(TASKS)}", f"--seeds={profile['seeds']}",

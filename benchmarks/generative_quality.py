@@ -77,6 +77,18 @@ def make_data(profile: dict, out: str, seed: int, timings: dict[str, float]) -> 
   return data
 
 
+def pretrain(profile: dict, work: str, data: str, seed: int,
+             timings: dict[str, float]) -> None:
+  """lsm-train with trainer/configs/mae.py's default recipe of the profile's size; the
+  benchmark sets only the data, work directory, seed, batch and (profile steps > 0)
+  the step count. Resumes from work's checkpoints."""
+  steps = [f"--config.num_train_steps={profile['steps']}"] if profile["steps"] else []
+  run("train", ["-m", "trainer", "--config", f"trainer/configs/mae.py:{profile['size']}",
+                "--workdir", work, f"--config.data_dir={data}", *steps,
+                f"--config.batch_size={profile['batch']}", "--config.progress_bar=False",
+                f"--config.seed={seed}"], timings)
+
+
 ORACLE, SMOOTH = "oracle", "oracle_smooth"   # lsm-eval --oracle's: ceilings, not baselines
 
 
@@ -149,11 +161,7 @@ def main() -> None:
   data = make_data(profile, out, args.seed, timings)
   oracle = oracle_stage(out, data, profile, args.seed, timings)
 
-  steps = [f"--config.num_train_steps={profile['steps']}"] if profile["steps"] else []
-  run("train", ["-m", "trainer", "--config", f"trainer/configs/mae.py:{profile['size']}",
-                "--workdir", work, f"--config.data_dir={data}", *steps,
-                f"--config.batch_size={profile['batch']}", "--config.progress_bar=False",
-                f"--config.seed={args.seed}"], timings)
+  pretrain(profile, work, data, args.seed, timings)
   run("eval", ["-m", "trainer.evaluate", f"--workdir={work}", f"--data={data}",
                f"--tasks={','.join(TASKS)}", f"--max_windows={profile['max_windows']}",
                f"--mice_max_iter={profile['mice_max_iter']}", f"--seed={args.seed}",
