@@ -34,12 +34,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import generative_quality  # noqa: E402  pylint: disable=g-import-not-at-top
+import results_file  # noqa: E402  pylint: disable=g-import-not-at-top
 
 REPO = generative_quality.REPO
 RESULT = os.path.join(REPO, "benchmarks", "results", "discriminative_quality.json")
@@ -125,11 +125,8 @@ def summarise(args, profile: dict, work: str, timings: dict[str, float]) -> None
       "discriminative": results["discriminative"],
       "verdicts": verdicts(results["discriminative"]),
       "seconds": timings,
-      "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
   }
-  os.makedirs(os.path.dirname(os.path.abspath(args.result)), exist_ok=True)
-  with open(args.result, "w") as f:
-    json.dump(summary, f, indent=1)
+  results_file.write(summary, args.result)
   for task, verdict in summary["verdicts"].items():
     for shots, row in verdict["by_labels"].items():
       print(f"{task} {shots}: {row['pretrained_method']} {row['pretrained']:.3f}, "

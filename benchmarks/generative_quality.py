@@ -29,11 +29,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import time
+
+import results_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULT = os.path.join(REPO, "benchmarks", "results", "generative_quality.json")
@@ -193,11 +194,8 @@ def main() -> None:
       "ceiling": {task: ceiling(methods) for task, methods in generative.items()},
       "budget_note": results["budget_note"],
       "seconds": timings,
-      "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared with other work)",
   }
-  os.makedirs(os.path.dirname(os.path.abspath(args.result)), exist_ok=True)
-  with open(args.result, "w") as f:
-    json.dump(summary, f, indent=1)
+  results_file.write(summary, args.result)
   for task, m in summary["margins"].items():
     print(f"{task}: model MAE {generative[task]['model']['mae']:.4f}; vs linear "
           f"interpolation {100 * m['vs_linear_interpolation']:+.1f}%, vs MICE "
