@@ -134,13 +134,14 @@ def plot_power_law(path: str, x: Sequence[float], loss: Sequence[float],
   return paths.save_figure(figure, path)
 
 
-SWEEP_KEYS = ("params", "flops", "val_loss")
 AXES = {"train_windows": "training windows", "params": "parameters",
         "flops": "training FLOPs"}
+# Which runs each fit reads: a run's "arms" name the fits it belongs to.
+ARM_KEYS = {"data": "train_windows", "params": "params"}
 
 
 def _pareto_front(flops: np.ndarray, loss: np.ndarray) -> np.ndarray:
-  """Runs whose loss is lower than that of every run with less compute."""
+  """Points whose loss is lower than that of every point with less compute."""
   order = np.lexsort((loss, flops))
   keep, best = [], np.inf
   for i in order:
@@ -150,46 +151,53 @@ def _pareto_front(flops: np.ndarray, loss: np.ndarray) -> np.ndarray:
   return np.array(keep, dtype=int)
 
 
-def fit_sweep(runs: Sequence[Mapping[str, Any]], out_dir: str | None = None,
-              data_key: str = "train_windows") -> dict[str, dict[str, Any]]:
-  """Fits data, parameter and compute scaling from a grid of runs.
+def fit_sweep(runs: Sequence[Mapping[str, Any]], out_dir: str | None = None
+              ) -> dict[str, dict[str, Any]]:
+  """Fits data, parameter and compute scaling from a sweep's runs.
 
-  runs: one dict per trained run with "params", "flops" (training FLOPs),
-    "val_loss" (final validation loss) and `data_key` (data size; default the number
-    of training windows; "windows_seen" also works).
-  Which runs each fit uses (as in Kaplan et al. and LSM's figures):
-    data: the largest model, across data sizes;
-    params: the largest data size, across model sizes;
-    compute: the compute-efficient frontier (runs no cheaper run beats).
+  runs: one dict per trained run with "arms" (the fits it belongs to: "data",
+    "params"), "val_loss" (its validation loss: the best one when it trained to
+    convergence), "train_windows", "params" and "curve": its validation curve as
+    [[training FLOPs so far, validation loss], ...].
+  Which points each fit uses (Kaplan et al., Hoffmann et al.):
+    data: the runs of the data arm (one model size over nested data sizes);
+    params: the runs of the parameter arm (model sizes on the same data);
+    compute: the compute-efficient frontier over every point of every run's
+      validation curve (points no cheaper point beats).
   An axis with too few points gets {"error": reason} instead of a fit, so the other
-  fits still come back. With out_dir, writes scaling_{axis}.png there.
+  fits still come back. With out_dir, writes scaling_{axis}.png there. Raises
+  ValueError naming a run that lacks a field.
   """
-  keys = SWEEP_KEYS + (data_key,)
   for i, run in enumerate(runs):
-    missing = [k for k in keys if k not in run]
+    missing = [k for k in ("arms", "val_loss", "curve", *ARM_KEYS.values()) if k not in run]
     if missing:
       raise ValueError(f"sweep run {i} ({run.get('name', 'unnamed')}) lacks {missing}")
-  table = {k: np.array([float(run[k]) for run in runs]) for k in keys}
-  loss = table["val_loss"]
-  selections = {
-      "data": (data_key, np.flatnonzero(table["params"] == table["params"].max())),
-      "params": ("params", np.flatnonzero(table[data_key] == table[data_key].max())),
-      "compute": ("flops", _pareto_front(table["flops"], loss)),
-  }
+  selections = {}
+  for axis, key in ARM_KEYS.items():
+    chosen = [run for run in runs if axis in run["arms"]]
+    others = [run for run in runs if axis not in run["arms"] and key in run]
+    selections[axis] = (key, np.array([float(r[key]) for r in chosen]),
+                        np.array([float(r["val_loss"]) for r in chosen]),
+                        np.array([float(r[key]) for r in others]),
+                        np.array([float(r["val_loss"]) for r in others]))
+  curve = np.array([point for run in runs for point in run["curve"]],
+                   dtype=np.float64).reshape(-1, 2)
+  front = _pareto_front(curve[:, 0], curve[:, 1]) if len(curve) else np.array([], int)
+  rest = np.setdiff1d(np.arange(len(curve)), front)
+  selections["compute"] = ("flops", curve[front, 0], curve[front, 1],
+                           curve[rest, 0], curve[rest, 1])
   fits = {}
-  for axis, (key, chosen) in selections.items():
-    x = table[key]
-    entry: dict[str, Any] = {"x_key": key,
-                             "points": [[float(x[i]), float(loss[i])] for i in chosen]}
+  for axis, (key, x, loss, other_x, other_loss) in selections.items():
+    entry: dict[str, Any] = {"x_key": key, "points": [[float(a), float(b)]
+                                                      for a, b in zip(x, loss)]}
     try:
-      entry.update(fit_power_law(x[chosen], loss[chosen], what=f"{axis} scaling"))
+      entry.update(fit_power_law(x, loss, what=f"{axis} scaling"))
     except ValueError as error:
       entry["error"] = str(error)
     if out_dir is not None:
-      others = np.setdiff1d(np.arange(len(runs)), chosen)
       entry["figure"] = plot_power_law(
-          os.path.join(out_dir, f"scaling_{axis}.png"), x[chosen], loss[chosen],
-          None if "error" in entry else entry, AXES.get(key, key.replace("_", " ")),
-          f"{axis} scaling", x[others], loss[others])
+          os.path.join(out_dir, f"scaling_{axis}.png"), x, loss,
+          None if "error" in entry else entry, AXES[key], f"{axis} scaling",
+          other_x, other_loss)
     fits[axis] = entry
   return fits

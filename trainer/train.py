@@ -5,10 +5,14 @@ mesh axis; parameters replicated, or sharded along their largest divisible axis
 when config.shard_params). One jitted step, AdamW with global-norm clipping and
 a warm-up + cosine schedule (optax), Orbax checkpoints with the Grain iterator's
 state, TensorBoard scalars, and a stop with the step named on a NaN/inf loss.
+With config.early_stopping_evals > 0 the run stops once that many evaluations in a
+row found no lower validation loss (workdir/valid_history.json keeps the curve, so a
+resumed run counts on from where it was); the result then names the best step.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
@@ -177,6 +181,25 @@ def maybe_initialise_distributed(config) -> None:
     jax.distributed.initialize(**kwargs)
 
 
+VALID_HISTORY = "valid_history.json"
+
+
+def evals_since_best(history: list[list[float]]) -> int:
+  """Evaluations since the lowest validation loss of [[step, loss], ...] (0: the last
+  one is the best), what early stopping counts."""
+  best = min(range(len(history)), key=lambda i: history[i][1])
+  return len(history) - 1 - best
+
+
+def read_valid_history(workdir: str, start: int) -> list[list[float]]:
+  """The run's [[step, validation loss], ...] up to the checkpoint it resumes from
+  (later evaluations belong to steps that will be trained again)."""
+  path = paths.join(workdir, VALID_HISTORY)
+  if not start or not paths.exists(path):
+    return []
+  return [entry for entry in json.loads(paths.read_text(path)) if entry[0] <= start]
+
+
 def save_config(config, workdir: str) -> None:
   paths.write_text(paths.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
 
@@ -318,6 +341,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     iterator.set_state(iterator_state)
     logging.info("resumed from checkpoint step %d", start)
   valid = validation_batches(config)
+  history = read_valid_history(workdir, start)
+  patience = config.get("early_stopping_evals", 0)
+  stopped = bool(valid and patience and history and evals_since_best(history) >= patience)
+  if stopped:
+    logging.info("early stopping: no better validation loss in the %d evaluations up to "
+                 "step %d; not trained further", patience, start)
   writer = summaries.Writer(workdir, "train", enabled=lead)
   valid_writer = summaries.Writer(workdir, "valid", enabled=lead)
   batches = input_pipeline.prefetch_to_device(iterator, config.prefetch_batches,
@@ -332,6 +361,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   run_flops = []
   try:
     for step in range(start + 1, total + 1):
+      if stopped:
+        break
       batch, iterator_state = next(batches)
       k = trainer.budget(batch)
       if k not in trainer.steps:
@@ -375,10 +406,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         valid_writer.scalars(step, {"loss": valid_loss})
         result["valid_loss"] = valid_loss
         logging.info("step %d: validation loss %.5f", step, valid_loss)
+        history.append([step, valid_loss])
+        if lead:
+          paths.write_text(paths.join(workdir, VALID_HISTORY), json.dumps(history))
+        if patience and evals_since_best(history) >= patience:
+          stopped = True
+          logging.info("early stopping at step %d: no better validation loss in %d "
+                       "evaluations (best %.5f at step %d)", step, patience,
+                       *min((loss, s) for s, loss in history))
         if lead and config.plot_windows:
           plot_validation(workdir, step, valid[0], recon, config.plot_windows, valid_writer)
         window_start = time.perf_counter()  # evaluation time is not training throughput
-      if step % config.checkpoint_every_steps == 0 or step == total:
+      if step % config.checkpoint_every_steps == 0 or step == total or stopped:
         ckpts.save(step, trainer.state, iterator_state, valid_loss)
       result["step"] = step
   finally:
@@ -388,6 +427,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     ckpts.close()
     if hasattr(iterator, "close"):
       iterator.close()
+  if history:
+    best_loss, best_step = min((loss, s) for s, loss in history)
+    result.update(valid_history=history, best_valid_loss=best_loss, best_step=best_step,
+                  stopped_early=stopped)
   result["parameters"] = models.count_params(trainer.model_config)
   result["flops_per_step"] = float(np.mean(run_flops)) if run_flops else 0.0
   return result

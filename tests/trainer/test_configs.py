@@ -22,7 +22,7 @@ def test_every_size_builds(size):
 
 
 def test_an_unknown_size_names_the_sizes():
-  with pytest.raises(ValueError, match=r"unknown model size 'xxl'; expected one of \['nano'"):
+  with pytest.raises(ValueError, match=r"unknown model size 'xxl'; expected one of \['pico'"):
     mae.get_config("xxl")
 
 

@@ -330,3 +330,30 @@ def test_the_train_step_is_compiled_once_per_token_bucket(data_dir, make_config,
   assert 36 in used and max(used) > 36  # both kinds of batch ran
   assert sorted(built) == sorted(set(used)) and len(built) <= len(trainer.buckets)
   assert trainer.budget({"values": batch["values"]}) == 180  # no counts: the largest
+
+
+def test_evals_since_best_counts_evaluations_after_the_lowest_loss():
+  assert train.evals_since_best([[10, 0.5]]) == 0
+  assert train.evals_since_best([[10, 0.5], [20, 0.4], [30, 0.45], [40, 0.41]]) == 2
+  assert train.evals_since_best([[10, 0.5], [20, 0.5]]) == 1   # equal is not better
+
+
+def test_early_stopping_stops_after_patience_and_stays_stopped_on_resume(
+    data_dir, make_config, tmp_path, monkeypatch):
+  # Validation losses 0.9, 0.8, then worse: best at step 4, stop at step 8 (patience 2).
+  losses = iter([0.9, 0.8, 0.85, 0.81, 0.7])
+  monkeypatch.setattr(train.Trainer, "evaluate",
+                      lambda self, batches: (next(losses), None))
+  config = make_config(data_dir, num_train_steps=20, eval_every_steps=2,
+                       checkpoint_every_steps=100, early_stopping_evals=2, plot_windows=0)
+  workdir = str(tmp_path / "run")
+  result = train.train_and_evaluate(config, workdir)
+  assert result["step"] == 8 and result["stopped_early"]
+  assert result["best_valid_loss"] == 0.8 and result["best_step"] == 4
+  assert result["valid_history"] == [[2, 0.9], [4, 0.8], [6, 0.85], [8, 0.81]]
+  assert max(step_losses(workdir)) == 8
+  assert checkpoints_lib.Checkpoints(workdir, 3, False).latest_step() == 8
+  # Run again: resumes at step 8, finds patience spent, trains nothing more.
+  again = train.train_and_evaluate(config, workdir)
+  assert again["step"] == 8 and again["stopped_early"] and again["best_step"] == 4
+  assert max(step_losses(workdir)) == 8
