@@ -16,6 +16,12 @@ between windows (per-dimension std ~0.075 on layer-normed vectors of norm ~12), 
 moved the zero-initialised head: fine-tuning scored 0.253 on 8-class activity where
 the probe on the same checkpoint scored 0.710 (benchmarks/README.md, "Discriminative
 quality"). Windows are whole (nothing hidden): the encoder sees all observed tokens.
+
+Fine-tuning from a checkpoint can decay the learning rate layer by layer
+(FinetuneConfig.layer_decay, MAE's fine-tuning recipe after BEiT: the head and the
+final norm at the full rate, encoder block i of L at decay^(L - i), the patch
+embedding and mask token at decay^(L + 1)), so the pre-trained lower layers move
+least; training from scratch always uses one rate.
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ class FinetuneConfig:
   warmup_fraction: float = 0.1
   weight_decay: float = 1e-4
   grad_clip: float = 1.0
+  layer_decay: float = 1.0   # fine-tuning only; 1.0: every layer at learning_rate
 
   def optimizer_config(self) -> ml_collections.ConfigDict:
     """The fields train.optimizer reads, so the schedule is the pre-training one."""
@@ -98,6 +105,23 @@ def init_params(model: Classifier, seed: int, pretrained: Mapping[str, Any] | No
   return {**params, "mae": mae}
 
 
+def layer_scales(params: Mapping[str, Any], decay: float, layers: int):
+  """Per-parameter learning-rate factors of layer-wise decay: a tree like `params` of
+  floats, decay ** (layers + 1 - layer id), the id 0 for the patch embedding and mask
+  token, i + 1 for encoder block i, layers + 1 for the final norm and the head."""
+
+  def scale(path, _):
+    names = [k.key for k in path]
+    if names[0] != "mae" or names[1] == "encoder_norm":
+      layer = layers + 1
+    elif names[1].startswith("encoder_"):
+      layer = int(names[1].rsplit("_", 1)[1]) + 1
+    else:
+      layer = 0
+    return np.float32(decay ** (layers + 1 - layer))
+  return jax.tree_util.tree_map_with_path(scale, params)
+
+
 def _pad(x: np.ndarray, size: int) -> np.ndarray:
   return np.concatenate([x, np.zeros((size - len(x),) + x.shape[1:], x.dtype)])
 
@@ -110,12 +134,13 @@ def _compiled(model_config: models.ModelConfig, num_classes: int, config: Finetu
   tx = train.optimizer(config.optimizer_config())
 
   @jax.jit
-  def step(params, opt_state, v, m, y, mean, scale):
+  def step(params, opt_state, v, m, y, mean, scale, rates):
     def loss_fn(p):
       logits = model.apply({"params": p}, v, m, mean, scale)
       return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
     loss, grads = jax.value_and_grad(loss_fn)(params)
     updates, opt_state = tx.update(grads, opt_state, params)
+    updates = jax.tree.map(jnp.multiply, updates, rates)
     return optax.apply_updates(params, updates), opt_state, loss
 
   forward = jax.jit(lambda p, v, m, mean, scale: jax.nn.softmax(
@@ -140,6 +165,8 @@ def train_classifier(values: np.ndarray, observed: np.ndarray, labels: np.ndarra
   model, tx, step, forward, features = _compiled(model_config, num_classes, config)
   params = init_params(model, seed, pretrained)
   opt_state = tx.init(params)
+  rates = layer_scales(params, config.layer_decay if pretrained is not None else 1.0,
+                       model_config.layers)
   batch = config.batch_size
 
   def batched(fn, p, values_, observed_):
@@ -156,7 +183,7 @@ def train_classifier(values: np.ndarray, observed: np.ndarray, labels: np.ndarra
   for _ in range(config.steps):
     pick = rng.integers(0, len(labels), size=batch)
     params, opt_state, loss = step(params, opt_state, values[pick], observed[pick],
-                                   labels[pick], mean, scale)
+                                   labels[pick], mean, scale, rates)
   if not np.isfinite(float(loss)):
     raise FloatingPointError(f"classifier loss is {float(loss)} after {config.steps} steps")
 
