@@ -8,11 +8,18 @@ straight lines in log-log space of L - a0 against X for several candidate
 asymptotes a0 below min(L); the best converged start wins. Bounds: 0 <= a <= min(L)
 (a loss floor cannot be negative or above the data), -5 <= c <= 5.
 
-Confidence intervals: 95% Student-t intervals (n - 3 degrees of freedom) from
-curve_fit's covariance (scaled by the residual variance); b's interval is the delta
-method on log b, so it is asymmetric and positive. With exactly 3 points the fit is
-exact and there is no interval (None). A parameter that ends on a bound is listed
-in "at_bound": its interval is not trustworthy then.
+Confidence intervals, 95%. The exponent's is a profile-likelihood interval (Bates and
+Watts, Nonlinear Regression Analysis, 1988, ch. 6): every c whose best fit of a and b
+(a least-squares problem for fixed c, solved exactly within the bounds) has a
+residual sum of squares within SSE_min * (1 + F(0.95; 1, n - 3) / (n - 3)). It respects
+the bounds and the curvature of the model; the Wald interval from curve_fit's
+covariance does neither, and on a nearly straight log-log curve, where the asymptote
+a trades off against c, it can span 0 even when no c near 0 fits the points at all
+(the parameter arm of the default sweep, benchmarks/README.md). The Wald interval of c is kept beside it as "c_ci_wald". a's and b's
+are Wald: Student-t (n - 3 degrees of freedom) from the residual-scaled covariance,
+b's by the delta method on log b (asymmetric, positive). With exactly 3 points the
+fit is exact and there is no interval (None). A parameter that ends on a bound is
+listed in "at_bound"; an exponent interval that reaches c's bound is in "c_ci_open".
 """
 
 from __future__ import annotations
@@ -26,9 +33,10 @@ import numpy as np
 
 from trainer import paths
 
-CI_METHOD = ("95% Student-t interval from the curve_fit covariance (residual-scaled), "
-             "delta method on log b")
+CI_METHOD = ("95%: c by profile likelihood (F test), a and b Wald (Student-t from the "
+             "residual-scaled curve_fit covariance, delta method on log b)")
 C_BOUNDS = (-5.0, 5.0)
+_C_GRID = np.linspace(*C_BOUNDS, 4001)
 _A_FRACTIONS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99)
 
 
@@ -51,6 +59,60 @@ def _validate(x: Sequence[float], loss: Sequence[float], what: str
     raise ValueError(f"{what}: {np.unique(x).size} distinct x values; a fit of a, b, c "
                      "needs at least 3 (4 or more for confidence intervals)")
   return x, loss
+
+
+def profile_sse(x: np.ndarray, loss: np.ndarray, c: np.ndarray) -> np.ndarray:
+  """The least residual sum of squares of L = a + b X^c at each fixed c, over
+  0 <= a <= min(L) and b >= 0 (exact: a convex problem in (a, b), so its minimum is
+  the unconstrained one or lies on an edge of the box). x, loss [n]; c [G] -> [G]."""
+  c = np.atleast_1d(np.asarray(c, dtype=np.float64))
+  u = np.exp(np.outer(c, np.log(x / np.exp(np.log(x).mean()))))   # [G, n], centred
+  floor = loss.min()
+
+  def sse(a, b):
+    return np.sum((a[:, None] + b[:, None] * u - loss) ** 2, axis=1)
+
+  def b_given(a):   # best b >= 0 for a fixed a
+    return np.maximum(0.0, np.sum((loss - a[:, None]) * u, axis=1) / np.sum(u * u, axis=1))
+
+  um, lm = u.mean(axis=1), loss.mean()
+  var = np.sum((u - um[:, None]) ** 2, axis=1)
+  with np.errstate(divide="ignore", invalid="ignore"):
+    b_free = np.sum((u - um[:, None]) * (loss - lm), axis=1) / var
+  a_free = lm - b_free * um
+  inside = (a_free >= 0) & (a_free <= floor) & (b_free >= 0) & np.isfinite(b_free)
+  zeros, floors = np.zeros_like(c), np.full_like(c, floor)
+  candidates = [sse(zeros, b_given(zeros)), sse(floors, b_given(floors)),
+                sse(np.full_like(c, min(max(lm, 0.0), floor)), zeros),
+                np.where(inside, sse(np.where(inside, a_free, 0.0),
+                                     np.where(inside, b_free, 0.0)), np.inf)]
+  return np.min(candidates, axis=0)
+
+
+def profile_interval(x: np.ndarray, loss: np.ndarray, c_hat: float, sse_min: float
+                     ) -> tuple[list[float], bool]:
+  """The exponent's 95% profile-likelihood interval (module docstring) and whether it
+  reaches c's bound. Needs n >= 4."""
+  from scipy import optimize, stats
+  dof = x.size - 3
+  sse_min = min(sse_min, float(profile_sse(x, loss, [c_hat])[0]))
+  threshold = sse_min * (1.0 + float(stats.f.ppf(0.95, 1, dof)) / dof)
+  excess = lambda c: float(profile_sse(x, loss, [c])[0]) - threshold
+  outside = profile_sse(x, loss, _C_GRID) > threshold
+  centre = int(np.clip(np.searchsorted(_C_GRID, c_hat), 1, _C_GRID.size - 1))
+  edges, open_ = [], False
+  for step, stop in ((-1, -1), (1, _C_GRID.size)):
+    i = centre if step > 0 else centre - 1
+    while i != stop and not outside[i]:
+      i += step
+    if i == stop:
+      edges.append(C_BOUNDS[0] if step < 0 else C_BOUNDS[1])
+      open_ = True
+      continue
+    inner = _C_GRID[i - step]
+    inner = c_hat if (inner - c_hat) * step < 0 else inner
+    edges.append(float(optimize.brentq(excess, *sorted((inner, float(_C_GRID[i]))))))
+  return edges, open_
 
 
 def fit_power_law(x: Sequence[float], loss: Sequence[float],
@@ -105,7 +167,9 @@ def fit_power_law(x: Sequence[float], loss: Sequence[float],
     result["a_ci"] = [float(a - t * se[0]), float(a + t * se[0])]
     with np.errstate(over="ignore"):  # a flat sweep can give an unbounded interval on b
       result["b_ci"] = [float(np.exp(log_b - t * se[1])), float(np.exp(log_b + t * se[1]))]
-    result["c_ci"] = [float(c - t * se[2]), float(c + t * se[2])]
+    result["c_ci_wald"] = [float(c - t * se[2]), float(c + t * se[2])]
+  if dof > 0:
+    result["c_ci"], result["c_ci_open"] = profile_interval(x, loss, float(c), sse)
   return result
 
 

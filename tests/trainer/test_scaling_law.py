@@ -105,3 +105,29 @@ def test_the_default_grids_point_counts_recover_known_exponents(seed):
     low, high = fit["c_ci"]
     assert low <= c <= high and high < 0, fit
     assert fit["r2"] >= 0.9
+
+
+def test_profile_sse_is_the_bounded_least_squares_minimum():
+  from scipy import optimize
+  rng = np.random.default_rng(1)
+  x = np.geomspace(50, 5000, 6)
+  loss = scaling_law.power_law(x, 0.3, 2.0, -0.4) * (1 + 0.02 * rng.normal(size=6))
+  centred = np.log(x / np.exp(np.log(x).mean()))
+  for c in (-3.0, -0.4, -0.01, 0.5, 2.0):
+    design = np.stack([np.ones_like(x), np.exp(c * centred)], axis=1)
+    best = optimize.lsq_linear(design, loss, bounds=([0, 0], [loss.min(), np.inf]),
+                               tol=1e-12)
+    assert scaling_law.profile_sse(x, loss, [c])[0] == pytest.approx(2 * best.cost,
+                                                                     rel=1e-6, abs=1e-12)
+
+
+def test_exponent_interval_excludes_zero_on_a_straight_log_log_line():
+  """Five sizes over 48x of a slow power law with no visible floor: the asymptote is
+  not identified, yet no exponent near 0 fits; the profile interval says so."""
+  rng = np.random.default_rng(0)
+  x = np.array([45842, 167410, 364754, 854098, 2233842], dtype=float)
+  loss = 1.2 * x ** -0.065 * (1 + 0.003 * rng.normal(size=x.size))
+  fit = scaling_law.fit_power_law(x, loss)
+  low, high = fit["c_ci"]
+  assert low <= -0.065 <= high and high < 0 and not fit["c_ci_open"]
+  assert fit["c_ci_wald"][0] <= fit["c"] <= fit["c_ci_wald"][1]
