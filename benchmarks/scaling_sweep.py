@@ -85,7 +85,8 @@ def main() -> None:
     result = json.load(f)
   result["meta"]["data"] = "synthetic cohort: " + ", ".join(
       f"{k} {profile[k]}" for k in ("subjects", "days", "split"))   # no local paths
-  result["seconds"] = timings
+  result["seconds"] = timings   # this invocation's stages (a rerun only refits)
+  result["training_seconds"] = round(sum(run["seconds"] for run in result["runs"]), 1)
   target = os.path.join(out, "result") if args.quick else RESULTS
   os.makedirs(target, exist_ok=True)
   for name in FILES:
