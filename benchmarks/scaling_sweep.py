@@ -13,8 +13,9 @@ curve, and the same-hours-fewer-subjects run. Copies SWEEP/scaling.{json,md} and
 three plots to benchmarks/results/scaling/ (the json with the machine fields and
 the seconds of each stage).
 
-Default: about 90 minutes on 2 quiet CPU cores. --quick checks the plumbing in a
-few minutes (a smaller grid; its numbers say little) and writes under --out only.
+Default: about 65 minutes on 2 CPU cores (64.1 on 2026-12-01). --quick checks the
+plumbing in a few minutes (a smaller grid; its numbers say little) and writes under
+--out only.
 Each stage is skipped when its output exists (an interrupted sweep resumes);
 --fresh starts over.
 """
@@ -66,7 +67,7 @@ def make_data(profile: dict, out: str, seed: int, timings: dict[str, float]) -> 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true", help="minutes, not an hour and a half")
+  parser.add_argument("--quick", action="store_true", help="minutes, not an hour")
   parser.add_argument("--out", default=os.path.join(REPO, "runs", "bench_scaling"))
   parser.add_argument("--fresh", action="store_true", help="delete --out first")
   parser.add_argument("--seed", type=int, default=0)
