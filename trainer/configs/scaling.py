@@ -21,8 +21,9 @@ as many windows as its largest run, from 1/fewer_subjects as many subjects.
 
 The default grid takes about 65 minutes on 2 CPU cores (benchmarks/scaling_sweep.py
 makes a cohort and runs it; benchmarks/README.md has the result) and needs a train
-split of at least 64 subjects with about 50 windows each: the data arm spans 2 to 64 subjects (32x in windows and hours), the parameter arm pico..tiny
-(45k to 2.2M parameters, 48x). Every run is validated on the same windows (the first
+split of at least 64 subjects with about 50 windows each: the data arm spans 2 to 64
+subjects (32x in windows and hours), the parameter arm pico..tiny (45k to 2.2M
+parameters, 48x). Every run is validated on the same windows (the first
 eval_batches x batch_size of the valid split, fixed masks). On accelerators the same
 command takes LSM's sizes and a bigger budget, e.g.
   --config.model_sizes=tiny,xs,s,b --config.subjects=16,64,256,1024,4096
