@@ -160,6 +160,8 @@ def train_classifier(values: np.ndarray, observed: np.ndarray, labels: np.ndarra
     raise ValueError(f"{len(values)} windows and {len(labels)} labels to train on")
   if config.steps < 1:
     raise ValueError(f"a classifier needs at least one step, got {config.steps}")
+  if not 0 < config.layer_decay <= 1:
+    raise ValueError(f"layer_decay must be in (0, 1], got {config.layer_decay}")
   if labels.min() < 0 or labels.max() >= num_classes:
     raise ValueError(f"labels must be in 0..{num_classes - 1}")
   model, tx, step, forward, features = _compiled(model_config, num_classes, config)

@@ -368,8 +368,9 @@ def test_lsm_eval_names_an_unknown_task_in_one_line(tmp_path, python, subprocess
       "lsm-eval: --tasks: unknown task 'interpolation_45m'; expected a group")
 
 
-@pytest.mark.parametrize("flag", ["--seeds=", "--shots=-5", "--shots=0", "--seeds=a"])
-def test_lsm_eval_refuses_bad_seeds_and_shots_in_one_line(flag, tmp_path, python,
+@pytest.mark.parametrize("flag", ["--seeds=", "--shots=-5", "--shots=0", "--seeds=a",
+                                  "--finetune_layer_decay=0", "--finetune_layer_decay=1.5"])
+def test_lsm_eval_refuses_bad_numeric_flags_in_one_line(flag, tmp_path, python,
                                                          subprocess_env):
   import subprocess
   out = subprocess.run([python, "-c", "from trainer.evaluate import main; main()",

@@ -39,5 +39,8 @@ def test_layer_decay_leaves_training_from_scratch_alone(monkeypatch):
   pretrained = finetune.init_params(finetune.Classifier(config, 2), 1, None)["mae"]
   finetune.train_classifier(x, m, y, 2, config, pretrained=pretrained, config=run)
   assert seen == [1.0, 0.5]
+  with pytest.raises(ValueError, match=r"layer_decay must be in \(0, 1\], got 1.5"):
+    finetune.train_classifier(x, m, y, 2, config,
+                              config=finetune.FinetuneConfig(steps=1, layer_decay=1.5))
   with pytest.raises(ValueError, match="at least one step"):
     finetune.train_classifier(x, m, y, 2, config, config=finetune.FinetuneConfig(steps=0))
