@@ -84,14 +84,20 @@ def main() -> None:
       "--workdir", sweep_dir, f"--config.data_dir={data}", *profile["overrides"]], timings)
   with open(os.path.join(sweep_dir, "scaling.json")) as f:
     result = json.load(f)
-  result["meta"]["data"] = "synthetic cohort: " + ", ".join(
-      f"{k} {profile[k]}" for k in ("subjects", "days", "split"))   # no local paths
+  cohort = "synthetic cohort: " + ", ".join(
+      f"{k} {profile[k]}" for k in ("subjects", "days", "split"))
+  result["meta"]["data"] = cohort   # no local paths in what is committed
   result["seconds"] = timings   # this invocation's stages (a rerun only refits)
   result["training_seconds"] = round(sum(run["seconds"] for run in result["runs"]), 1)
   target = os.path.join(out, "result") if args.quick else RESULTS
   os.makedirs(target, exist_ok=True)
   for name in FILES:
     shutil.copyfile(os.path.join(sweep_dir, name), os.path.join(target, name))
+  with open(os.path.join(target, "scaling.md"), "r+") as f:
+    text = f.read().replace(os.path.abspath(data), cohort)
+    f.seek(0)
+    f.write(text)
+    f.truncate()
   results_file.write(result, os.path.join(target, "scaling.json"))
 
 

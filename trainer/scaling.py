@@ -46,6 +46,10 @@ FLAGS = flags.FLAGS
 RUN_RESULT = "run.json"
 
 
+class SweepError(cli.CommandError, ValueError):
+  """A sweep setting or state that cannot be used; lsm-scaling prints it as one line."""
+
+
 def define_flags() -> None:
   """Flags are defined when the command runs, not on import, so lsm-train, lsm-eval
   and lsm-scaling can be imported into one process (tests) without clashing."""
@@ -93,7 +97,7 @@ def choose_windows(records: dict[str, list[bytes]], subjects: list[str],
   while len(chosen) < total:
     row = [records[s][depth] for s in subjects if depth < len(records[s])]
     if not row:
-      raise ValueError(f"{len(subjects)} subjects hold {len(chosen)} windows; the "
+      raise SweepError(f"{len(subjects)} subjects hold {len(chosen)} windows; the "
                        f"comparison run needs {total}")
     chosen += row[:total - len(chosen)]
     depth += 1
@@ -152,7 +156,7 @@ def run_config(sweep: ml_collections.ConfigDict, size: str, data_dir: str,
     for p in parents:
       node = node[p]
     if leaf not in node:
-      raise ValueError(f"sweep override train.{key}: trainer/configs/mae.py has no {key}")
+      raise SweepError(f"sweep override train.{key}: trainer/configs/mae.py has no {key}")
     node[leaf] = value
   config.num_train_steps = steps
   config.eval_every_steps = config.checkpoint_every_steps = max(
@@ -176,11 +180,28 @@ def plan(sweep: ml_collections.ConfigDict, available: int) -> list[dict[str, Any
   """The sweep's runs: name, arms, size, subjects, windows per subject (0 = all), total
   windows (0 = per subject) and steps. Raises ValueError when the train split has too
   few subjects."""
+  from trainer.configs import mae
   counts = _ints(sweep.subjects)
   sizes = [s.strip() for s in sweep.model_sizes.split(",") if s.strip()]
+  unknown = [s for s in sizes + [sweep.data_size] if s not in mae.SIZES]
+  if unknown:
+    raise SweepError(f"config.model_sizes / config.data_size: unknown size {unknown[0]!r}; "
+                     f"expected one of {list(mae.SIZES)}")
+  for name, low in (("windows_per_subject", 0), ("fewer_subjects", 0), ("evals_per_run", 1),
+                    ("early_stopping_evals", 0), ("min_steps", 1), ("data_steps", 1)):
+    if sweep[name] < low:
+      raise SweepError(f"config.{name}={sweep[name]}: must be at least {low}")
+  if sweep.tokens_per_parameter <= 0:
+    raise SweepError(f"config.tokens_per_parameter={sweep.tokens_per_parameter}: must be "
+                     "positive")
+  if counts and counts[0] < 1:
+    raise SweepError(f"config.subjects={sweep.subjects}: every count must be at least 1")
+  if sweep.fewer_subjects and counts and counts[-1] // sweep.fewer_subjects < 1:
+    raise SweepError(f"config.fewer_subjects={sweep.fewer_subjects}: 1/{sweep.fewer_subjects} "
+                     f"of {counts[-1]} subjects is less than one subject")
   wanted = max(counts[-1] if counts else 0, sweep.param_subjects if sizes else 0)
   if wanted > available:
-    raise ValueError(f"{sweep.data_dir}: the train split has {available} subjects, the "
+    raise SweepError(f"{sweep.data_dir}: the train split has {available} subjects, the "
                      f"sweep asks for up to {wanted} (config.subjects={sweep.subjects}, "
                      f"config.param_subjects={sweep.param_subjects})")
   cap = sweep.windows_per_subject
@@ -206,7 +227,7 @@ def train_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]
   started = time.perf_counter()
   result = train.train_and_evaluate(config, workdir)
   if "best_valid_loss" not in result:
-    raise ValueError(f"{workdir}: no validation loss (is the valid split empty?)")
+    raise SweepError(f"{workdir}: no validation loss (is the valid split empty?)")
   params = models.count_params(models.ModelConfig.from_config(config.model))
   steps = int(result["step"])
   flops_per_step = float(result["flops_per_step"])
@@ -241,25 +262,36 @@ def sweep(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains every missing run of the plan, fits, and writes SWEEP/scaling.{json,md}."""
   from trainer import report, scaling_law
   if not config.data_dir:
-    raise ValueError("config.data_dir is empty: pass --config.data_dir=PIPELINE_OUTPUT")
+    raise SweepError("config.data_dir is empty: pass --config.data_dir=PIPELINE_OUTPUT")
   hashes, records = train_subjects(config.data_dir)
-  runs = []
+  planned_runs = plan(config, len(hashes))
+  # Every subset first, so a run that cannot be filled stops the sweep before any training.
+  subsets = []
   largest_data_run = 0
-  for planned in plan(config, len(hashes)):
+  for planned in planned_runs:
     subjects = hashes[:planned["subjects"]]
     if planned["total"] < 0:
       planned["total"] = largest_data_run
-    windows = choose_windows(records, subjects, planned["per_subject"], planned["total"])
+    try:
+      windows = choose_windows(records, subjects, planned["per_subject"], planned["total"])
+    except SweepError as e:
+      raise SweepError(f"config.fewer_subjects={config.fewer_subjects}: {e}") from None
     if "data" in planned["arms"]:
       largest_data_run = max(largest_data_run, len(windows))
-    data_dir, count = subset_data_dir(config.data_dir, os.path.join(
-        workdir, "data", planned["name"]), subjects, windows)
+    subsets.append((subjects, *subset_data_dir(config.data_dir, os.path.join(
+        workdir, "data", planned["name"]), subjects, windows)))
+  settings = {"mask_strategy": config.mask_strategy, "evals_per_run": config.evals_per_run,
+              "early_stopping_evals": config.early_stopping_evals,
+              "train": config.train.to_dict()}
+  runs = []
+  for planned, (subjects, data_dir, count) in zip(planned_runs, subsets):
+    planned = {**planned, "settings": settings}
     run_dir = os.path.join(workdir, "runs", planned["name"])
     done = os.path.join(run_dir, RUN_RESULT)
     if paths.exists(done):
       run = json.loads(paths.read_text(done))
       if run["plan"] != planned:
-        raise ValueError(f"{done} was trained for {run['plan']}, the sweep now plans "
+        raise SweepError(f"{done} was trained for {run['plan']}, the sweep now plans "
                          f"{planned}: use a new --workdir (or delete {run_dir})")
       logging.info("%s: finished before, not retrained", run_dir)
     else:
@@ -318,8 +350,8 @@ def _main(argv) -> None:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   results = sweep(FLAGS.config, FLAGS.workdir)
   for axis, fit in results["scaling"].items():
-    logging.info("%s scaling: %s", axis, fit.get("error") or
-                 f"c = {fit['c']:.3f} {fit['c_ci']}, R^2 {fit['r2']}")
+    logging.info("%s", fit.get("error") or
+                 f"{axis} scaling: c = {fit['c']:.3f} {fit['c_ci']}, R^2 {fit['r2']}")
   print(os.path.join(FLAGS.workdir, "scaling.md"))
 
 

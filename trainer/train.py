@@ -417,7 +417,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if lead and config.plot_windows:
           plot_validation(workdir, step, valid[0], recon, config.plot_windows, valid_writer)
         window_start = time.perf_counter()  # evaluation time is not training throughput
-      if step % config.checkpoint_every_steps == 0 or step == total or stopped:
+      # With early stopping every evaluation is checkpointed, so the best step is kept.
+      if (step % config.checkpoint_every_steps == 0 or step == total or stopped
+          or (patience and valid_loss is not None)):
         ckpts.save(step, trainer.state, iterator_state, valid_loss)
       result["step"] = step
   finally:

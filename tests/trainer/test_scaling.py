@@ -67,11 +67,14 @@ def test_sweep_trains_both_arms_fits_and_resumes(labelled_data_dir, tmp_path, mo
   monkeypatch.setattr(scaling, "train_run", refuse)
   again = scaling.sweep(sweep_config(labelled_data_dir), workdir)
   assert again["runs"] == results["runs"]
-  # A finished run planned differently now is an error, not a silent mix of budgets.
-  changed = sweep_config(labelled_data_dir)
-  changed.data_steps = 5
-  with pytest.raises(ValueError, match="nano_s1_w4.*use a new --workdir"):
-    scaling.sweep(changed, workdir)
+  # A finished run planned differently now (steps, or how it trains) is an error, not
+  # a silent mix of budgets.
+  for key, value in (("data_steps", 5), ("mask_strategy", "extrapolation"),
+                     ("early_stopping_evals", 1)):
+    changed = sweep_config(labelled_data_dir)
+    changed[key] = value
+    with pytest.raises(scaling.SweepError, match="nano_s1_w4.*use a new --workdir"):
+      scaling.sweep(changed, workdir)
 
 
 def test_token_steps_follow_parameters_above_the_floor():
@@ -91,6 +94,43 @@ def test_choose_windows_caps_each_subject_or_deals_round_robin():
   assert scaling.choose_windows(records, ["a", "c"], total=4) == [b"a0", b"c0", b"a1", b"c1"]
   with pytest.raises(ValueError, match="2 subjects hold 3 windows; the comparison run needs 6"):
     scaling.choose_windows(records, ["b", "c"], total=6)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("fewer_subjects", -2, r"config.fewer_subjects=-2: must be at least 0"),
+    ("fewer_subjects", 8, r"config.fewer_subjects=8: 1/8 of 4 subjects is less than one"),
+    ("data_size", "huge", r"unknown size 'huge'; expected one of \['pico'"),
+    ("evals_per_run", 0, r"config.evals_per_run=0: must be at least 1"),
+    ("tokens_per_parameter", 0.0, r"tokens_per_parameter=0.0: must be positive")])
+def test_bad_sweep_settings_stop_before_anything_trains(labelled_data_dir, tmp_path,
+                                                        monkeypatch, key, value, message):
+  monkeypatch.setattr(scaling, "train_run", lambda *a: pytest.fail("a run was trained"))
+  config = sweep_config(labelled_data_dir)
+  config[key] = value
+  with pytest.raises(scaling.SweepError, match=message):
+    scaling.sweep(config, str(tmp_path))
+
+
+def test_a_comparison_run_that_cannot_be_filled_stops_before_anything_trains(
+    labelled_data_dir, tmp_path, monkeypatch):
+  monkeypatch.setattr(scaling, "train_run", lambda *a: pytest.fail("a run was trained"))
+  config = sweep_config(labelled_data_dir)
+  config.windows_per_subject = 0   # the largest data run: all 32 windows of 4 subjects
+  with pytest.raises(scaling.SweepError, match=r"config.fewer_subjects=2: 2 subjects hold "
+                     r"16 windows; the comparison run needs 32"):
+    scaling.sweep(config, str(tmp_path))
+
+
+def test_lsm_scaling_prints_a_sweep_error_in_one_line(labelled_data_dir, tmp_path, python,
+                                                     subprocess_env, repo_dir):
+  import subprocess
+  out = subprocess.run([python, "-m", "trainer.scaling", "--config=trainer/configs/scaling.py",
+                        f"--workdir={tmp_path}", f"--config.data_dir={labelled_data_dir}",
+                        "--config.subjects=2,50"], cwd=repo_dir, env=subprocess_env(),
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
+  assert out.stderr.strip().splitlines()[-1].startswith("lsm-scaling: "), out.stderr[-500:]
+  assert "has 8 subjects, the sweep asks for up to 64" in out.stderr
 
 
 def test_sweep_asking_for_more_subjects_than_exist_is_an_error(labelled_data_dir, tmp_path):

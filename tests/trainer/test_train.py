@@ -352,7 +352,10 @@ def test_early_stopping_stops_after_patience_and_stays_stopped_on_resume(
   assert result["best_valid_loss"] == 0.8 and result["best_step"] == 4
   assert result["valid_history"] == [[2, 0.9], [4, 0.8], [6, 0.85], [8, 0.81]]
   assert max(step_losses(workdir)) == 8
-  assert checkpoints_lib.Checkpoints(workdir, 3, False).latest_step() == 8
+  ckpts = checkpoints_lib.Checkpoints(workdir, 3, False)
+  # checkpoint_every_steps is 100: with early stopping every evaluation is checkpointed,
+  # so the best step is there for lsm-eval --step=best.
+  assert ckpts.latest_step() == 8 and ckpts.best_step() == 4 and 4 in ckpts.all_steps()
   # Run again: resumes at step 8, finds patience spent, trains nothing more.
   again = train.train_and_evaluate(config, workdir)
   assert again["step"] == 8 and again["stopped_early"] and again["best_step"] == 4

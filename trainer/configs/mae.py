@@ -122,7 +122,8 @@ def get_config(size: str = "tiny") -> ml_collections.ConfigDict:
   config.eval_every_steps = 200
   config.eval_batches = 8
   # > 0: stop once N evaluations in a row found no lower validation loss (the scaling
-  # sweep's runs train to convergence this way); 0 trains every step.
+  # sweep's runs do); every evaluation is then checkpointed, so the best step is kept
+  # for lsm-eval --step=best. 0 trains every step.
   config.early_stopping_evals = 0
   config.checkpoint_every_steps = 200
   config.keep_checkpoints = 3           # last N, plus the best by validation loss

@@ -5,8 +5,8 @@ Three sets of runs, each fitted with L = a + b X^c (trainer/scaling_law.py):
 
   data arm        one model size (data_size) over nested subsets of the train split's
                   subjects (subjects), each subject's first windows_per_subject windows;
-                  every run trains to convergence: early stopping on validation, at
-                  most data_steps steps. Fit: best validation loss vs training windows.
+                  every run trains until validation stops improving (early stopping)
+                  or data_steps steps. Fit: best validation loss vs training windows.
   parameter arm   every size in model_sizes on the first param_subjects subjects, all
                   their windows, each trained for a fixed number of data tokens per
                   parameter (tokens_per_parameter x parameters / (batch x 180 patches)
