@@ -31,10 +31,8 @@ exists; --fresh starts over.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -135,19 +133,14 @@ def summarise(args, profile: dict, work: str, timings: dict[str, float]) -> None
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true", help="minutes, not most of an hour")
-  parser.add_argument("--out", default=os.path.join(REPO, "runs", "bench_discriminative"))
-  parser.add_argument("--fresh", action="store_true", help="delete --out first")
+  parser = generative_quality.end_to_end_arguments(__doc__, "minutes, not most of an hour",
+                                                   "bench_discriminative")
   parser.add_argument("--result", default=RESULT)
-  parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--summarise", action="store_true",
                       help="only rebuild the result file from --out's finished evaluation")
   args = parser.parse_args()
   profile = dict(PROFILES["quick" if args.quick else "default"])
-  out = os.path.abspath(args.out)
-  if args.fresh and os.path.exists(out):
-    shutil.rmtree(out)
+  out = generative_quality.out_dir(args)
   work = os.path.join(out, "train")
   timings: dict[str, float] = {}
   if args.summarise:

@@ -59,9 +59,32 @@ def run(stage: str, args: list[str], timings: dict[str, float]) -> None:
   timings[stage] = round(time.perf_counter() - started, 1)
 
 
-def make_data(profile: dict, out: str, seed: int, timings: dict[str, float]) -> str:
+def end_to_end_arguments(doc: str, quick_help: str, out_name: str
+                         ) -> argparse.ArgumentParser:
+  """The flags every end-to-end benchmark takes: --quick, --out (runs/OUT_NAME),
+  --fresh and --seed; `doc` is the benchmark's module docstring."""
+  parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+  parser.add_argument("--quick", action="store_true", help=quick_help)
+  parser.add_argument("--out", default=os.path.join(REPO, "runs", out_name))
+  parser.add_argument("--fresh", action="store_true", help="delete --out first")
+  parser.add_argument("--seed", type=int, default=0)
+  return parser
+
+
+def out_dir(args: argparse.Namespace) -> str:
+  """--out as an absolute path, emptied first with --fresh."""
+  out = os.path.abspath(args.out)
+  if args.fresh and os.path.exists(out):
+    shutil.rmtree(out)
+  return out
+
+
+def make_data(profile: dict, out: str, seed: int, timings: dict[str, float],
+              pipeline_args: list[str] | None = None) -> str:
   """lsm-synth's cohort and lsm-pipeline's windows of the profile under out (each
-  stage skipped when its output exists); returns the pipeline output directory."""
+  stage skipped when its output exists); returns the pipeline output directory.
+  pipeline_args: lsm-pipeline's flags beyond input, output and key (default: the
+  cohort's session labels and the profile's window stride)."""
   synth, data = os.path.join(out, "synth"), os.path.join(out, "pipeline")
   if not os.path.exists(os.path.join(synth, "truth.json")):
     run("synth", ["-m", "pipeline.synthetic.main", "--output", synth, "--subjects",
@@ -71,10 +94,12 @@ def make_data(profile: dict, out: str, seed: int, timings: dict[str, float]) -> 
     key = os.path.join(out, "subject.key")
     with open(key, "w") as f:
       f.write(f"benchmark-key-{seed}\n")
+    if pipeline_args is None:
+      pipeline_args = ["--labels", os.path.join(synth, "labels", "sessions.csv"),
+                       "--stride_minutes", str(profile["stride"])]
     run("pipeline", ["-m", "pipeline", "--input", os.path.join(synth, "raw", "*"),
-                     "--labels", os.path.join(synth, "labels", "sessions.csv"),
-                     "--output", data, "--subject_hash_key_file", key,
-                     "--stride_minutes", str(profile["stride"])], timings)
+                     "--output", data, "--subject_hash_key_file", key, *pipeline_args],
+        timings)
   return data
 
 
@@ -142,21 +167,15 @@ def oracle_stage(out: str, data: str, profile: dict, seed: int,
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true", help="minutes, not an hour")
-  parser.add_argument("--out", default=os.path.join(REPO, "runs", "bench_generative"))
-  parser.add_argument("--fresh", action="store_true", help="delete --out first")
+  parser = end_to_end_arguments(__doc__, "minutes, not an hour", "bench_generative")
   parser.add_argument("--result", default=RESULT)
-  parser.add_argument("--seed", type=int, default=0)
   for key, value in PROFILES["default"].items():
     parser.add_argument(f"--{key}", type=type(value), default=None,
                         help=f"override the profile's {key} (default {value})")
   args = parser.parse_args()
   profile = dict(PROFILES["quick" if args.quick else "default"])
   profile.update({k: getattr(args, k) for k in profile if getattr(args, k) is not None})
-  out = os.path.abspath(args.out)
-  if args.fresh and os.path.exists(out):
-    shutil.rmtree(out)
+  out = out_dir(args)
   work = os.path.join(out, "train")
   timings: dict[str, float] = {}
   data = make_data(profile, out, args.seed, timings)

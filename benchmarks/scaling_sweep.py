@@ -22,7 +22,6 @@ Each stage is skipped when its output exists (an interrupted sweep resumes);
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -46,38 +45,15 @@ PROFILES = {
 }
 
 
-def make_data(profile: dict, out: str, seed: int, timings: dict[str, float]) -> str:
-  """The profile's synthetic cohort through lsm-pipeline (each stage skipped when its
-  output exists); returns the pipeline output directory."""
-  synth, data = os.path.join(out, "synth"), os.path.join(out, "pipeline")
-  if not os.path.exists(os.path.join(synth, "truth.json")):
-    generative_quality.run("synth", [
-        "-m", "pipeline.synthetic.main", "--output", synth, "--subjects",
-        str(profile["subjects"]), "--days", str(profile["days"]), "--seed", str(seed),
-        "--format", "parquet", "--workers", "2"], timings)
-  if not os.path.exists(os.path.join(data, "manifest.json")):
-    key = os.path.join(out, "subject.key")
-    with open(key, "w") as f:
-      f.write(f"benchmark-key-{seed}\n")
-    generative_quality.run("pipeline", [
-        "-m", "pipeline", "--input", os.path.join(synth, "raw", "*"), "--output", data,
-        "--subject_hash_key_file", key, "--split", profile["split"]], timings)
-  return data
-
-
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true", help="minutes, not an hour")
-  parser.add_argument("--out", default=os.path.join(REPO, "runs", "bench_scaling"))
-  parser.add_argument("--fresh", action="store_true", help="delete --out first")
-  parser.add_argument("--seed", type=int, default=0)
+  parser = generative_quality.end_to_end_arguments(__doc__, "minutes, not an hour",
+                                                   "bench_scaling")
   args = parser.parse_args()
   profile = PROFILES["quick" if args.quick else "default"]
-  out = os.path.abspath(args.out)
-  if args.fresh and os.path.exists(out):
-    shutil.rmtree(out)
+  out = generative_quality.out_dir(args)
   timings: dict[str, float] = {}
-  data = make_data(profile, out, args.seed, timings)
+  data = generative_quality.make_data(profile, out, args.seed, timings,
+                                     pipeline_args=["--split", profile["split"]])
   sweep_dir = os.path.join(out, "sweep")
   generative_quality.run("sweep", [
       "-m", "trainer.scaling", "--config", "trainer/configs/scaling.py",

@@ -223,12 +223,12 @@ def plan(sweep: ml_collections.ConfigDict, available: int) -> list[dict[str, Any
 def train_run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains one run (or resumes it) and returns its result: best validation loss, the
   validation curve in FLOPs, parameters, steps."""
-  from trainer import input_pipeline, models, train
+  from trainer import input_pipeline, train
   started = time.perf_counter()
   result = train.train_and_evaluate(config, workdir)
   if "best_valid_loss" not in result:
     raise SweepError(f"{workdir}: no validation loss (is the valid split empty?)")
-  params = models.count_params(models.ModelConfig.from_config(config.model))
+  params = int(result["parameters"])
   steps = int(result["step"])
   flops_per_step = float(result["flops_per_step"])
   source = "xla_cost_analysis"
