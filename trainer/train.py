@@ -6,13 +6,12 @@ when config.shard_params). One jitted step, AdamW with global-norm clipping and
 a warm-up + cosine schedule (optax), Orbax checkpoints with the Grain iterator's
 state, TensorBoard scalars, and a stop with the step named on a NaN/inf loss.
 With config.early_stopping_evals > 0 the run stops once that many evaluations in a
-row found no lower validation loss (workdir/valid_history.json keeps the curve, so a
-resumed run counts on from where it was); the result then names the best step.
+row found no lower validation loss (a resumed run reads the curve back from
+workdir/metrics_valid.jsonl and counts on); the result then names the best step.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any
@@ -181,9 +180,6 @@ def maybe_initialise_distributed(config) -> None:
     jax.distributed.initialize(**kwargs)
 
 
-VALID_HISTORY = "valid_history.json"
-
-
 def evals_since_best(history: list[list[float]]) -> int:
   """Evaluations since the lowest validation loss of [[step, loss], ...] (0: the last
   one is the best), what early stopping counts."""
@@ -191,13 +187,14 @@ def evals_since_best(history: list[list[float]]) -> int:
   return len(history) - 1 - best
 
 
-def read_valid_history(workdir: str, start: int) -> list[list[float]]:
-  """The run's [[step, validation loss], ...] up to the checkpoint it resumes from
-  (later evaluations belong to steps that will be trained again)."""
-  path = paths.join(workdir, VALID_HISTORY)
-  if not start or not paths.exists(path):
+def read_valid_history(jsonl: str, start: int) -> list[list[float]]:
+  """The run's [[step, validation loss], ...] from its validation log (summaries'
+  metrics_valid.jsonl) up to the checkpoint it resumes from (later evaluations belong
+  to steps that will be trained again)."""
+  if not start:
     return []
-  return [entry for entry in json.loads(paths.read_text(path)) if entry[0] <= start]
+  return [[step, row["loss"]] for step, row in sorted(summaries.read_jsonl(jsonl).items())
+          if step <= start]
 
 
 def save_config(config, workdir: str) -> None:
@@ -341,14 +338,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     iterator.set_state(iterator_state)
     logging.info("resumed from checkpoint step %d", start)
   valid = validation_batches(config)
-  history = read_valid_history(workdir, start)
+  writer = summaries.Writer(workdir, "train", enabled=lead)
+  valid_writer = summaries.Writer(workdir, "valid", enabled=lead)
+  history = read_valid_history(valid_writer.jsonl, start)
   patience = config.get("early_stopping_evals", 0)
   stopped = bool(valid and patience and history and evals_since_best(history) >= patience)
   if stopped:
     logging.info("early stopping: no better validation loss in the %d evaluations up to "
                  "step %d; not trained further", patience, start)
-  writer = summaries.Writer(workdir, "train", enabled=lead)
-  valid_writer = summaries.Writer(workdir, "valid", enabled=lead)
   batches = input_pipeline.prefetch_to_device(iterator, config.prefetch_batches,
                                               trainer.batch_sharding, config.batch_size)
   total = config.num_train_steps
@@ -407,8 +404,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         result["valid_loss"] = valid_loss
         logging.info("step %d: validation loss %.5f", step, valid_loss)
         history.append([step, valid_loss])
-        if lead:
-          paths.write_text(paths.join(workdir, VALID_HISTORY), json.dumps(history))
         if patience and evals_since_best(history) >= patience:
           stopped = True
           logging.info("early stopping at step %d: no better validation loss in %d "
