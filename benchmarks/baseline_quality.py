@@ -2,7 +2,7 @@
 
   python benchmarks/baseline_quality.py [--out runs/bench_generative] [--quick]
 
-No training: the generative benchmark's data (lsm-synth 48 subjects x 3 days through
+No training: the generative benchmark's data (its profile's lsm-synth cohort through
 lsm-pipeline, made by generative_quality.make_data into the same --out, so either
 script reuses the other's data), then every baseline of lsm-eval, including the
 cross-feature baseline fitted on a seeded sample of the pretrain train split, on the

@@ -43,7 +43,7 @@ TASKS = ("interpolation_10m", "interpolation_30m", "extrapolation_60m",
 PROFILES = {
     # subjects, days, size, steps (0 = the config's default), batch, max eval windows,
     # MICE iterations, pretrain window stride
-    "default": dict(subjects=48, days=3, size="tiny", steps=0, batch=32, max_windows=300,
+    "default": dict(subjects=160, days=3, size="tiny", steps=0, batch=32, max_windows=300,
                     mice_max_iter=5, stride=60),
     "quick": dict(subjects=8, days=3, size="nano", steps=150, batch=16, max_windows=64,
                   mice_max_iter=2, stride=150),

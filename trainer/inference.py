@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 
 from trainer import checkpoints as checkpoints_lib
+from trainer import cli
 from trainer import models
 from trainer import paths
 from trainer import train
@@ -73,12 +74,18 @@ class Model:
     return self._map(self._embed, values, observed)
 
 
+class WorkdirError(cli.CommandError, FileNotFoundError):
+  """A directory that is not an lsm-train workdir, or one with no checkpoint: the
+  commands print the message alone (cli.CommandError)."""
+
+
 def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The workdir's config.json; WorkdirError when it has none."""
   path = paths.join(workdir, "config.json")
   try:
     return ml_collections.ConfigDict(json.loads(paths.read_text(path)))
   except FileNotFoundError:
-    raise FileNotFoundError(f"{path}: no config; is {workdir} an lsm-train workdir?") from None
+    raise WorkdirError(f"{path}: no config; is {workdir} an lsm-train workdir?") from None
 
 
 def load(workdir: str, step: int | str = "best", chunk: int = 64) -> Model:
@@ -104,7 +111,7 @@ def load(workdir: str, step: int | str = "best", chunk: int = 64) -> Model:
     elif step == "latest":
       step = ckpts.latest_step()
     if step is None:
-      raise FileNotFoundError(f"{workdir}: no checkpoint to load")
+      raise WorkdirError(f"{workdir}: no checkpoint to load")
     step, state = ckpts.restore_params(abstract, int(step))
   finally:
     ckpts.close()

@@ -12,7 +12,9 @@ receives, per token, the straight line in time between the visible values either
 of each gap (linear_fill: the linear-interpolation baseline, computed from visible
 values only) and predicts the residual over it: the model starts where the strongest
 classical baseline on short gaps ends and learns what the line misses
-(benchmarks/README.md, "Generative quality").
+(benchmarks/README.md, "Generative quality"). With `minute_head` > 0 (the default
+recipe's second departure) a per-minute MLP then corrects the reconstruction from the
+features visible at the same minute (MAE.minute).
 """
 
 from __future__ import annotations
@@ -51,10 +53,13 @@ class ModelConfig:
   dtype: Any = jnp.float32  # compute dtype; parameters stay float32
   attention: str = "batched"  # "batched" (fast on CPU) or "flax" (the reference)
   prior: str = "none"  # PRIORS: "none" (LSM's decoder) or "linear" (residual over linear_fill)
+  minute_head: int = 0  # > 0: width of the per-minute cross-feature head (0 = LSM's decoder)
 
   def __post_init__(self):
     if self.prior not in PRIORS:
       raise ModelConfigError(f"unknown model.prior {self.prior!r}; expected one of {PRIORS}")
+    if self.minute_head < 0:
+      raise ModelConfigError(f"model.minute_head must be >= 0 (0 = off), got {self.minute_head}")
 
   @classmethod
   def from_config(cls, model: Any, window: Sequence[int] | None = None) -> ModelConfig:
@@ -65,7 +70,8 @@ class ModelConfig:
                window=tuple(window or (WINDOW_MINUTES, NUM_FEATURES)),
                dtype=jnp.dtype(model.get("dtype", "float32")),
                attention=model.get("attention", "batched"),
-               prior=model.get("prior", "none"))
+               prior=model.get("prior", "none"),
+               minute_head=model.get("minute_head", 0))
 
   @property
   def grid(self) -> tuple[int, int]:
@@ -182,6 +188,11 @@ class MAE(nn.Module):
     self.predict = nn.Dense(c.patch[0] * c.patch[1], dtype=c.dtype)
     if c.prior == "linear":
       self.prior_embed = nn.Dense(c.decoder_hidden, dtype=c.dtype, name="prior_embedding")
+    if c.minute_head:
+      self.minute_hidden = [nn.Dense(c.minute_head, dtype=c.dtype, name=f"minute_hidden_{i}")
+                            for i in range(2)]
+      self.minute_output = nn.Dense(c.window[1], dtype=c.dtype, name="minute_output",
+                                    kernel_init=nn.initializers.zeros)
 
   def tokens(self, values, visible):
     """[B, T, F] values and visible mask -> [B, N, 2 * ph * pw] inputs, [B, N] token visible.
@@ -241,9 +252,31 @@ class MAE(nn.Module):
                                  (c.window[0], patching.padded_features(c.window[1])))
     return patching.unpad(padded)
 
+  def minute(self, reconstruction, values, visible):
+    """The per-minute cross-feature head: a residual over the decoder's reconstruction.
+
+    A decoder token predicts 10 minutes x 5 features from one vector, so what the
+    features visible at a minute say about the hidden ones at that same minute (the
+    cross-feature baseline's whole signal) reaches the prediction only through the
+    patch tokens. This MLP (two hidden layers), applied to each minute alone, sees
+    that minute's reconstruction of all features, its visible values (0 elsewhere) and
+    which are visible, and adds a correction; its output layer starts at zero, so
+    training starts from the decoder. reconstruction, values float [B, T, F], visible bool [B, T, F] ->
+    float32 [B, T, F].
+    """
+    x = jnp.where(visible, values, 0.0)
+    h = jnp.concatenate([reconstruction, x, visible.astype(jnp.float32)], axis=-1)
+    h = h.astype(self.config.dtype)
+    for layer in self.minute_hidden:
+      h = nn.gelu(layer(h))
+    return reconstruction + self.minute_output(h).astype(jnp.float32)
+
   def __call__(self, values, visible, max_tokens: int | None = None):
     prior = linear_fill(values, visible) if self.config.prior == "linear" else None
-    return self.decode(*self.encode(values, visible, max_tokens), prior)
+    reconstruction = self.decode(*self.encode(values, visible, max_tokens), prior)
+    if self.config.minute_head:
+      reconstruction = self.minute(reconstruction, values, visible)
+    return reconstruction
 
   def embed(self, values, visible):
     """Mean over the visible tokens' encoder outputs: [B, D] (linear-probe features)."""

@@ -381,6 +381,19 @@ def test_lsm_eval_refuses_bad_numeric_flags_in_one_line(flag, tmp_path, python,
   assert out.stderr.strip().splitlines()[-1].startswith(f"lsm-eval: --{name}="), out.stderr
 
 
+def test_lsm_eval_on_a_folder_that_is_not_a_training_workdir_says_so_in_one_line(
+    data_dir, tmp_path, python, subprocess_env):
+  import subprocess
+  (tmp_path / "run").mkdir()
+  out = subprocess.run([python, "-c", "from trainer.evaluate import main; main()",
+                        f"--workdir={tmp_path / 'run'}", f"--data={data_dir}",
+                        "--tasks=interpolation_30m"],
+                       env=subprocess_env(), capture_output=True, text=True, timeout=300)
+  assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
+  last = out.stderr.strip().splitlines()[-1]
+  assert last.startswith("lsm-eval: ") and "is " in last and "an lsm-train workdir?" in last
+
+
 def test_lsm_eval_fails_when_nothing_could_be_evaluated(trained, data_dir, tmp_path, python,
                                                         subprocess_env):
   """Discriminative tasks asked of pipeline output without --labels: one line saying

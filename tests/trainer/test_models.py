@@ -69,15 +69,25 @@ def test_loss_is_zero_for_a_model_that_reproduces_its_input():
     models.reconstruction_loss(off, values, hidden, observed, "huber")
 
 
-def test_model_never_sees_hidden_or_missing_values():
-  config = model_config("nano")
+def randomise(params, name, seed=0):
+  """params with every array under `name` redrawn (a zero-initialised layer would
+  hide what flows through it)."""
+  key = jax.random.key(seed)
+  return jax.tree_util.tree_map_with_path(
+      lambda path, x: jax.random.normal(key, x.shape, x.dtype) * 0.1
+      if name in jax.tree_util.keystr(path) else x, params)
+
+
+@pytest.mark.parametrize("minute_head", [0, 16])
+def test_model_never_sees_hidden_or_missing_values(minute_head):
+  config = dataclasses.replace(model_config("nano"), minute_head=minute_head)
   model = models.MAE(config)
   r = np.random.default_rng(1)
   values = r.normal(size=(2, 300, 26)).astype(np.float32)
   observed = r.random((2, 300, 26)) > 0.2
   hidden = np.stack([masking.sensor_imputation(r, 4), masking.interpolation(r, 45)])
   visible = observed & ~hidden
-  params = jax.jit(model.init)(jax.random.key(0), values, visible)
+  params = randomise(jax.jit(model.init)(jax.random.key(0), values, visible), "minute_output")
   apply = jax.jit(model.apply, static_argnums=3)
   out = apply(params, values, visible, 100)
   assert out.shape == (2, 300, 26)
@@ -173,6 +183,32 @@ def test_the_linear_prior_decoder_predicts_a_residual_over_linear_interpolation(
                                atol=1e-6)
   with pytest.raises(ValueError, match="model.prior"):
     dataclasses.replace(model_config("nano"), prior="cubic")
+
+
+def test_the_minute_head_starts_as_the_decoder_and_reads_each_minute_alone():
+  """Its output layer starts at zero (training starts from the decoder's prediction);
+  once trained, the correction at a minute depends on that minute's visible values
+  only, never on another minute's."""
+  r = np.random.default_rng(4)
+  values = r.normal(size=(1, 300, 26)).astype(np.float32)
+  visible = r.random(values.shape) > 0.5
+  with_head = models.MAE(dataclasses.replace(model_config("nano"), minute_head=16))
+  params = with_head.init(jax.random.key(0), values, visible)
+  decoder_only = models.MAE(dataclasses.replace(model_config("nano"), minute_head=0))
+  decoder_params = {"params": {k: v for k, v in params["params"].items()
+                               if not k.startswith("minute_")}}
+  np.testing.assert_array_equal(np.asarray(with_head.apply(params, values, visible)),
+                                np.asarray(decoder_only.apply(decoder_params, values, visible)))
+  params = randomise(params, "minute_output")
+  reconstruction = np.asarray(decoder_only.apply(decoder_params, values, visible))
+  head = lambda v: np.asarray(with_head.apply(params, jnp.asarray(reconstruction), v, visible,
+                                              method=models.MAE.minute))
+  changed = values.copy()
+  changed[0, 100] += 3.0
+  difference = np.abs(head(changed) - head(values)).max(axis=(0, 2))
+  assert difference[100] > 0 and not np.delete(difference, 100).any()
+  with pytest.raises(ValueError, match="minute_head"):
+    dataclasses.replace(model_config("nano"), minute_head=-1)
 
 
 @pytest.mark.parametrize("override, message", [
