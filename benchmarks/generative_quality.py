@@ -18,7 +18,8 @@ could reach over the best baseline and the share of the baseline-to-oracle gap t
 model closes.
 
 Default: about 55 minutes on 2 quiet CPU cores (tiny model, the config's 3,500 steps of
-batch 32: training 50.5 minutes, evaluation 4, on 2026-12-01).
+batch 32: training 50.5 minutes, evaluation 4, on 2026-12-01); 100 minutes on a host
+1.6-1.7x slower per step (benchmarks/README.md, "Generative quality").
 --quick is a few minutes (nano, 150 steps of batch 16, 64 test windows): it checks the
 plumbing, its numbers say little. Each stage is skipped when its output exists
 (re-running resumes); --fresh starts over.
