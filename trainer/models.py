@@ -261,8 +261,8 @@ class MAE(nn.Module):
     patch tokens. This MLP (two hidden layers), applied to each minute alone, sees
     that minute's reconstruction of all features, its visible values (0 elsewhere) and
     which are visible, and adds a correction; its output layer starts at zero, so
-    training starts from the decoder. reconstruction, values float [B, T, F], visible bool [B, T, F] ->
-    float32 [B, T, F].
+    training starts from the decoder. reconstruction, values float [B, T, F], visible
+    bool [B, T, F] -> float32 [B, T, F].
     """
     x = jnp.where(visible, values, 0.0)
     h = jnp.concatenate([reconstruction, x, visible.astype(jnp.float32)], axis=-1)

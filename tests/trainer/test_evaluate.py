@@ -391,7 +391,8 @@ def test_lsm_eval_on_a_folder_that_is_not_a_training_workdir_says_so_in_one_line
                        env=subprocess_env(), capture_output=True, text=True, timeout=300)
   assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
   last = out.stderr.strip().splitlines()[-1]
-  assert last.startswith("lsm-eval: ") and "is " in last and "an lsm-train workdir?" in last
+  assert last.startswith("lsm-eval: ") and last.endswith("no config; is "
+                                                        f"{tmp_path / 'run'} an lsm-train workdir?")
 
 
 def test_lsm_eval_fails_when_nothing_could_be_evaluated(trained, data_dir, tmp_path, python,
