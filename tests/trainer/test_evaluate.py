@@ -271,18 +271,25 @@ def test_a_corrupt_record_names_its_shard_and_index(labelled_data_dir, tmp_path,
   assert len(eval_data.read_windows(data, "pretrain", "valid")["values"]) == 16
 
 
+def lsm_eval_error(python, env, *flags, timeout=300) -> str:
+  """Runs lsm-eval with flags, expecting it to fail with a one-line error (exit 1, no
+  traceback); returns that last stderr line."""
+  import subprocess
+  out = subprocess.run([python, "-c", "from trainer.evaluate import main; main()", *flags],
+                       env=env, capture_output=True, text=True, timeout=timeout)
+  assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
+  return out.stderr.strip().splitlines()[-1]
+
+
 def test_lsm_eval_names_a_truncated_manifest_in_one_line(labelled_data_dir, tmp_path,
                                                          python, subprocess_env):
   import shutil
-  import subprocess
   data = tmp_path / "data"
   shutil.copytree(labelled_data_dir, data)
   (data / "manifest.json").write_text((data / "manifest.json").read_text()[:300])
-  out = subprocess.run([python, "-c", "from trainer.evaluate import main; main()",
-                        f"--workdir={tmp_path / 'run'}", f"--data={data}"],
-                       env=subprocess_env(), capture_output=True, text=True, timeout=300)
-  assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
-  assert out.stderr.strip().splitlines()[-1].startswith(
+  last = lsm_eval_error(python, subprocess_env(), f"--workdir={tmp_path / 'run'}",
+                        f"--data={data}")
+  assert last.startswith(
       f"lsm-eval: {data / 'manifest.json'}: not valid JSON (truncated or corrupted?): ")
 
 
@@ -358,39 +365,26 @@ def test_oracle_is_scored_on_the_same_positions_as_every_method(labelled_data_di
 
 
 def test_lsm_eval_names_an_unknown_task_in_one_line(tmp_path, python, subprocess_env):
-  import subprocess
-  out = subprocess.run([python, "-c", "from trainer.evaluate import main; main()",
-                        f"--workdir={tmp_path / 'run'}", f"--data={tmp_path / 'data'}",
-                        "--tasks=interpolation_45m"],
-                       env=subprocess_env(), capture_output=True, text=True, timeout=300)
-  assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
-  assert out.stderr.strip().splitlines()[-1].startswith(
-      "lsm-eval: --tasks: unknown task 'interpolation_45m'; expected a group")
+  last = lsm_eval_error(python, subprocess_env(), f"--workdir={tmp_path / 'run'}",
+                        f"--data={tmp_path / 'data'}", "--tasks=interpolation_45m")
+  assert last.startswith("lsm-eval: --tasks: unknown task 'interpolation_45m'; expected a group")
 
 
 @pytest.mark.parametrize("flag", ["--seeds=", "--shots=-5", "--shots=0", "--seeds=a",
                                   "--finetune_layer_decay=0", "--finetune_layer_decay=1.5"])
 def test_lsm_eval_refuses_bad_numeric_flags_in_one_line(flag, tmp_path, python,
                                                          subprocess_env):
-  import subprocess
-  out = subprocess.run([python, "-c", "from trainer.evaluate import main; main()",
-                        f"--workdir={tmp_path / 'run'}", f"--data={tmp_path / 'data'}", flag],
-                       env=subprocess_env(), capture_output=True, text=True, timeout=300)
-  assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
+  last = lsm_eval_error(python, subprocess_env(), f"--workdir={tmp_path / 'run'}",
+                        f"--data={tmp_path / 'data'}", flag)
   name = flag[2:].split("=")[0]
-  assert out.stderr.strip().splitlines()[-1].startswith(f"lsm-eval: --{name}="), out.stderr
+  assert last.startswith(f"lsm-eval: --{name}="), last
 
 
 def test_lsm_eval_on_a_folder_that_is_not_a_training_workdir_says_so_in_one_line(
     data_dir, tmp_path, python, subprocess_env):
-  import subprocess
   (tmp_path / "run").mkdir()
-  out = subprocess.run([python, "-c", "from trainer.evaluate import main; main()",
-                        f"--workdir={tmp_path / 'run'}", f"--data={data_dir}",
-                        "--tasks=interpolation_30m"],
-                       env=subprocess_env(), capture_output=True, text=True, timeout=300)
-  assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
-  last = out.stderr.strip().splitlines()[-1]
+  last = lsm_eval_error(python, subprocess_env(), f"--workdir={tmp_path / 'run'}",
+                        f"--data={data_dir}", "--tasks=interpolation_30m")
   assert last.startswith("lsm-eval: ") and last.endswith("no config; is "
                                                         f"{tmp_path / 'run'} an lsm-train workdir?")
 
@@ -400,14 +394,9 @@ def test_lsm_eval_fails_when_nothing_could_be_evaluated(trained, data_dir, tmp_p
   """Discriminative tasks asked of pipeline output without --labels: one line saying
   why, exit 1 (the report is still written)."""
   import shutil
-  import subprocess
   run = str(tmp_path / "run")
   shutil.copytree(trained, run)
-  out = subprocess.run([python, "-c", "from trainer.evaluate import main; main()",
-                        f"--workdir={run}", f"--data={data_dir}",
-                        "--tasks=activity_recognition"],
-                       env=subprocess_env(), capture_output=True, text=True, timeout=600)
-  assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
-  last = out.stderr.strip().splitlines()[-1]
+  last = lsm_eval_error(python, subprocess_env(), f"--workdir={run}", f"--data={data_dir}",
+                        "--tasks=activity_recognition", timeout=600)
   assert last.startswith("lsm-eval: nothing was evaluated: discriminative tasks skipped"), last
   assert "--labels" in last
