@@ -13,8 +13,9 @@ of each gap (linear_fill: the linear-interpolation baseline, computed from visib
 values only) and predicts the residual over it: the model starts where the strongest
 classical baseline on short gaps ends and learns what the line misses
 (benchmarks/README.md, "Generative quality"). With `minute_head` > 0 (the default
-recipe's second departure) a per-minute MLP then corrects the reconstruction from the
-features visible at the same minute (MAE.minute).
+recipe's second departure) a small MLP then corrects each minute's reconstruction from
+the features visible at that minute and, with `minute_kernel` > 1, the minutes around
+it (MAE.minute).
 """
 
 from __future__ import annotations
@@ -54,12 +55,16 @@ class ModelConfig:
   attention: str = "batched"  # "batched" (fast on CPU) or "flax" (the reference)
   prior: str = "none"  # PRIORS: "none" (LSM's decoder) or "linear" (residual over linear_fill)
   minute_head: int = 0  # > 0: width of the per-minute cross-feature head (0 = LSM's decoder)
+  minute_kernel: int = 1  # minutes the head's first layer reads around each minute (odd)
 
   def __post_init__(self):
     if self.prior not in PRIORS:
       raise ModelConfigError(f"unknown model.prior {self.prior!r}; expected one of {PRIORS}")
     if self.minute_head < 0:
       raise ModelConfigError(f"model.minute_head must be >= 0 (0 = off), got {self.minute_head}")
+    if self.minute_kernel < 1 or self.minute_kernel % 2 == 0:
+      raise ModelConfigError(
+          f"model.minute_kernel must be an odd number of minutes >= 1, got {self.minute_kernel}")
 
   @classmethod
   def from_config(cls, model: Any, window: Sequence[int] | None = None) -> ModelConfig:
@@ -71,7 +76,8 @@ class ModelConfig:
                dtype=jnp.dtype(model.get("dtype", "float32")),
                attention=model.get("attention", "batched"),
                prior=model.get("prior", "none"),
-               minute_head=model.get("minute_head", 0))
+               minute_head=model.get("minute_head", 0),
+               minute_kernel=model.get("minute_kernel", 1))
 
   @property
   def grid(self) -> tuple[int, int]:
@@ -189,8 +195,12 @@ class MAE(nn.Module):
     if c.prior == "linear":
       self.prior_embed = nn.Dense(c.decoder_hidden, dtype=c.dtype, name="prior_embedding")
     if c.minute_head:
-      self.minute_hidden = [nn.Dense(c.minute_head, dtype=c.dtype, name=f"minute_hidden_{i}")
-                            for i in range(2)]
+      # The first layer is a convolution in time over minute_kernel minutes (1: the
+      # minute alone); zero padding at the window's ends reads as "not visible".
+      self.minute_hidden = [
+          nn.Conv(c.minute_head, (c.minute_kernel,), padding="SAME", dtype=c.dtype,
+                  name="minute_hidden_0"),
+          nn.Dense(c.minute_head, dtype=c.dtype, name="minute_hidden_1")]
       self.minute_output = nn.Dense(c.window[1], dtype=c.dtype, name="minute_output",
                                     kernel_init=nn.initializers.zeros)
 
@@ -257,12 +267,13 @@ class MAE(nn.Module):
 
     A decoder token predicts 10 minutes x 5 features from one vector, so what the
     features visible at a minute say about the hidden ones at that same minute (the
-    cross-feature baseline's whole signal) reaches the prediction only through the
-    patch tokens. This MLP (two hidden layers), applied to each minute alone, sees
-    that minute's reconstruction of all features, its visible values (0 elsewhere) and
-    which are visible, and adds a correction; its output layer starts at zero, so
-    training starts from the decoder. reconstruction, values float [B, T, F], visible
-    bool [B, T, F] -> float32 [B, T, F].
+    cross-feature baseline's whole signal) and the minute-scale detail next to a gap's
+    edges reach the prediction only through the patch tokens. This MLP (two hidden
+    layers, the first a convolution over `minute_kernel` minutes centred on each
+    minute, so 1 reads the minute alone) sees the reconstruction of all features, the
+    visible values (0 elsewhere) and which are visible, and adds a correction; its
+    output layer starts at zero, so training starts from the decoder. reconstruction,
+    values float [B, T, F], visible bool [B, T, F] -> float32 [B, T, F].
     """
     x = jnp.where(visible, values, 0.0)
     h = jnp.concatenate([reconstruction, x, visible.astype(jnp.float32)], axis=-1)
