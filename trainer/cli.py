@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from typing import Callable
 
@@ -62,11 +63,34 @@ def use_cpu_cores(devices: int = 0) -> None:
     absl_logging.info("CPU device count unchanged: %s", e)
 
 
+def parse_flags(command: str) -> Callable[[list[str]], list[str]]:
+  """absl's flag parser, with a `--config.KEY=VALUE` override of a field the config
+  does not have printed as one line "COMMAND: --config.KEY: ..." (exit status 1),
+  with ml_collections' "did you mean" suggestion when it has one:
+  ml_collections raises AttributeError or KeyError there, which absl does not catch,
+  so the user got a traceback that never names the flag."""
+
+  def parse(argv: list[str]) -> list[str]:
+    try:
+      return app.parse_flags_with_usage(argv)
+    except (AttributeError, KeyError) as e:
+      # The message is the field's repr, nested in quotes, then maybe a suggestion.
+      field = (re.findall(r"\w+", str(e)) or ["?"])[0]
+      suggestion = re.search(r'Did you mean "(\w+)"', str(e))
+      names = [name for name in (arg.split("=", 1)[0] for arg in argv[1:])
+               if re.match(r"--?(no)?config\.", name) and field in name.split(".")]
+      sys.exit(f"{command}: {', '.join(names) or 'a --config override'}: the config has no "
+               f"field {field!r}"
+               + (f"; did you mean {suggestion.group(1)!r}?" if suggestion else ""))
+
+  return parse
+
+
 def run(main: Callable[[list[str]], None], module_name: str, command: str) -> None:
   """app.run, with one JAX CPU device per core (use_cpu_cores), a --help that
   prints the command's own doc and flags, then exits 0, the QuietLibraries filter on
-  absl's log handler, and USER_ERRORS printed as one line "COMMAND: message" (exit
-  status 1).
+  absl's log handler, and USER_ERRORS and overrides of fields the config lacks
+  (parse_flags) printed as one line "COMMAND: message" (exit status 1).
 
   absl's own --help exits 1 and, under a console-script wrapper, lists no flags.
   """
@@ -86,4 +110,4 @@ def run(main: Callable[[list[str]], None], module_name: str, command: str) -> No
     except USER_ERRORS as e:
       sys.exit(f"{command}: {e}")
 
-  app.run(main_or_message)
+  app.run(main_or_message, flags_parser=parse_flags(command))

@@ -133,6 +133,18 @@ def test_lsm_scaling_prints_a_sweep_error_in_one_line(labelled_data_dir, tmp_pat
   assert "has 8 subjects, the sweep asks for up to 64" in out.stderr
 
 
+def test_lsm_scaling_names_an_override_of_a_field_the_config_lacks(tmp_path, python,
+                                                                  subprocess_env, repo_dir):
+  import subprocess
+  out = subprocess.run([python, "-m", "trainer.scaling", "--config=trainer/configs/scaling.py",
+                        f"--workdir={tmp_path}", "--config.train.batch_sise=8"], cwd=repo_dir,
+                       env=subprocess_env(), capture_output=True, text=True, timeout=300)
+  assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
+  assert out.stderr.strip().splitlines()[-1] == (
+      "lsm-scaling: --config.train.batch_sise: the config has no field 'batch_sise'; did "
+      "you mean 'batch_size'?")
+
+
 def test_sweep_asking_for_more_subjects_than_exist_is_an_error(labelled_data_dir, tmp_path):
   config = sweep_config(labelled_data_dir)
   config.subjects = "2,50"

@@ -189,6 +189,18 @@ def test_every_checkpoint_corrupt_stops_lsm_train_unless_restart_if_corrupt(
   assert sorted(os.listdir(os.path.join(workdir, "corrupt_checkpoints"))) == ["12", "4", "8"]
 
 
+@pytest.mark.parametrize("override, field", [("model.minute_kernal", "minute_kernal"),
+                                             ("mask.no_such_thing.ratio", "no_such_thing")])
+def test_lsm_train_names_an_override_of_a_field_the_config_lacks(
+    override, field, data_dir, tmp_path, subprocess_env, repo_dir):
+  done = subprocess.run(cli(str(tmp_path / "a"), data_dir, {override: 1}), cwd=repo_dir,
+                        env=subprocess_env(), capture_output=True, text=True, timeout=300)
+  assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+  assert done.stderr.strip().splitlines()[-1].startswith(
+      f"lsm-train: --config.{override}: the config has no field '{field}'")
+  assert not os.path.exists(tmp_path / "a")
+
+
 def test_lsm_train_names_a_bad_manifest_or_record_in_one_line(
     data_dir, tmp_path, subprocess_env, repo_dir, corrupt_copy):
   truncated = tmp_path / "truncated"

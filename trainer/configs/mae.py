@@ -68,7 +68,7 @@ def get_config(size: str = "tiny") -> ml_collections.ConfigDict:
       minute_head=SIZES[size]["decoder_hidden"],
       # The head's first layer reads the 11 minutes centred on each minute (1: the minute
       # alone), so it sees across a patch's 10-minute edge and the minutes beside a gap:
-      # validation loss 0.7% lower at steps 200-600 than with 1 (benchmarks/README.md).
+      # validation loss 1.9% lower at 3,000 steps than with 1 (benchmarks/README.md).
       minute_kernel=11))
 
   # The default recipe departs from LSM's in its masking (LSM: random 80% for every
