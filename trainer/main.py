@@ -3,7 +3,7 @@
 usage: lsm-train --config=trainer/configs/mae.py:SIZE --workdir=DIR
            --config.data_dir=PIPELINE_OUTPUT [--config.KEY=VALUE ...]
 
-SIZE: tiny, xs, s, b, l (LSM's sizes) or nano, micro, mini (smaller, for CPU sweeps).
+SIZE: tiny, xs, s, b, l (LSM's sizes) or pico, nano, micro, mini (smaller, for CPU sweeps).
 Keys include batch_size, num_train_steps, learning_rate, seed, mask.strategy,
 mask.ratio, checkpoint_every_steps, eval_every_steps (trainer/configs/mae.py lists all).
 Re-running the same command resumes from the workdir's last intact checkpoint.
