@@ -90,10 +90,16 @@ class SumBySource(beam.CombineFn):
 
 def example(entry: dict) -> str:
   """The raw value that shows a dead letter's reason: the timestamp cell of a
-  bad_timestamp row, the cell of a bad reading, else the raw content; shortened."""
+  bad_timestamp row, the cell of a bad reading, the first undecodable cell of a
+  malformed row (parse decodes it with U+FFFD for the bytes that are not UTF-8), else
+  the raw content; shortened."""
   raw = entry.get("raw")
   if isinstance(raw, dict):
-    if entry.get("reason") == "bad_timestamp":
+    undecodable = next((k for k, v in raw.items() if isinstance(v, str) and "\ufffd" in v),
+                       None)
+    if entry.get("reason") == "malformed_row" and undecodable is not None:
+      raw = f"not UTF-8 in column {undecodable}: {raw[undecodable]}"
+    elif entry.get("reason") == "bad_timestamp":
       raw = next((v for k, v in raw.items() if normalise_alias(k) == "timestamp"), raw)
     elif "reading" in raw:  # wide: the reading's column; long: the feature cell
       name = raw["reading"]

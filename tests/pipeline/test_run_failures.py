@@ -41,10 +41,14 @@ def test_examples_are_the_lowest_row_and_show_the_offending_cell():
       _letter("a.csv", 5, "out_of_range", {"subject_id": "p1", "HR": "900",
                                            "reading": "HR"}),
       _letter("a.csv", 7, "malformed_row", "p1,2024" + "x" * 200),
+      # a Latin-1 row: parse decoded its bytes with U+FFFD; the example says why
+      _letter("latin1.csv", 2, "malformed_row", {"subject_id": "J\ufffdrgen", "value": "65"}),
       _letter(None, None, "hrv_low_quality", {"from": "t0", "readings": 2})])
   assert examples["a.csv"]["bad_timestamp"] == (2, "4/12 0:01")
   assert examples["a.csv"]["out_of_range"] == (5, "900")
   assert len(examples["a.csv"]["malformed_row"][1]) == counts.EXAMPLE_CHARS
+  assert examples["latin1.csv"]["malformed_row"] == (
+      2, "not UTF-8 in column subject_id: J\ufffdrgen")
   assert examples[None]["hrv_low_quality"][0] == -1
 
 
