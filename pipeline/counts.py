@@ -96,8 +96,8 @@ def example(entry: dict) -> str:
   raw = entry.get("raw")
   if isinstance(raw, dict):
     undecodable = next((k for k, v in raw.items() if isinstance(v, str) and "\ufffd" in v),
-                       None)
-    if entry.get("reason") == "malformed_row" and undecodable is not None:
+                       None) if entry.get("reason") == "malformed_row" else None
+    if undecodable is not None:
       raw = f"not UTF-8 in column {undecodable}: {raw[undecodable]}"
     elif entry.get("reason") == "bad_timestamp":
       raw = next((v for k, v in raw.items() if normalise_alias(k) == "timestamp"), raw)

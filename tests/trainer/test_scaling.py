@@ -2,6 +2,7 @@
 
 import json
 import os
+import subprocess
 
 import pytest
 
@@ -123,7 +124,6 @@ def test_a_comparison_run_that_cannot_be_filled_stops_before_anything_trains(
 
 def test_lsm_scaling_prints_a_sweep_error_in_one_line(labelled_data_dir, tmp_path, python,
                                                      subprocess_env, repo_dir):
-  import subprocess
   out = subprocess.run([python, "-m", "trainer.scaling", "--config=trainer/configs/scaling.py",
                         f"--workdir={tmp_path}", f"--config.data_dir={labelled_data_dir}",
                         "--config.subjects=2,50"], cwd=repo_dir, env=subprocess_env(),
@@ -135,7 +135,6 @@ def test_lsm_scaling_prints_a_sweep_error_in_one_line(labelled_data_dir, tmp_pat
 
 def test_lsm_scaling_names_an_override_of_a_field_the_config_lacks(tmp_path, python,
                                                                   subprocess_env, repo_dir):
-  import subprocess
   out = subprocess.run([python, "-m", "trainer.scaling", "--config=trainer/configs/scaling.py",
                         f"--workdir={tmp_path}", "--config.train.batch_sise=8"], cwd=repo_dir,
                        env=subprocess_env(), capture_output=True, text=True, timeout=300)
